@@ -1,0 +1,45 @@
+/* proxygml: the command-line front end. One executable, one subcommand per
+ * job; each subcommand lives in its module as <module>_cmd_<name>(argc, argv)
+ * and returns the process exit code. */
+#include "config.h"
+#include "proxygml.h"
+/* [headers of later subcommands are added below this line] */
+
+#include <stdio.h>
+#include <string.h>
+
+typedef struct {
+  const char *name;
+  int (*run)(int argc, char **argv);
+  const char *help;
+} Command;
+
+static const Command COMMANDS[] = {
+  {"check-loss", proxygml_cmd_check_loss, "compare the loss with golden HDF5 files (exit 0 ok, 1 mismatch, 2 bad input)"},
+  {"bench-loss", proxygml_cmd_bench_loss, "time forward+backward of the loss on a preset problem"},
+  /* [subcommands of later issues are added below this line] */
+};
+static const int NCOMMANDS = (int)(sizeof COMMANDS / sizeof COMMANDS[0]);
+
+static void usage(FILE *out) {
+  fprintf(out, "usage: proxygml COMMAND [ARGS...]   (proxygml COMMAND --help for details)\n\ncommands:\n");
+  for (int i = 0; i < NCOMMANDS; i++) fprintf(out, "  %-14s %s\n", COMMANDS[i].name, COMMANDS[i].help);
+  fprintf(out, "\n  --version      print the version\n");
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) { usage(stderr); return 2; }
+  if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "version")) {
+    printf("proxygml %s\n", PROXYGML_VERSION);
+    return 0;
+  }
+  if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+    usage(stdout);
+    return 0;
+  }
+  for (int i = 0; i < NCOMMANDS; i++)
+    if (!strcmp(argv[1], COMMANDS[i].name)) return COMMANDS[i].run(argc - 1, argv + 1);
+  fprintf(stderr, "proxygml: unknown command '%s'\n", argv[1]);
+  usage(stderr);
+  return 2;
+}

@@ -1,0 +1,3 @@
+#ifndef PROXYGML_OPTIM_H
+#define PROXYGML_OPTIM_H
+#endif

@@ -1,0 +1,25 @@
+/* rng.h: the one random number generator of the project (xoshiro256**,
+ * seeded through splitmix64). Same seed -> same stream on every machine and
+ * rank; no global state. Used for initialisation, shuffling, k-means++ and
+ * data augmentation.
+ *
+ *   Rng r; rng_init(&r, 42);
+ *   float u = rng_uniform(&r);            // [0, 1)
+ *   rng_permutation(&r, perm, n);         // Fisher-Yates over 0..n-1
+ */
+#ifndef PROXYGML_RNG_H
+#define PROXYGML_RNG_H
+
+#include <stdint.h>
+
+typedef struct { uint64_t s[4]; } Rng;
+
+void rng_init(Rng *r, uint64_t seed);
+uint64_t rng_u64(Rng *r);
+uint32_t rng_below(Rng *r, uint32_t n);        /* uniform in [0, n), unbiased */
+double rng_uniform_f64(Rng *r);                /* [0, 1), 53 bits */
+float rng_uniform(Rng *r);                     /* [0, 1), 24 bits */
+double rng_normal(Rng *r);                     /* standard normal (Box-Muller) */
+void rng_permutation(Rng *r, int *perm, int n);
+
+#endif

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Install every Debian 12 package proxygml needs. Idempotent; run as root (or with sudo).
+set -euo pipefail
+
+PKGS=(
+  # build
+  build-essential meson ninja-build pkg-config
+  # libraries
+  libopenmpi-dev openmpi-bin libhdf5-openmpi-dev hdf5-tools libopenblas-dev
+  libcriterion-dev zlib1g-dev libconfig-dev
+  # data
+  dataset-fashion-mnist
+  # analysis, tests and the PyTorch baselines (Debian's interpreter)
+  python3 python3-h5py python3-numpy python3-matplotlib python3-sklearn python3-pytest python3-torch
+  # Slurm for the scheduler tests
+  slurm-wlm slurmctld slurmd slurm-client munge
+)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "setup: all ${#PKGS[@]} packages present"
+  exit 0
+fi
+SUDO=
+[ "$(id -u)" -eq 0 ] || SUDO=sudo
+echo "setup: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "setup: done"

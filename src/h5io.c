@@ -1,0 +1,208 @@
+/* h5io.c: HDF5 helpers with one-line errors (see include/h5io.h). */
+#include "h5io.h"
+
+#include "common.h"
+
+#include <string.h>
+
+void h5io_quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
+
+static int open_with(const char *path, hid_t fapl, hid_t *file) {
+  h5io_quiet();
+  *file = H5Fopen(path, H5F_ACC_RDONLY, fapl);
+  if (*file < 0) return err_set("%s: cannot open as HDF5 (missing, unreadable or corrupt)", path);
+  return 0;
+}
+
+int h5io_open(const char *path, hid_t *file) { return open_with(path, H5P_DEFAULT, file); }
+
+int h5io_open_parallel(const char *path, MPI_Comm comm, hid_t *file) {
+  hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+  H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL);
+  int rc = open_with(path, fapl, file);
+  H5Pclose(fapl);
+  return rc;
+}
+
+static int create_with(const char *path, hid_t fapl, hid_t *file) {
+  h5io_quiet();
+  *file = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+  if (*file < 0) return err_set("%s: cannot create HDF5 file (directory missing or not writable?)", path);
+  return 0;
+}
+
+int h5io_create(const char *path, hid_t *file) { return create_with(path, H5P_DEFAULT, file); }
+
+int h5io_create_parallel(const char *path, MPI_Comm comm, hid_t *file) {
+  hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+  H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL);
+  int rc = create_with(path, fapl, file);
+  H5Pclose(fapl);
+  return rc;
+}
+
+int h5io_has(hid_t loc, const char *name) {
+  h5io_quiet();
+  return H5Lexists(loc, name, H5P_DEFAULT) > 0;
+}
+
+int h5io_shape(hid_t loc, const char *name, int *ndim, int64_t dims[H5IO_MAXDIM]) {
+  if (!h5io_has(loc, name)) return err_set("dataset '%s' is missing", name);
+  hid_t d = H5Dopen2(loc, name, H5P_DEFAULT);
+  if (d < 0) return err_set("'%s' is not a readable dataset", name);
+  hid_t s = H5Dget_space(d);
+  int nd = H5Sget_simple_extent_ndims(s);
+  hsize_t hd[H5IO_MAXDIM];
+  int rc = 0;
+  if (nd < 0 || nd > H5IO_MAXDIM) rc = err_set("dataset '%s' has an unsupported rank", name);
+  else {
+    H5Sget_simple_extent_dims(s, hd, NULL);
+    *ndim = nd;
+    for (int i = 0; i < nd; i++) dims[i] = (int64_t)hd[i];
+  }
+  H5Sclose(s);
+  H5Dclose(d);
+  return rc;
+}
+
+int h5io_read(hid_t loc, const char *name, hid_t memtype, void *buf, size_t count) {
+  int nd; int64_t dims[H5IO_MAXDIM];
+  if (h5io_shape(loc, name, &nd, dims) != 0) return -1;
+  size_t n = 1;
+  for (int i = 0; i < nd; i++) n *= (size_t)dims[i];
+  if (n != count) return err_set("dataset '%s' has %zu elements, expected %zu", name, n, count);
+  hid_t d = H5Dopen2(loc, name, H5P_DEFAULT);
+  herr_t st = H5Dread(d, memtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf);
+  H5Dclose(d);
+  if (st < 0) return err_set("dataset '%s': read failed (corrupt data or a type that does not convert)", name);
+  return 0;
+}
+
+int h5io_read_rows(hid_t loc, const char *name, hid_t memtype, int64_t row0, int64_t nrows, void *buf) {
+  int nd; int64_t dims[H5IO_MAXDIM];
+  if (h5io_shape(loc, name, &nd, dims) != 0) return -1;
+  if (nd < 1 || row0 < 0 || nrows < 0 || row0 + nrows > dims[0])
+    return err_set("dataset '%s': rows [%lld, %lld) out of range", name, (long long)row0,
+                   (long long)(row0 + nrows));
+  hsize_t start[H5IO_MAXDIM] = {0}, cnt[H5IO_MAXDIM];
+  start[0] = (hsize_t)row0;
+  cnt[0] = (hsize_t)nrows;
+  for (int i = 1; i < nd; i++) cnt[i] = (hsize_t)dims[i];
+  hid_t d = H5Dopen2(loc, name, H5P_DEFAULT);
+  hid_t fs = H5Dget_space(d);
+  hid_t ms = H5Screate_simple(nd, cnt, NULL);
+  herr_t st = 0;
+  if (nrows > 0) {
+    H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, cnt, NULL);
+    st = H5Dread(d, memtype, ms, fs, H5P_DEFAULT, buf);
+  }
+  H5Sclose(ms);
+  H5Sclose(fs);
+  H5Dclose(d);
+  if (st < 0) return err_set("dataset '%s': read of rows failed", name);
+  return 0;
+}
+
+static int attr_read(hid_t loc, const char *name, hid_t memtype, void *out) {
+  h5io_quiet();
+  if (H5Aexists(loc, name) <= 0) return err_set("attribute '%s' is missing", name);
+  hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
+  hid_t s = H5Aget_space(a);
+  hssize_t n = H5Sget_simple_extent_npoints(s);
+  herr_t st = n == 1 ? H5Aread(a, memtype, out) : -1;
+  H5Sclose(s);
+  H5Aclose(a);
+  if (st < 0) return err_set("attribute '%s' is not a single number", name);
+  return 0;
+}
+
+int h5io_attr_i64(hid_t loc, const char *name, int64_t *out) { return attr_read(loc, name, H5T_NATIVE_INT64, out); }
+int h5io_attr_f64(hid_t loc, const char *name, double *out) { return attr_read(loc, name, H5T_NATIVE_DOUBLE, out); }
+
+int h5io_attr_str(hid_t loc, const char *name, char *buf, size_t cap) {
+  h5io_quiet();
+  if (H5Aexists(loc, name) <= 0) return err_set("attribute '%s' is missing", name);
+  hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
+  hid_t t = H5Aget_type(a);
+  int rc = 0;
+  if (H5Tget_class(t) != H5T_STRING) rc = err_set("attribute '%s' is not a string", name);
+  else if (H5Tis_variable_str(t) > 0) {
+    char *s = NULL;
+    hid_t mt = H5Tcopy(H5T_C_S1);
+    H5Tset_size(mt, H5T_VARIABLE);
+    if (H5Aread(a, mt, &s) < 0) rc = err_set("attribute '%s': read failed", name);
+    else {
+      snprintf(buf, cap, "%s", s ? s : "");
+      H5free_memory(s);
+    }
+    H5Tclose(mt);
+  } else {
+    size_t n = H5Tget_size(t);
+    char *tmp = xcalloc(n + 1, 1);
+    hid_t mt = H5Tcopy(H5T_C_S1);
+    H5Tset_size(mt, n + 1);
+    if (H5Aread(a, mt, tmp) < 0) rc = err_set("attribute '%s': read failed", name);
+    else snprintf(buf, cap, "%s", tmp);
+    H5Tclose(mt);
+    free(tmp);
+  }
+  H5Tclose(t);
+  H5Aclose(a);
+  return rc;
+}
+
+int h5io_write(hid_t loc, const char *name, hid_t memtype, int ndim, const int64_t *dims, const void *buf) {
+  h5io_quiet();
+  hsize_t hd[H5IO_MAXDIM];
+  size_t n = 1;
+  for (int i = 0; i < ndim; i++) { hd[i] = (hsize_t)dims[i]; n *= (size_t)dims[i]; }
+  hid_t s = ndim == 0 ? H5Screate(H5S_SCALAR) : H5Screate_simple(ndim, hd, NULL);
+  hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+  if (ndim > 0 && n > 4096 && dims[0] > 0) {
+    /* chunks of whole rows, about 1 MiB */
+    hsize_t chunk[H5IO_MAXDIM];
+    size_t row = n / (size_t)dims[0];
+    size_t rows = (1u << 20) / (H5Tget_size(memtype) * (row ? row : 1));
+    if (rows < 1) rows = 1;
+    if (rows > (size_t)dims[0]) rows = (size_t)dims[0];
+    chunk[0] = rows;
+    for (int i = 1; i < ndim; i++) chunk[i] = hd[i];
+    H5Pset_chunk(dcpl, ndim, chunk);
+    H5Pset_shuffle(dcpl);
+    H5Pset_deflate(dcpl, 4);
+  }
+  hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
+  H5Pset_create_intermediate_group(lcpl, 1);
+  hid_t d = H5Dcreate2(loc, name, memtype, s, lcpl, dcpl, H5P_DEFAULT);
+  herr_t st = d < 0 ? -1 : H5Dwrite(d, memtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf);
+  if (d >= 0) H5Dclose(d);
+  H5Pclose(lcpl);
+  H5Pclose(dcpl);
+  H5Sclose(s);
+  if (st < 0) return err_set("cannot write dataset '%s'", name);
+  return 0;
+}
+
+static int attr_write(hid_t loc, const char *name, hid_t type, const void *v) {
+  h5io_quiet();
+  if (H5Aexists(loc, name) > 0) H5Adelete(loc, name);
+  hid_t s = H5Screate(H5S_SCALAR);
+  hid_t a = H5Acreate2(loc, name, type, s, H5P_DEFAULT, H5P_DEFAULT);
+  herr_t st = a < 0 ? -1 : H5Awrite(a, type, v);
+  if (a >= 0) H5Aclose(a);
+  H5Sclose(s);
+  if (st < 0) return err_set("cannot write attribute '%s'", name);
+  return 0;
+}
+
+int h5io_set_attr_i64(hid_t loc, const char *name, int64_t v) { return attr_write(loc, name, H5T_NATIVE_INT64, &v); }
+int h5io_set_attr_f64(hid_t loc, const char *name, double v) { return attr_write(loc, name, H5T_NATIVE_DOUBLE, &v); }
+
+int h5io_set_attr_str(hid_t loc, const char *name, const char *v) {
+  hid_t t = H5Tcopy(H5T_C_S1);
+  H5Tset_size(t, H5T_VARIABLE);
+  H5Tset_cset(t, H5T_CSET_UTF8);
+  int rc = attr_write(loc, name, t, &v);
+  H5Tclose(t);
+  return rc;
+}
