@@ -2,8 +2,10 @@
  * job; each subcommand lives in its module as <module>_cmd_<name>(argc, argv)
  * and returns the process exit code. */
 #include "config.h"
-#include "proxygml.h"
+#include "proxygml_cmd.h"
 /* [headers of later subcommands are added below this line] */
+#include "metrics.h"
+#include "dataset.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -18,6 +20,8 @@ static const Command COMMANDS[] = {
   {"check-loss", proxygml_cmd_check_loss, "compare the loss with golden HDF5 files (exit 0 ok, 1 mismatch, 2 bad input)"},
   {"bench-loss", proxygml_cmd_bench_loss, "time forward+backward of the loss on a preset problem"},
   /* [subcommands of later issues are added below this line] */
+  {"check-metrics", metrics_cmd_check, "compare kNN, Recall@k, MAP@R, R-precision and NMI with an HDF5 file (exit 0 ok, 1 mismatch, 2 bad input)"},
+  {"data", dataset_cmd_data, "make and inspect dataset files: data fashion-mnist OUT.h5 --protocol P, data info FILE.h5"},
 };
 static const int NCOMMANDS = (int)(sizeof COMMANDS / sizeof COMMANDS[0]);
 

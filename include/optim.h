@@ -1,3 +1,55 @@
+/* optim.h: Adam exactly as torch.optim.Adam in the published training
+ * (docs/proxygml-math.md, section 6): L2 weight decay added to the gradient
+ * (not AdamW), bias corrections, eps outside the square root (default 0.01),
+ * parameter groups with their own learning rates over ranges of ONE flat
+ * parameter block, step decay of the learning rate, and a true freeze.
+ *
+ *   Adam opt;
+ *   adam_init(&opt, n_params, 0.9f, 0.999f, 0.01f, 1e-4f);
+ *   int net = adam_add_group(&opt, 0, n_backbone, 1e-3f);        // [begin, end)
+ *   int prx = adam_add_group(&opt, n_backbone, n_params, 0.03f);
+ *   for each step: adam_step(&opt, params, grads);
+ *   at the start of 0-based epoch e: optim_decay_lr(&opt, e, decay_epochs, n_decay, 0.1f);
+ *   adam_free(&opt);
+ *
+ * Each group counts its own steps t (as PyTorch counts per parameter), so a
+ * frozen group (opt.groups[g].frozen = 1) is left exactly as it is: no
+ * weight decay, no momentum drift, no step count. This is the behaviour of
+ * torch 2.x (gradients set to None), not torch 1.x's zeroed gradients.
+ */
 #ifndef PROXYGML_OPTIM_H
 #define PROXYGML_OPTIM_H
+
+#include <stddef.h>
+
+#define OPTIM_MAX_GROUPS 8
+
+typedef struct {
+  size_t begin, end;   /* range in the flat block */
+  double lr;
+  long t;              /* steps taken by this group */
+  int frozen;
+} OptimGroup;
+
+typedef struct {
+  size_t n;
+  float *m;            /* n  first moments */
+  float *v;            /* n  second moments */
+  double beta1, beta2, eps, weight_decay;   /* double, as Python holds them: 1 - beta2 in float32 is off by 1e-5 */
+  int ngroups;
+  OptimGroup groups[OPTIM_MAX_GROUPS];
+} Adam;
+
+void adam_init(Adam *o, size_t n, double beta1, double beta2, double eps, double weight_decay);
+void adam_free(Adam *o);
+/* returns the group index */
+int adam_add_group(Adam *o, size_t begin, size_t end, double lr);
+/* one step of every group that is not frozen */
+void adam_step(Adam *o, float *params /* n */, const float *grads /* n */);
+/* the plain double-precision twin, on one range, for the tests */
+void adam_step_ref(double *params, double *m, double *v, const double *grads, size_t n, long t, double lr,
+                   double beta1, double beta2, double eps, double weight_decay);
+/* at the start of 0-based epoch e: if e+1 is listed, every group's lr *= rate */
+void optim_decay_lr(Adam *o, int epoch0, const int *decay_epochs, int n_decay, double rate);
+
 #endif

@@ -1,6 +1,111 @@
-/* proxygml.h: the ProxyGML loss (placeholder while it is being written). */
+/* proxygml.h: the ProxyGML loss ("Fewer is More: A Deep Graph Metric
+ * Learning Perspective Using Fewer Proxies", NeurIPS 2020), forward and
+ * backward, exactly as defined in docs/proxygml-math.md.
+ *
+ * One step, for a batch of B raw embeddings and the C*N proxies:
+ *
+ *   ProxyGML l;
+ *   proxygml_init(&l, B_max, D, C, N, K, lambda, scale);    // K = proxygml_k_from_ratio(r, C, N)
+ *   float loss = proxygml_forward(&l, x_raw, labels, proxies, B);
+ *   proxygml_backward(&l, dx_raw, dproxies);                // both accumulate (+=)
+ *   proxygml_free(&l);
+ *
+ * Shapes: x_raw B x D (rows are samples), labels B (0 <= y < C), proxies
+ * M x D with M = C*N, one proxy per contiguous row; proxy j belongs to class
+ * j / N; they must not change between forward and backward. (The golden
+ * files store proxies D x M; transpose on load.)
+ *
+ * Memory model: every buffer is allocated once by _init for up to B_max rows;
+ * forward and backward never allocate. The loss normalises both x_raw and the
+ * proxies itself, so callers pass raw parameters and get raw gradients.
+ *
+ * Distributed use: `batch_norm` (default: the B of the call) is the divisor of
+ * the classification loss, so P ranks each passing B/P rows and batch_norm = B
+ * compute parts that sum to the single-process loss; [reg_begin, reg_end)
+ * (default [0, M)) is the slice of proxy rows whose regulariser terms this
+ * process computes, so P ranks can split that work exactly.
+ *
+ * Threads: OpenMP over samples for selection, softmax and the sparse backward;
+ * OpenBLAS for the dense products (called outside OpenMP regions).
+ *
+ * Beside the optimized float32 path, proxygml_ref() is a plain float64
+ * implementation with the published code's structure (top-K of S + 1000*Pi
+ * by full sort, the M x M proxy similarity matrix) for the tests.
+ */
 #ifndef PROXYGML_PROXYGML_H
 #define PROXYGML_PROXYGML_H
-int proxygml_cmd_check_loss(int argc, char **argv);
-int proxygml_cmd_bench_loss(int argc, char **argv);
+
+#include <stdint.h>
+
+typedef struct {
+  int B_max, D, C, N, M, K;
+  float lambda, scale;
+  int batch_norm;              /* divisor of L_cls; 0 = the B of each call */
+  int reg_begin, reg_end;      /* regulariser rows computed here, default [0, M) */
+  int keep_grad_w;             /* 1: backward also stores dL/dW in GW (for inspection) */
+  /* results of the last forward (this process's parts) */
+  int B;
+  float loss, loss_cls, loss_reg;
+  const float *proxies;        /* M x D, borrowed from the last forward */
+  /* activations, kept for the backward and for inspection */
+  float *x;          /* B_max x D  normalised embeddings */
+  float *xnorm;      /* B_max      clamped norms of x_raw rows */
+  float *pnorm;      /* M          clamped proxy norms */
+  float *S;          /* B_max x M  similarities x W^T */
+  int *sel;          /* B_max x K  selected proxy indices per row, ascending */
+  float *Z;          /* B_max x C  logits: per-class sums of selected S */
+  uint8_t *zmask;    /* B_max x C  1 where Z != 0 */
+  float *P;          /* B_max x C  masked softmax */
+  float *GZ;         /* B_max x C  dL_cls/dZ */
+  float *gx;         /* B_max x D  dL/dx (normalised embeddings) */
+  /* the regulariser (lambda > 0) works on the dense normalised proxies */
+  float *W;          /* M x D      normalised proxies (lambda > 0 only) */
+  float *U;          /* C x D      per-class sums of W */
+  float *G;          /* M x C      regulariser logits, then dL_reg/dZc */
+  float *GU;         /* C x D      dL_reg/dU */
+  float *GW;         /* M x D      lambda dL_reg/dW; with keep_grad_w the whole dL/dW after backward */
+  /* the selection transposed (CSR by proxy), for a scatter-free proxy backward */
+  int *csr_start;    /* M + 1 */
+  int *csr_b;        /* B_max x K  row b of each (b, j) pair, grouped by j */
+  float *csr_g;      /* B_max x K  its G_S value */
+  int nthreads;
+  float *scratch_v;  /* nthreads x M  selection candidates */
+  int *scratch_i;    /* nthreads x M */
+  float *scratch_gw; /* nthreads x D  one proxy's gradient */
+  float *gx_part;    /* nthreads x B_max x D  per-thread partial G_x */
+} ProxyGML;
+
+/* K = ceil((r*C)*N), left to right in double (the published rounding). */
+int proxygml_k_from_ratio(double r, int C, int N);
+
+void proxygml_init(ProxyGML *l, int B_max, int D, int C, int N, int K, float lambda, float scale);
+void proxygml_free(ProxyGML *l);
+/* returns the loss (this process's part); fills x, S, sel, Z, zmask, P, losses */
+float proxygml_forward(ProxyGML *l, const float *x_raw /* B x D */, const int *labels /* B */,
+                       const float *proxies /* M x D */, int B);
+/* dx_raw += dL/dx_raw (B x D), dproxies += dL/dproxies (M x D) */
+void proxygml_backward(ProxyGML *l, float *dx_raw, float *dproxies);
+
+/* ---- the float64 reference ---------------------------------------------- */
+typedef struct {
+  int B, D, C, N, M, K;
+  double loss, loss_cls, loss_reg;
+  double *x;         /* B x D */
+  double *W;         /* M x D */
+  double *S;         /* B x M */
+  uint8_t *sel;      /* B x M  selection mask */
+  double *Z;         /* B x C */
+  uint8_t *zmask;    /* B x C */
+  double *P;         /* B x C */
+  double *GZ;        /* B x C */
+  double *gx;        /* B x D  dL/dx */
+  double *GW;        /* M x D  dL/dW */
+  double *dx_raw;    /* B x D */
+  double *dproxies;  /* M x D */
+} ProxyGMLRef;
+
+void proxygml_ref(ProxyGMLRef *r, const double *x_raw, const int *labels, const double *proxies,
+                  int B, int D, int C, int N, int K, double lambda, double scale);
+void proxygml_ref_free(ProxyGMLRef *r);
+
 #endif

@@ -3,6 +3,7 @@
 
 #include "common.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 void h5io_quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }

@@ -1,1 +1,74 @@
+/* optim.c: Adam over one flat parameter block (see include/optim.h).
+ * reference: docs/proxygml-math.md, section 6. */
 #include "optim.h"
+
+#include "common.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+void adam_init(Adam *o, size_t n, double beta1, double beta2, double eps, double weight_decay) {
+  memset(o, 0, sizeof *o);
+  o->n = n;
+  o->m = xcalloc(n, sizeof(float));
+  o->v = xcalloc(n, sizeof(float));
+  o->beta1 = beta1; o->beta2 = beta2; o->eps = eps; o->weight_decay = weight_decay;
+}
+
+void adam_free(Adam *o) {
+  free(o->m);
+  free(o->v);
+  memset(o, 0, sizeof *o);
+}
+
+int adam_add_group(Adam *o, size_t begin, size_t end, double lr) {
+  CHECK(o->ngroups < OPTIM_MAX_GROUPS, "adam_add_group: more than %d groups", OPTIM_MAX_GROUPS);
+  CHECK(begin <= end && end <= o->n, "adam_add_group: range [%zu, %zu) outside [0, %zu)", begin, end, o->n);
+  for (int g = 0; g < o->ngroups; g++)
+    CHECK(end <= o->groups[g].begin || begin >= o->groups[g].end, "adam_add_group: groups overlap");
+  o->groups[o->ngroups] = (OptimGroup){.begin = begin, .end = end, .lr = lr};
+  return o->ngroups++;
+}
+
+void adam_step(Adam *o, float *params, const float *grads) {
+  /* scalars rounded to float32 once, as torch does with its Python floats */
+  const float b1 = (float)o->beta1, b2 = (float)o->beta2, c1 = (float)(1 - o->beta1), c2 = (float)(1 - o->beta2);
+  const float eps = (float)o->eps, wd = (float)o->weight_decay;
+  for (int g = 0; g < o->ngroups; g++) {
+    OptimGroup *G = &o->groups[g];
+    if (G->frozen) continue;
+    G->t++;
+    /* the bias corrections in double, as Python computes them */
+    const float step = (float)(G->lr / (1.0 - pow(b1, (double)G->t)));
+    const float bc2_sqrt = (float)sqrt(1.0 - pow(b2, (double)G->t));
+    const long lo = (long)G->begin, hi = (long)G->end;
+#pragma omp parallel for schedule(static) if (hi - lo > 65536)
+    for (long i = lo; i < hi; i++) {
+      float grad = grads[i] + wd * params[i];                 /* L2, not AdamW */
+      float m = o->m[i] * b1 + grad * c1;
+      float v = o->v[i] * b2 + grad * grad * c2;
+      o->m[i] = m;
+      o->v[i] = v;
+      params[i] -= step * (m / (sqrtf(v) / bc2_sqrt + eps));
+    }
+  }
+}
+
+void adam_step_ref(double *params, double *m, double *v, const double *grads, size_t n, long t, double lr,
+                   double beta1, double beta2, double eps, double weight_decay) {
+  for (size_t i = 0; i < n; i++) {
+    double g = grads[i] + weight_decay * params[i];
+    m[i] = beta1 * m[i] + (1 - beta1) * g;
+    v[i] = beta2 * v[i] + (1 - beta2) * g * g;
+    params[i] -= lr / (1 - pow(beta1, (double)t)) * m[i] / (sqrt(v[i]) / sqrt(1 - pow(beta2, (double)t)) + eps);
+  }
+}
+
+void optim_decay_lr(Adam *o, int epoch0, const int *decay_epochs, int n_decay, double rate) {
+  for (int k = 0; k < n_decay; k++)
+    if (decay_epochs[k] == epoch0 + 1) {
+      for (int g = 0; g < o->ngroups; g++) o->groups[g].lr *= rate;
+      return;   /* listed twice still decays once */
+    }
+}

@@ -1,3 +1,457 @@
+/* proxygml.c: the ProxyGML loss, forward and backward, in float32 (the fast
+ * path) and float64 (proxygml_ref, the published structure).
+ * reference: docs/proxygml-math.md, sections 2-5.
+ * The subcommands check-loss and bench-loss live in proxygml_cmd.c. */
 #include "proxygml.h"
-int proxygml_cmd_check_loss(int argc, char **argv) { (void)argc; (void)argv; return 2; }
-int proxygml_cmd_bench_loss(int argc, char **argv) { (void)argc; (void)argv; return 2; }
+
+#include "common.h"
+#include "layers.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+int proxygml_k_from_ratio(double r, int C, int N) {
+  return (int)ceil(r * C * N);   /* (r*C)*N: the order matters at exact multiples (2.5) */
+}
+
+void proxygml_init(ProxyGML *l, int B_max, int D, int C, int N, int K, float lambda, float scale) {
+  CHECK(B_max >= 1 && D >= 1 && C >= 1 && N >= 1, "proxygml_init: bad sizes B=%d D=%d C=%d N=%d", B_max, D, C, N);
+  int M = C * N;
+  CHECK(K >= 1 && K <= M, "proxygml_init: K=%d outside [1, C*N=%d]", K, M);
+  memset(l, 0, sizeof *l);
+  l->B_max = B_max; l->D = D; l->C = C; l->N = N; l->M = M; l->K = K;
+  l->lambda = lambda; l->scale = scale;
+  l->reg_begin = 0; l->reg_end = M;
+  size_t Bm = (size_t)B_max;
+  l->x = xmalloc_f32(Bm * D);
+  l->xnorm = xmalloc_f32(Bm);
+  l->pnorm = xmalloc_f32(M);
+  l->S = xmalloc_f32(Bm * M);
+  l->sel = xmalloc(Bm * K * sizeof(int));
+  l->Z = xmalloc_f32(Bm * C);
+  l->zmask = xmalloc(Bm * C);
+  l->P = xmalloc_f32(Bm * C);
+  l->GZ = xmalloc_f32(Bm * C);
+  l->gx = xmalloc_f32(Bm * D);
+  if (lambda > 0) {
+    l->W = xmalloc_f32((size_t)M * D);
+    l->U = xmalloc_f32((size_t)C * D);
+    l->G = xmalloc_f32((size_t)M * C);
+    l->GU = xmalloc_f32((size_t)C * D);
+  }
+  l->GW = xmalloc_f32((size_t)M * D);
+  l->csr_start = xmalloc((size_t)(M + 1) * sizeof(int));
+  l->csr_b = xmalloc(Bm * K * sizeof(int));
+  l->csr_g = xmalloc_f32(Bm * K);
+  l->nthreads = omp_get_max_threads();
+  l->scratch_v = xmalloc_f32((size_t)l->nthreads * M);
+  l->scratch_i = xmalloc((size_t)l->nthreads * M * sizeof(int));
+  l->scratch_gw = xmalloc_f32((size_t)l->nthreads * D);
+  l->gx_part = xmalloc_f32((size_t)l->nthreads * Bm * D);
+}
+
+void proxygml_free(ProxyGML *l) {
+  void *bufs[] = {l->x, l->xnorm, l->pnorm, l->S, l->sel, l->Z, l->zmask, l->P, l->GZ, l->gx, l->W, l->U,
+                  l->G, l->GU, l->GW, l->csr_start, l->csr_b, l->csr_g, l->scratch_v, l->scratch_i, l->scratch_gw, l->gx_part};
+  for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
+  memset(l, 0, sizeof *l);
+}
+
+/* ------------------------------------------------------------ selection */
+
+/* a ranks before b: larger value first, then lower index (a fixed tie rule,
+ * shared with the reference, so both select the same set) */
+static inline int better(float va, int ia, float vb, int ib) { return va > vb || (va == vb && ia < ib); }
+
+/* A bounded heap of the k best (value, index) pairs seen so far, the worst
+ * of them at the root: one comparison rejects most candidates, so a row costs
+ * about one pass over its M similarities. */
+typedef struct { float *v; int *i; int n, k; } BestK;
+
+static inline void bestk_sift(BestK *h, int at) {
+  for (;;) {
+    int l = 2 * at + 1, r = l + 1, w = at;
+    if (l < h->n && better(h->v[w], h->i[w], h->v[l], h->i[l])) w = l;
+    if (r < h->n && better(h->v[w], h->i[w], h->v[r], h->i[r])) w = r;
+    if (w == at) return;
+    float tv = h->v[at]; int ti = h->i[at];
+    h->v[at] = h->v[w]; h->i[at] = h->i[w]; h->v[w] = tv; h->i[w] = ti;
+    at = w;
+  }
+}
+
+static inline void bestk_push(BestK *h, float v, int i) {
+  if (h->n < h->k) {   /* not full: append and sift up (worst to the root) */
+    int at = h->n++;
+    h->v[at] = v; h->i[at] = i;
+    while (at > 0) {
+      int up = (at - 1) / 2;
+      if (!better(h->v[up], h->i[up], h->v[at], h->i[at])) break;
+      float tv = h->v[at]; int ti = h->i[at];
+      h->v[at] = h->v[up]; h->i[at] = h->i[up]; h->v[up] = tv; h->i[up] = ti;
+      at = up;
+    }
+  } else if (better(v, i, h->v[0], h->i[0])) {
+    h->v[0] = v; h->i[0] = i;
+    bestk_sift(h, 0);
+  }
+}
+
+static int cmp_int(const void *a, const void *b) { return (*(const int *)a > *(const int *)b) - (*(const int *)a < *(const int *)b); }
+
+/* Row b keeps its N positives plus the K-N most similar negatives (K >= N), or
+ * its K most similar positives (K < N): the top-K of S + 1000*Pi without the
+ * float32 ties that the +1000 would create (5, "The +1000 boost"). */
+static void select_row(int *out /* K */, const float *s /* M */, int y, int C, int N, int K, float *v, int *idx) {
+  int M = C * N, p0 = y * N;
+  if (K >= N) {
+    for (int n = 0; n < N; n++) out[n] = p0 + n;
+    BestK h = {v, idx, 0, K - N};
+    if (h.k > 0) {
+      for (int j = 0; j < p0; j++) bestk_push(&h, s[j], j);
+      for (int j = p0 + N; j < M; j++) bestk_push(&h, s[j], j);
+      memcpy(out + N, idx, (size_t)h.k * sizeof(int));
+    }
+  } else {
+    BestK h = {v, idx, 0, K};
+    for (int j = p0; j < p0 + N; j++) bestk_push(&h, s[j], j);
+    memcpy(out, idx, (size_t)K * sizeof(int));
+  }
+  qsort(out, (size_t)K, sizeof(int), cmp_int);   /* ascending: sums below run in index order */
+}
+
+/* ------------------------------------------------------------ forward */
+
+enum { PROXY_BLOCK = 256 };   /* proxies per similarity block: 512 KiB at D = 512, stays in L2 */
+
+/* S = x W^T with W = P / ||P|| by blocks of proxies: each block's norms are
+ * taken while it is in cache and its columns of x P^T are scaled by them, so
+ * the M x D proxies are read from memory once and W is never written. */
+static void similarity_blocked(ProxyGML *l, const float *proxies, int B) {
+  const int D = l->D, M = l->M, nblk = (M + PROXY_BLOCK - 1) / PROXY_BLOCK;
+  int nt = l->nthreads;
+  if (nt > 1) openblas_set_num_threads(1);   /* parallel over blocks, not inside each small sgemm */
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (nblk > 1)
+  for (int k = 0; k < nblk; k++) {
+    int j0 = k * PROXY_BLOCK, nj = M - j0 < PROXY_BLOCK ? M - j0 : PROXY_BLOCK;
+    for (int j = j0; j < j0 + nj; j++) {
+      const float *p = proxies + (size_t)j * D;
+      double ss = 0;
+#pragma omp simd reduction(+ : ss)
+      for (int d = 0; d < D; d++) ss += (double)p[d] * p[d];
+      l->pnorm[j] = (float)fmax(sqrt(ss), 1e-12);
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, nj, D, 1.0f, l->x, D, proxies + (size_t)j0 * D, D,
+                0.0f, l->S + j0, M);
+    for (int b = 0; b < B; b++) {
+      float *s = l->S + (size_t)b * M;
+      for (int j = j0; j < j0 + nj; j++) s[j] /= l->pnorm[j];
+    }
+  }
+  if (nt > 1) openblas_set_num_threads(nt);
+}
+
+/* 2.8-2.11 and 3.1 for one row: logits, mask, masked softmax, its loss term
+ * and G_Z. Returns -log(p_y + 1e-20). */
+static double softmax_row(float *z, uint8_t *mask, float *p, float *gz, const int *sel, const float *srow, int y,
+                          int C, int N, int K, double s, double inv_b) {
+  memset(z, 0, (size_t)C * sizeof(float));
+  double acc = 0;
+  int cur = sel[0] / N;
+  for (int i = 0; i < K; i++) {   /* sel is ascending: one run per class */
+    int c = sel[i] / N;
+    if (c != cur) { z[cur] = (float)acc; acc = 0; cur = c; }
+    acc += srow[sel[i]];
+  }
+  z[cur] = (float)acc;
+  double zmax = -INFINITY;
+  for (int c = 0; c < C; c++) {
+    mask[c] = z[c] != 0.0f;                 /* the literal exact-zero test */
+    if (mask[c] && z[c] > zmax) zmax = z[c];
+  }
+  /* exp(s Z) / (1e-8 + sum) rewritten with exp(s (Z - m)) and the 1e-8
+   * scaled by exp(-s m): no overflow in float32 at large scale (5) */
+  double den = zmax == -INFINITY ? 1e-8 : exp(log(1e-8) - s * zmax);
+  for (int c = 0; c < C; c++) {
+    double e = mask[c] ? exp(s * (z[c] - zmax)) : 0.0;
+    p[c] = (float)e;
+    den += e;
+  }
+  double py = p[y] / den;
+  double rho = py / (py + 1e-20), g = s * inv_b * rho;
+  for (int c = 0; c < C; c++) {
+    double pc = p[c] / den;
+    p[c] = (float)pc;
+    gz[c] = (float)(g * (pc - (c == y)));
+  }
+  return -log(py + 1e-20);
+}
+
+/* 2.12 and 4: rows [rb, re) of the regulariser through U = W Y (never the
+ * M x M matrix); leaves (softmax - onehot) / M in G. Returns their loss sum. */
+static double regulariser_forward(ProxyGML *l, const float *proxies) {
+  const int D = l->D, C = l->C, N = l->N, M = l->M, rb = l->reg_begin, Mr = l->reg_end - l->reg_begin;
+#pragma omp parallel for schedule(static) num_threads(l->nthreads) if (M > 256)
+  for (int j = 0; j < M; j++) {
+    float inv = 1.0f / l->pnorm[j];
+    for (int d = 0; d < D; d++) l->W[(size_t)j * D + d] = proxies[(size_t)j * D + d] * inv;
+  }
+  for (int c = 0; c < C; c++) {
+    float *u = l->U + (size_t)c * D;
+    memcpy(u, l->W + (size_t)c * N * D, (size_t)D * sizeof(float));
+    for (int n = 1; n < N; n++) cblas_saxpy(D, 1.0f, l->W + ((size_t)c * N + n) * D, 1, u, 1);
+  }
+  if (Mr <= 0) return 0;
+  float *G = l->G + (size_t)rb * C;
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Mr, C, D, 1.0f, l->W + (size_t)rb * D, D, l->U, D, 0.0f, G, C);
+  double reg = 0;
+#pragma omp parallel for schedule(static) num_threads(l->nthreads) reduction(+ : reg) if (Mr > 256)
+  for (int i = 0; i < Mr; i++) {
+    float *zc = G + (size_t)i * C;
+    int own = (rb + i) / N;
+    float m = -INFINITY;
+    for (int c = 0; c < C; c++) m = fmaxf(m, zc[c]);
+    double zown = zc[own], se = 0;
+    for (int c = 0; c < C; c++) { zc[c] = expf(zc[c] - m); se += zc[c]; }
+    reg += m + log(se) - zown;
+    float inv = (float)(1.0 / (se * M)), onehot = 1.0f / M;
+    for (int c = 0; c < C; c++) zc[c] *= inv;
+    zc[own] -= onehot;
+  }
+  return reg;
+}
+
+float proxygml_forward(ProxyGML *l, const float *x_raw, const int *labels, const float *proxies, int B) {
+  CHECK(B >= 1 && B <= l->B_max, "proxygml_forward: B=%d outside [1, %d]", B, l->B_max);
+  const int C = l->C, N = l->N, M = l->M, K = l->K;
+  const double inv_b = 1.0 / (l->batch_norm > 0 ? l->batch_norm : B);
+  l->B = B;
+  l->proxies = proxies;
+
+  l2norm_forward(l->x, l->xnorm, x_raw, B, l->D);          /* 2.1 */
+  similarity_blocked(l, proxies, B);                        /* 2.2-2.3 */
+  double loss_cls = 0;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(l->nthreads) reduction(+ : loss_cls) if (B > 1)
+  for (int b = 0; b < B; b++) {
+    int t = omp_get_thread_num();
+    int *sel = l->sel + (size_t)b * K;
+    const float *srow = l->S + (size_t)b * M;
+    select_row(sel, srow, labels[b], C, N, K, l->scratch_v + (size_t)t * M, l->scratch_i + (size_t)t * M);  /* 2.6 */
+    size_t o = (size_t)b * C;
+    loss_cls += softmax_row(l->Z + o, l->zmask + o, l->P + o, l->GZ + o, sel, srow, labels[b], C, N, K, l->scale, inv_b);
+  }
+  l->loss_cls = (float)(loss_cls * inv_b);
+  l->loss_reg = l->lambda > 0 ? (float)(regulariser_forward(l, proxies) / M) : 0.0f;
+  l->loss = l->loss_cls + l->lambda * l->loss_reg;
+  return l->loss;
+}
+
+/* ------------------------------------------------------------ backward */
+
+/* lambda dL_reg/dW = lambda (U G^T + (W G) Y^T), restricted to G's rows [rb, re) */
+static void regulariser_backward(ProxyGML *l) {
+  const int D = l->D, C = l->C, N = l->N, M = l->M, rb = l->reg_begin, Mr = l->reg_end - l->reg_begin;
+  memset(l->GW, 0, (size_t)M * D * sizeof(float));
+  if (Mr <= 0) return;
+  const float *G = l->G + (size_t)rb * C;
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Mr, D, C, l->lambda, G, C, l->U, D, 0.0f,
+              l->GW + (size_t)rb * D, D);
+  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, C, D, Mr, l->lambda, G, C, l->W + (size_t)rb * D, D, 0.0f,
+              l->GU, D);
+#pragma omp parallel for schedule(static) num_threads(l->nthreads) if (M > 256)
+  for (int j = 0; j < M; j++) {
+    const float *gu = l->GU + (size_t)(j / N) * D;
+    float *gw = l->GW + (size_t)j * D;
+    for (int d = 0; d < D; d++) gw[d] += gu[d];
+  }
+}
+
+void proxygml_backward(ProxyGML *l, float *dx_raw, float *dproxies) {
+  const int B = l->B, D = l->D, C = l->C, N = l->N, M = l->M, K = l->K;
+  const int nt = l->nthreads;
+  const float *P = l->proxies;
+
+  /* 3.1 sparse: G_S[b,j] = G_Z[b, c(j)] on the K selected j of row b only.
+   * The (b, j) pairs grouped by proxy, b ascending, so that one pass over the
+   * proxies forms both products while each proxy row is in cache:
+   * G_W_j = sum_b G_S[b,j] x_b (one thread per proxy, fixed order) and
+   * G_x_b += G_S[b,j] W_j (into per-thread partial sums, W_j = P_j / ||P_j||) */
+  int *start = l->csr_start;
+  memset(start, 0, (size_t)(M + 1) * sizeof(int));
+  for (int e = 0; e < B * K; e++) start[l->sel[e] + 1]++;
+  for (int j = 0; j < M; j++) start[j + 1] += start[j];
+  for (int b = 0; b < B; b++)
+    for (int i = 0; i < K; i++) {
+      int j = l->sel[(size_t)b * K + i], e = start[j]++;
+      l->csr_b[e] = b;
+      l->csr_g[e] = l->GZ[(size_t)b * C + j / N];
+    }
+  for (int j = M; j > 0; j--) start[j] = start[j - 1];   /* undo the fill's shift */
+  start[0] = 0;
+
+  int reg = l->lambda > 0;
+  if (reg) regulariser_backward(l);
+  int keep = l->keep_grad_w;
+  memset(l->gx_part, 0, (size_t)nt * B * D * sizeof(float));
+  /* 3.3, columns: dP_j += (G_W_j - W_j (W_j . G_W_j)) / ||P_j||, only for proxies with a gradient */
+#pragma omp parallel num_threads(nt)
+  {
+    int t = omp_get_thread_num();
+    float *gw_local = reg || keep ? NULL : l->scratch_gw + (size_t)t * D;
+    float *gx_part = l->gx_part + (size_t)t * B * D;
+#pragma omp for schedule(static)   /* static: the partial sums stay the same run to run */
+    for (int j = 0; j < M; j++) {
+      int e0 = start[j], e1 = start[j + 1];
+      if (!reg && e0 == e1) {
+        if (keep) memset(l->GW + (size_t)j * D, 0, (size_t)D * sizeof(float));
+        continue;
+      }
+      float *gw = gw_local ? gw_local : l->GW + (size_t)j * D;
+      if (!reg) memset(gw, 0, (size_t)D * sizeof(float));
+      const float *p = P + (size_t)j * D;
+      float inv = 1.0f / l->pnorm[j];
+      for (int e = e0; e < e1; e++) {
+        const float *x = l->x + (size_t)l->csr_b[e] * D;
+        float *gxb = gx_part + (size_t)l->csr_b[e] * D;
+        float g = l->csr_g[e], gi = g * inv;
+        for (int d = 0; d < D; d++) {
+          gw[d] += g * x[d];
+          gxb[d] += gi * p[d];
+        }
+      }
+      double dot = 0;
+#pragma omp simd reduction(+ : dot)
+      for (int d = 0; d < D; d++) dot += (double)p[d] * gw[d];
+      float wdot = (float)(dot * inv) * inv;   /* (W_j . G_W_j) / ||P_j||, W_j = P_j / ||P_j|| */
+      if (l->pnorm[j] <= 1e-12f) wdot = 0;     /* clamped norm: the map is linear */
+      float *dp = dproxies + (size_t)j * D;
+      for (int d = 0; d < D; d++) dp[d] += (gw[d] - p[d] * wdot) * inv;
+    }
+  }
+  /* G_x: the per-thread partial sums in thread order, then 3.3 for the rows */
+#pragma omp parallel for schedule(static) num_threads(nt) if (B * D > 32768)
+  for (int i = 0; i < B * D; i++) {
+    float acc = 0;
+    for (int t = 0; t < nt; t++) acc += l->gx_part[(size_t)t * B * D + i];
+    l->gx[i] = acc;
+  }
+  l2norm_backward(dx_raw, l->gx, l->x, l->xnorm, B, D);
+}
+
+/* ------------------------------------------------------------ float64 reference */
+
+void proxygml_ref_free(ProxyGMLRef *r) {
+  void *bufs[] = {r->x, r->W, r->S, r->sel, r->Z, r->zmask, r->P, r->GZ, r->gx, r->GW, r->dx_raw, r->dproxies};
+  for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
+  memset(r, 0, sizeof *r);
+}
+
+typedef struct { double v; int j; } RankItem;
+static int cmp_rank(const void *a, const void *b) {
+  const RankItem *x = a, *y = b;
+  if (x->v != y->v) return x->v > y->v ? -1 : 1;
+  return x->j - y->j;
+}
+
+/* Straight from the published structure: top-K of S + 1000*Pi by a full sort,
+ * logits through the dense one-hot Y, regulariser through the M x M matrix. */
+void proxygml_ref(ProxyGMLRef *r, const double *x_raw, const int *labels, const double *proxies,
+                  int B, int D, int C, int N, int K, double lambda, double scale) {
+  int M = C * N;
+  memset(r, 0, sizeof *r);
+  r->B = B; r->D = D; r->C = C; r->N = N; r->M = M; r->K = K;
+  r->x = xcalloc((size_t)B * D, sizeof(double));
+  r->W = xcalloc((size_t)M * D, sizeof(double));
+  r->S = xcalloc((size_t)B * M, sizeof(double));
+  r->sel = xcalloc((size_t)B * M, 1);
+  r->Z = xcalloc((size_t)B * C, sizeof(double));
+  r->zmask = xcalloc((size_t)B * C, 1);
+  r->P = xcalloc((size_t)B * C, sizeof(double));
+  r->GZ = xcalloc((size_t)B * C, sizeof(double));
+  r->gx = xcalloc((size_t)B * D, sizeof(double));
+  r->GW = xcalloc((size_t)M * D, sizeof(double));
+  r->dx_raw = xcalloc((size_t)B * D, sizeof(double));
+  r->dproxies = xcalloc((size_t)M * D, sizeof(double));
+  double *xn = xcalloc(B, sizeof(double)), *pn = xcalloc(M, sizeof(double));
+  l2norm_forward_ref(r->x, xn, x_raw, B, D);
+  l2norm_forward_ref(r->W, pn, proxies, M, D);
+  RankItem *items = xcalloc(M, sizeof *items);
+  double loss_cls = 0;
+  for (int b = 0; b < B; b++) {
+    for (int j = 0; j < M; j++) {
+      double s = 0;
+      for (int d = 0; d < D; d++) s += r->x[b * D + d] * r->W[(size_t)j * D + d];
+      r->S[(size_t)b * M + j] = s;
+      items[j].v = s + 1000.0 * (j / N == labels[b]);
+      items[j].j = j;
+    }
+    qsort(items, M, sizeof *items, cmp_rank);
+    for (int i = 0; i < K; i++) r->sel[(size_t)b * M + items[i].j] = 1;
+    for (int c = 0; c < C; c++) {
+      double z = 0;
+      for (int j = 0; j < M; j++)   /* A Y with the dense one-hot Y */
+        z += r->sel[(size_t)b * M + j] * r->S[(size_t)b * M + j] * (j / N == c);
+      r->Z[b * C + c] = z;
+      r->zmask[b * C + c] = z != 0.0;
+    }
+    double den = 1e-8;
+    for (int c = 0; c < C; c++) den += exp(scale * r->Z[b * C + c]) * r->zmask[b * C + c];
+    for (int c = 0; c < C; c++) r->P[b * C + c] = exp(scale * r->Z[b * C + c]) * r->zmask[b * C + c] / den;
+    double py = r->P[b * C + labels[b]];
+    loss_cls += -log(py + 1e-20);
+    double rho = py / (py + 1e-20);
+    for (int c = 0; c < C; c++) r->GZ[b * C + c] = scale / B * rho * (r->P[b * C + c] - (c == labels[b]));
+  }
+  r->loss_cls = loss_cls / B;
+  /* G_x = G_S W, G_W = G_S^T x */
+  for (int b = 0; b < B; b++)
+    for (int j = 0; j < M; j++) {
+      if (!r->sel[(size_t)b * M + j]) continue;
+      double g = r->GZ[b * C + j / N];
+      for (int d = 0; d < D; d++) {
+        r->gx[b * D + d] += g * r->W[(size_t)j * D + d];
+        r->GW[(size_t)j * D + d] += g * r->x[b * D + d];
+      }
+    }
+  if (lambda > 0) {
+    /* S_c = W W^T (M x M), Z_c = S_c Y, cross-entropy per proxy row */
+    double *Sc = xcalloc((size_t)M * M, sizeof(double)), *Zc = xcalloc((size_t)M * C, sizeof(double));
+    for (int i = 0; i < M; i++)
+      for (int j = 0; j < M; j++) {
+        double s = 0;
+        for (int d = 0; d < D; d++) s += r->W[(size_t)i * D + d] * r->W[(size_t)j * D + d];
+        Sc[(size_t)i * M + j] = s;
+      }
+    for (int i = 0; i < M; i++)
+      for (int j = 0; j < M; j++) Zc[(size_t)i * C + j / N] += Sc[(size_t)i * M + j];
+    double reg = 0;
+    double *GSc = xcalloc((size_t)M * M, sizeof(double));
+    for (int i = 0; i < M; i++) {
+      double m = -INFINITY, se = 0;
+      for (int c = 0; c < C; c++) m = fmax(m, Zc[(size_t)i * C + c]);
+      for (int c = 0; c < C; c++) se += exp(Zc[(size_t)i * C + c] - m);
+      reg += m + log(se) - Zc[(size_t)i * C + i / N];
+      /* G_Sc = G_Zc Y^T: entry (i, j) gets G_Zc[i, c(j)] */
+      for (int j = 0; j < M; j++) {
+        int c = j / N;
+        GSc[(size_t)i * M + j] = (exp(Zc[(size_t)i * C + c] - m) / se - (c == i / N)) / M;
+      }
+    }
+    r->loss_reg = reg / M;
+    /* G_W^reg = (G_Sc + G_Sc^T) W, rows of W as proxies */
+    for (int i = 0; i < M; i++)
+      for (int j = 0; j < M; j++) {
+        double g = lambda * (GSc[(size_t)i * M + j] + GSc[(size_t)j * M + i]);
+        if (g == 0) continue;
+        for (int d = 0; d < D; d++) r->GW[(size_t)i * D + d] += g * r->W[(size_t)j * D + d];
+      }
+    free(Sc); free(Zc); free(GSc);
+  }
+  r->loss = r->loss_cls + lambda * r->loss_reg;
+  l2norm_backward_ref(r->dx_raw, r->gx, r->x, xn, B, D);
+  l2norm_backward_ref(r->dproxies, r->GW, r->W, pn, M, D);
+  free(items); free(xn); free(pn);
+}

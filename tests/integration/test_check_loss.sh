@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# proxygml check-loss on the golden files (exit 0), on a perturbed copy (exit 1)
+# and on bad input (exit 2, one line naming the problem).
+set -u
+BIN=${PROXYGML_BIN:?}
+DATA=${PROXYGML_TESTDATA:?}
+PY=/usr/bin/python3
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fail=0
+expect() {   # expect CODE DESCRIPTION CMD...
+  local want=$1 what=$2; shift 2
+  "$@" >"$tmp/out" 2>"$tmp/err"
+  local rc=$?
+  if [ "$rc" -ne "$want" ]; then
+    echo "FAIL $what: exit $rc, want $want"; cat "$tmp/out" "$tmp/err" | tail -5; fail=1
+  elif [ "$want" -eq 2 ] && [ "$(wc -l <"$tmp/err")" -ne 1 ]; then
+    echo "FAIL $what: want one error line, got:"; cat "$tmp/err"; fail=1
+  else
+    echo "ok   $what${2:+}: $(tail -1 "$tmp/err" "$tmp/out" 2>/dev/null | grep -v '^==>' | grep . | tail -1)"
+  fi
+}
+
+expect 0 "all golden files, float32" "$BIN" check-loss "$DATA"/loss_*.h5
+expect 0 "all golden files, float64 reference" "$BIN" check-loss --ref "$DATA"/loss_tiny.h5 "$DATA"/loss_scale20.h5 "$DATA"/loss_k_lt_n.h5
+
+# variants of a golden file, written by h5py under Debian's interpreter
+$PY - "$DATA/loss_lam05.h5" "$tmp" <<'PYEOF'
+import sys, shutil, h5py, numpy as np
+src, out = sys.argv[1], sys.argv[2]
+def variant(name, fn):
+    shutil.copy(src, f"{out}/{name}.h5")
+    with h5py.File(f"{out}/{name}.h5", "r+") as f:
+        fn(f)
+def perturb(f):
+    g = f["grad_proxies"][()]; g[0, 0] += 1e-2 * np.abs(g).max(); f["grad_proxies"][...] = g
+def swap_loss(f):
+    v = f["loss"][()]; del f["loss"]; f["loss"] = v * 1.001
+variant("perturbed_grad", perturb)
+variant("perturbed_loss", swap_loss)
+variant("missing_labels", lambda f: f.__delitem__("labels"))
+def bad_labels(f):
+    y = f["labels"][()]; y[3] = f.attrs["C"]; f["labels"][...] = y
+variant("label_out_of_range", bad_labels)
+def nan_x(f):
+    x = f["x_raw"][()]; x[1, 2] = np.nan; f["x_raw"][...] = x
+variant("nan_input", nan_x)
+def big_k(f):
+    f.attrs["K"] = f.attrs["C"] * f.attrs["N"] + 1
+variant("k_too_large", big_k)
+variant("k_zero", lambda f: f.attrs.__setitem__("K", 0))
+def wrong_shape(f):
+    p = f["proxies"][()]; del f["proxies"]; f["proxies"] = p[:, :-1]
+variant("wrong_shape", wrong_shape)
+PYEOF
+[ -f "$tmp/perturbed_grad.h5" ] || { echo "FAIL could not write variants with h5py"; exit 1; }
+expect 1 "perturbed gradient" "$BIN" check-loss "$tmp/perturbed_grad.h5"
+expect 1 "perturbed loss" "$BIN" check-loss "$tmp/perturbed_loss.h5"
+expect 2 "missing labels" "$BIN" check-loss "$tmp/missing_labels.h5"
+expect 2 "label >= C" "$BIN" check-loss "$tmp/label_out_of_range.h5"
+expect 2 "NaN in x_raw" "$BIN" check-loss "$tmp/nan_input.h5"
+expect 2 "K > C*N" "$BIN" check-loss "$tmp/k_too_large.h5"
+expect 2 "K = 0" "$BIN" check-loss "$tmp/k_zero.h5"
+expect 2 "wrong proxies shape" "$BIN" check-loss "$tmp/wrong_shape.h5"
+expect 2 "missing file" "$BIN" check-loss "$tmp/nope.h5"
+head -c 4096 /dev/urandom >"$tmp/garbage.h5"
+expect 2 "not an HDF5 file" "$BIN" check-loss "$tmp/garbage.h5"
+expect 2 "no file given" "$BIN" check-loss
+# messages name the problem
+"$BIN" check-loss "$tmp/label_out_of_range.h5" 2>&1 | grep -q "labels\[3\]" || { echo "FAIL label message does not name labels[3]"; fail=1; }
+"$BIN" check-loss "$tmp/k_too_large.h5" 2>&1 | grep -q "K=" || { echo "FAIL K message does not name K"; fail=1; }
+exit $fail
