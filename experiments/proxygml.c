@@ -3,12 +3,15 @@
  * and returns the process exit code. */
 #include "config.h"
 #include "proxygml_cmd.h"
+#include "train.h"
 /* [headers of later subcommands are added below this line] */
 #include "metrics.h"
 #include "dataset.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 typedef struct {
   const char *name;
@@ -17,6 +20,7 @@ typedef struct {
 } Command;
 
 static const Command COMMANDS[] = {
+  {"train", train_cmd_train, "train an embedding network with ProxyGML (see proxygml train --help)"},
   {"check-loss", proxygml_cmd_check_loss, "compare the loss with golden HDF5 files (exit 0 ok, 1 mismatch, 2 bad input)"},
   {"bench-loss", proxygml_cmd_bench_loss, "time forward+backward of the loss on a preset problem"},
   /* [subcommands of later issues are added below this line] */
@@ -31,7 +35,19 @@ static void usage(FILE *out) {
   fprintf(out, "\n  --version      print the version\n");
 }
 
+/* OpenMP workers that spin-wait for the next parallel region (libgomp's
+ * default) steal the cores that OpenBLAS and the other rank need: on 2 cores a
+ * training step ran 8x slower. libgomp reads its spin count only when it is
+ * loaded, so set a short one and run this program again, once. A user who
+ * sets GOMP_SPINCOUNT or OMP_WAIT_POLICY keeps their choice. */
+static void limit_openmp_spinning(char **argv) {
+  if (getenv("GOMP_SPINCOUNT") || getenv("OMP_WAIT_POLICY")) return;
+  setenv("GOMP_SPINCOUNT", "10000", 1);
+  execv("/proc/self/exe", argv);   /* returns only on failure: then run as we are */
+}
+
 int main(int argc, char **argv) {
+  limit_openmp_spinning(argv);
   if (argc < 2) { usage(stderr); return 2; }
   if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "version")) {
     printf("proxygml %s\n", PROXYGML_VERSION);

@@ -46,6 +46,12 @@ int h5io_attr_str(hid_t loc, const char *name, char *buf, size_t cap);
  * parallel file with independent I/O). Chunked + shuffle + deflate above
  * 4096 elements. ndim = 0 writes a scalar. */
 int h5io_write(hid_t loc, const char *name, hid_t memtype, int ndim, const int64_t *dims, const void *buf);
+/* Collective form for a file opened with h5io_create_parallel: every rank
+ * calls it with the same name and full dims; each writes its rows
+ * [row0, row0 + nrows) of buf (nrows = 0: writes nothing). Replicated data:
+ * rank 0 passes all rows, the others none. Contiguous, unfiltered. */
+int h5io_write_rows(hid_t loc, const char *name, hid_t memtype, int ndim, const int64_t *dims, int64_t row0,
+                    int64_t nrows, const void *buf);
 int h5io_set_attr_i64(hid_t loc, const char *name, int64_t v);
 int h5io_set_attr_f64(hid_t loc, const char *name, double v);
 int h5io_set_attr_str(hid_t loc, const char *name, const char *v);

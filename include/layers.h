@@ -25,4 +25,60 @@ void l2norm_backward_ref(double *dinp, const double *dout, const double *out, co
 
 /* [the other layers (linear, conv3x3, relu, maxpool2) are declared below this line] */
 
+/* Linear (PyTorch nn.Linear): out = inp W^T + b, W stored Fout x Fin
+ * (out features x in features).
+ * One sgemm each way, threaded by OpenBLAS (call it outside OpenMP regions).
+ * dinp may be NULL when the input needs no gradient (the data). */
+void linear_forward(float *out /* B x Fout */, const float *inp /* B x Fin */, const float *weight /* Fout x Fin */,
+                    const float *bias /* Fout */, int B, int Fin, int Fout);
+void linear_backward(float *dinp /* B x Fin or NULL */, float *dweight /* Fout x Fin */, float *dbias /* Fout */,
+                     const float *dout /* B x Fout */, const float *inp /* B x Fin */,
+                     const float *weight /* Fout x Fin */, int B, int Fin, int Fout);
+void linear_forward_ref(double *out, const double *inp, const double *weight, const double *bias,
+                        int B, int Fin, int Fout);
+void linear_backward_ref(double *dinp, double *dweight, double *dbias, const double *dout, const double *inp,
+                         const double *weight, int B, int Fin, int Fout);
+
+/* 3x3 convolution, stride 1, zero padding 1 (PyTorch nn.Conv2d(Cin, Cout, 3,
+ * padding=1)), NCHW, weight Cout x Cin x 3 x 3 (= Cout x Cin*9 row-major).
+ * Per sample: col = im2col(inp_b) (Cin*9 x H*W), out_b = weight . col + bias.
+ * col is kept for the backward (dweight = sum_b dout_b . col_b^T), so the
+ * input itself is not needed there. dcol is scratch of the same size as col,
+ * used only when dinp != NULL (NULL: the input is the data, no gradient).
+ * OpenMP over the batch with single-threaded BLAS inside. */
+void conv3x3_forward(float *out /* B x Cout x H x W */, float *col /* B x Cin*9 x H*W */,
+                     const float *inp /* B x Cin x H x W */, const float *weight /* Cout x Cin x 3 x 3 */,
+                     const float *bias /* Cout */, int B, int Cin, int Cout, int H, int W);
+void conv3x3_backward(float *dinp /* B x Cin x H x W or NULL */, float *dweight /* Cout x Cin x 3 x 3 */,
+                      float *dbias /* Cout */, float *dcol /* B x Cin*9 x H*W scratch */,
+                      const float *col /* B x Cin*9 x H*W, from the forward */,
+                      const float *dout /* B x Cout x H x W */,
+                      const float *weight /* Cout x Cin x 3 x 3 */, int B, int Cin, int Cout, int H, int W);
+/* the _ref twins work on the input directly (no im2col) */
+void conv3x3_forward_ref(double *out, const double *inp, const double *weight, const double *bias,
+                         int B, int Cin, int Cout, int H, int W);
+void conv3x3_backward_ref(double *dinp, double *dweight, double *dbias, const double *dout, const double *inp,
+                          const double *weight, int B, int Cin, int Cout, int H, int W);
+
+/* ReLU over n elements; the backward reads the output (out > 0), as PyTorch
+ * does. out may alias inp; dinp must not alias dout (it accumulates). */
+void relu_forward(float *out /* n */, const float *inp /* n */, long n);
+void relu_backward(float *dinp /* n */, const float *dout /* n */, const float *out /* n */, long n);
+void relu_forward_ref(double *out, const double *inp, long n);
+void relu_backward_ref(double *dinp, const double *dout, const double *out, long n);
+
+/* 2x2 max pooling, stride 2 (nn.MaxPool2d(2)): Ho = H/2, Wo = W/2 (floor; an
+ * odd last row/column is dropped). idx caches the argmax as an offset inside
+ * the input plane (y*W + x, as PyTorch's return_indices); ties go to the
+ * first element in row-major order and NaN wins, as in PyTorch. */
+void maxpool2_forward(float *out /* B x C x Ho x Wo */, int *idx /* B x C x Ho x Wo */,
+                      const float *inp /* B x C x H x W */, int B, int C, int H, int W);
+void maxpool2_backward(float *dinp /* B x C x H x W */, const float *dout /* B x C x Ho x Wo */,
+                       const int *idx /* B x C x Ho x Wo */, int B, int C, int H, int W);
+void maxpool2_forward_ref(double *out, int *idx, const double *inp, int B, int C, int H, int W);
+void maxpool2_backward_ref(double *dinp, const double *dout, const int *idx, int B, int C, int H, int W);
+
+/* Flatten (B x C x H x W -> B x C*H*W) is a no-op: NCHW rows are already
+ * PyTorch's flatten order (c, y, x). */
+
 #endif

@@ -73,6 +73,7 @@ typedef struct {
   int *scratch_i;    /* nthreads x M */
   float *scratch_gw; /* nthreads x D  one proxy's gradient */
   float *gx_part;    /* nthreads x B_max x D  per-thread partial G_x */
+  double *row_loss;  /* max(B_max, M)  per-row loss terms, summed in order */
 } ProxyGML;
 
 /* K = ceil((r*C)*N), left to right in double (the published rounding). */
@@ -85,6 +86,10 @@ float proxygml_forward(ProxyGML *l, const float *x_raw /* B x D */, const int *l
                        const float *proxies /* M x D */, int B);
 /* dx_raw += dL/dx_raw (B x D), dproxies += dL/dproxies (M x D) */
 void proxygml_backward(ProxyGML *l, float *dx_raw, float *dproxies);
+
+/* The K largest of s[0..M) (ties: lower index first), ascending indices into
+ * out; v, idx: scratch of K each. Inference-time subgraphs (no labels). */
+void proxygml_topk(int *out /* K */, const float *s /* M */, int M, int K, float *v, int *idx);
 
 /* ---- the float64 reference ---------------------------------------------- */
 typedef struct {

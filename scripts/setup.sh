@@ -6,7 +6,7 @@ PKGS=(
   # build
   build-essential meson ninja-build pkg-config
   # libraries
-  libopenmpi-dev openmpi-bin libhdf5-openmpi-dev hdf5-tools libopenblas-dev
+  libopenmpi-dev openmpi-bin libhdf5-openmpi-dev hdf5-tools libopenblas-dev libopenblas-openmp-dev
   libcriterion-dev zlib1g-dev libconfig-dev
   # data
   dataset-fashion-mnist

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-void h5io_quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
+void h5io_quiet(void) { if (!getenv("PROXYGML_H5_DEBUG")) H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
 
 static int open_with(const char *path, hid_t fapl, hid_t *file) {
   h5io_quiet();
@@ -131,6 +131,7 @@ int h5io_attr_str(hid_t loc, const char *name, char *buf, size_t cap) {
     char *s = NULL;
     hid_t mt = H5Tcopy(H5T_C_S1);
     H5Tset_size(mt, H5T_VARIABLE);
+    H5Tset_cset(mt, H5Tget_cset(t));   /* HDF5 will not convert UTF-8 to ASCII */
     if (H5Aread(a, mt, &s) < 0) rc = err_set("attribute '%s': read failed", name);
     else {
       snprintf(buf, cap, "%s", s ? s : "");
@@ -142,6 +143,7 @@ int h5io_attr_str(hid_t loc, const char *name, char *buf, size_t cap) {
     char *tmp = xcalloc(n + 1, 1);
     hid_t mt = H5Tcopy(H5T_C_S1);
     H5Tset_size(mt, n + 1);
+    H5Tset_cset(mt, H5Tget_cset(t));
     if (H5Aread(a, mt, tmp) < 0) rc = err_set("attribute '%s': read failed", name);
     else snprintf(buf, cap, "%s", tmp);
     H5Tclose(mt);
@@ -180,6 +182,41 @@ int h5io_write(hid_t loc, const char *name, hid_t memtype, int ndim, const int64
   H5Pclose(lcpl);
   H5Pclose(dcpl);
   H5Sclose(s);
+  if (st < 0) return err_set("cannot write dataset '%s'", name);
+  return 0;
+}
+
+int h5io_write_rows(hid_t loc, const char *name, hid_t memtype, int ndim, const int64_t *dims, int64_t row0,
+                    int64_t nrows, const void *buf) {
+  h5io_quiet();
+  hsize_t hd[H5IO_MAXDIM], start[H5IO_MAXDIM] = {0}, cnt[H5IO_MAXDIM];
+  for (int i = 0; i < ndim; i++) { hd[i] = (hsize_t)dims[i]; cnt[i] = hd[i]; }
+  if (ndim < 1 || row0 < 0 || nrows < 0 || row0 + nrows > dims[0])
+    return err_set("dataset '%s': rows [%lld, %lld) out of range", name, (long long)row0, (long long)(row0 + nrows));
+  start[0] = (hsize_t)row0;
+  cnt[0] = (hsize_t)nrows;
+  hid_t fs = H5Screate_simple(ndim, hd, NULL);
+  hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
+  H5Pset_create_intermediate_group(lcpl, 1);
+  hid_t d = H5Dcreate2(loc, name, memtype, fs, lcpl, H5P_DEFAULT, H5P_DEFAULT);
+  herr_t st = -1;
+  if (d >= 0 && dims[0] == 0) st = 0;   /* an empty table: nothing to write (MPI-IO rejects it) */
+  else if (d >= 0) {
+    hid_t ms = H5Screate_simple(ndim, cnt, NULL);
+    if (nrows > 0) H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, cnt, NULL);
+    else { H5Sselect_none(fs); H5Sselect_none(ms); }
+    hid_t dxpl = H5Pcreate(H5P_DATASET_XFER);
+    hid_t fid = H5Iget_file_id(loc), fapl = H5Fget_access_plist(fid);
+    H5Fclose(fid);   /* H5Iget_file_id takes a reference */
+    if (H5Pget_driver(fapl) == H5FD_MPIO) H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE);
+    H5Pclose(fapl);
+    st = H5Dwrite(d, memtype, ms, fs, dxpl, buf);
+    H5Pclose(dxpl);
+    H5Sclose(ms);
+  }
+  if (d >= 0) H5Dclose(d);
+  H5Pclose(lcpl);
+  H5Sclose(fs);
   if (st < 0) return err_set("cannot write dataset '%s'", name);
   return 0;
 }

@@ -51,11 +51,12 @@ void proxygml_init(ProxyGML *l, int B_max, int D, int C, int N, int K, float lam
   l->scratch_i = xmalloc((size_t)l->nthreads * M * sizeof(int));
   l->scratch_gw = xmalloc_f32((size_t)l->nthreads * D);
   l->gx_part = xmalloc_f32((size_t)l->nthreads * Bm * D);
+  l->row_loss = xmalloc((size_t)(Bm > (size_t)M ? Bm : (size_t)M) * sizeof(double));
 }
 
 void proxygml_free(ProxyGML *l) {
   void *bufs[] = {l->x, l->xnorm, l->pnorm, l->S, l->sel, l->Z, l->zmask, l->P, l->GZ, l->gx, l->W, l->U,
-                  l->G, l->GU, l->GW, l->csr_start, l->csr_b, l->csr_g, l->scratch_v, l->scratch_i, l->scratch_gw, l->gx_part};
+                  l->G, l->GU, l->GW, l->csr_start, l->csr_b, l->csr_g, l->scratch_v, l->scratch_i, l->scratch_gw, l->gx_part, l->row_loss};
   for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
   memset(l, 0, sizeof *l);
 }
@@ -121,6 +122,13 @@ static void select_row(int *out /* K */, const float *s /* M */, int y, int C, i
     memcpy(out, idx, (size_t)K * sizeof(int));
   }
   qsort(out, (size_t)K, sizeof(int), cmp_int);   /* ascending: sums below run in index order */
+}
+
+void proxygml_topk(int *out, const float *s, int M, int K, float *v, int *idx) {
+  BestK h = {v, idx, 0, K};
+  for (int j = 0; j < M; j++) bestk_push(&h, s[j], j);
+  memcpy(out, idx, (size_t)K * sizeof(int));
+  qsort(out, (size_t)K, sizeof(int), cmp_int);
 }
 
 /* ------------------------------------------------------------ forward */
@@ -207,8 +215,8 @@ static double regulariser_forward(ProxyGML *l, const float *proxies) {
   if (Mr <= 0) return 0;
   float *G = l->G + (size_t)rb * C;
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Mr, C, D, 1.0f, l->W + (size_t)rb * D, D, l->U, D, 0.0f, G, C);
-  double reg = 0;
-#pragma omp parallel for schedule(static) num_threads(l->nthreads) reduction(+ : reg) if (Mr > 256)
+  double *row_loss = l->row_loss;   /* summed below in a fixed order: OpenMP reductions are not */
+#pragma omp parallel for schedule(static) num_threads(l->nthreads) if (Mr > 256)
   for (int i = 0; i < Mr; i++) {
     float *zc = G + (size_t)i * C;
     int own = (rb + i) / N;
@@ -216,11 +224,13 @@ static double regulariser_forward(ProxyGML *l, const float *proxies) {
     for (int c = 0; c < C; c++) m = fmaxf(m, zc[c]);
     double zown = zc[own], se = 0;
     for (int c = 0; c < C; c++) { zc[c] = expf(zc[c] - m); se += zc[c]; }
-    reg += m + log(se) - zown;
+    row_loss[i] = m + log(se) - zown;
     float inv = (float)(1.0 / (se * M)), onehot = 1.0f / M;
     for (int c = 0; c < C; c++) zc[c] *= inv;
     zc[own] -= onehot;
   }
+  double reg = 0;
+  for (int i = 0; i < Mr; i++) reg += row_loss[i];
   return reg;
 }
 
@@ -233,16 +243,17 @@ float proxygml_forward(ProxyGML *l, const float *x_raw, const int *labels, const
 
   l2norm_forward(l->x, l->xnorm, x_raw, B, l->D);          /* 2.1 */
   similarity_blocked(l, proxies, B);                        /* 2.2-2.3 */
-  double loss_cls = 0;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(l->nthreads) reduction(+ : loss_cls) if (B > 1)
+#pragma omp parallel for schedule(dynamic, 1) num_threads(l->nthreads) if (B > 1)
   for (int b = 0; b < B; b++) {
     int t = omp_get_thread_num();
     int *sel = l->sel + (size_t)b * K;
     const float *srow = l->S + (size_t)b * M;
     select_row(sel, srow, labels[b], C, N, K, l->scratch_v + (size_t)t * M, l->scratch_i + (size_t)t * M);  /* 2.6 */
     size_t o = (size_t)b * C;
-    loss_cls += softmax_row(l->Z + o, l->zmask + o, l->P + o, l->GZ + o, sel, srow, labels[b], C, N, K, l->scale, inv_b);
+    l->row_loss[b] = softmax_row(l->Z + o, l->zmask + o, l->P + o, l->GZ + o, sel, srow, labels[b], C, N, K, l->scale, inv_b);
   }
+  double loss_cls = 0;
+  for (int b = 0; b < B; b++) loss_cls += l->row_loss[b];
   l->loss_cls = (float)(loss_cls * inv_b);
   l->loss_reg = l->lambda > 0 ? (float)(regulariser_forward(l, proxies) / M) : 0.0f;
   l->loss = l->loss_cls + l->lambda * l->loss_reg;

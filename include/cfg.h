@@ -1,0 +1,126 @@
+/* cfg.h: the configuration of a training run: every key with its default,
+ * meaning and valid range, read from a libconfig file and `--set key=value`
+ * overrides, checked, listed for --help, dumped back as a loadable file,
+ * written as HDF5 attributes and hashed.
+ *
+ *   Config c;
+ *   cfg_defaults(&c);                                  // never fails
+ *   if (cfg_load(&c, "experiments/fmnist_mlp.cfg") != 0 ||
+ *       cfg_set(&c, "epochs=1") != 0 ||                // each --set, in order
+ *       cfg_set(&c, "decay_epochs=20,40") != 0 ||
+ *       cfg_validate(&c) != 0) {                       // cross-key checks, last
+ *     fprintf(stderr, "%s\n", err_msg());              // one line naming the key
+ *     ...
+ *   }
+ *   int K;
+ *   cfg_resolve_k(&c, C_of_dataset, &K);               // once C is known
+ *
+ * A file is flat `key = value;` lines (libconfig syntax, `#` comments):
+ *
+ *   N = 4;                  # integer keys take integers only (4.0 is an error)
+ *   r = 0.25;               # number keys take 0.25, 1e-3 or 1
+ *   arch = "mlp";           # strings and choices in double quotes
+ *   decay_epochs = [20, 40];   # lists: arrays of integers; [] is empty
+ *   eval_epochs = "all";    # (eval_epochs only) every epoch, 0 included
+ *
+ * Layers: cfg_load and cfg_set apply on top of what `c` holds, so defaults <
+ * file(s) < overrides. Each value is type- and range-checked as it is stored;
+ * a failed call leaves `c` untouched. Cross-key rules (k together with r,
+ * eval epochs beyond `epochs`, K against C*N when C is given) are checked by
+ * cfg_validate, after the last layer. Unknown keys are always errors (with a
+ * "did you mean" hint), never ignored.
+ *
+ * K: `k` gives it directly, otherwise K = ceil((r*C)*N) evaluated left to
+ * right in double (docs/proxygml-math.md 2.5). Only one may be chosen: a file
+ * that sets k > 0 together with an r other than the default is an error;
+ * setting one of them in a later layer (k > 0, or any r) resets the other, so
+ * `--set k=12` works on a file that chose r.
+ *
+ * Relative paths (`data`, `@include`) : `data` is relative to the working
+ * directory; `@include "x.cfg"` to the directory of the including file.
+ *
+ * Memory model: Config is plain data (fixed arrays, no pointers, no padding),
+ * so copying it with `=` and broadcasting it from rank 0 as bytes
+ * (MPI_Bcast(&c, sizeof c, MPI_BYTE, 0, comm)) are both complete.
+ *
+ * Limits of libconfig 1.5: integers beyond 32 bits need an `L` suffix in a
+ * file (seed = 5000000000L;); without it libconfig silently wraps them.
+ */
+#ifndef PROXYGML_CFG_H
+#define PROXYGML_CFG_H
+
+#include <hdf5.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define CFG_LIST_MAX 64     /* entries of one list key */
+#define CFG_LIST_ALL (-1)   /* CfgList.n of eval_epochs = "all" */
+#define CFG_NAME_MAX 64     /* bytes of `name`, NUL included */
+#define CFG_PATH_MAX 1024   /* bytes of `data`, NUL included */
+
+typedef enum { CFG_ARCH_MLP, CFG_ARCH_CNN, CFG_ARCH_LINEAR } CfgArch;
+
+/* ascending, without repeats; n = CFG_LIST_ALL only where "all" is allowed */
+typedef struct { int n; int v[CFG_LIST_MAX]; } CfgList;
+
+typedef struct {
+  /* run and data */
+  char name[CFG_NAME_MAX];      /* run label: letters, digits, . _ - ("" = none) */
+  char data[CFG_PATH_MAX];      /* dataset HDF5 file */
+  /* loss and optimiser */
+  double r;                     /* K = ceil((r*C)*N) when k = 0; (0, 1] */
+  double lambda;                /* regulariser weight, >= 0 */
+  double scale;                 /* softmax scale s, > 0 */
+  double lr, proxy_lr;          /* Adam learning rates: network, proxies */
+  double eps, weight_decay;     /* Adam epsilon (> 0), L2 decay on both groups */
+  double beta1, beta2;          /* Adam moment decays, [0, 1) */
+  double decay_rate;            /* lr factor at each decay epoch, (0, 1] */
+  int64_t seed;                 /* initialisation and shuffling, >= 0 */
+  int arch;                     /* CfgArch */
+  int embed_dim;                /* D */
+  int C;                        /* classes; 0 = from the dataset */
+  int N;                        /* proxies per class */
+  int k;                        /* K directly; 0 = from r */
+  int warm;                     /* epochs 1..warm train only embedding layer + proxies */
+  int epochs, batch;            /* batch: global, over all ranks */
+  int kmeans_restarts;          /* k-means runs for NMI; the best inertia wins */
+  int threads;                  /* OpenMP threads per rank; 0 = auto */
+  int checkpoint_every;         /* steps; 0 = off */
+  int max_steps_per_epoch;      /* 0 = the whole training set */
+  int check_sync_every;         /* steps between replica consistency checks; 0 = off */
+  CfgList decay_epochs;         /* 1-based epochs from which the lr is multiplied by decay_rate */
+  CfgList eval_epochs;          /* evaluate after these epochs (0 = untrained); or all */
+  CfgList recall_ks;            /* k of Recall@k */
+} Config;
+
+void cfg_defaults(Config *c);
+/* read a libconfig file on top of c; errors name file:line and the key */
+int cfg_load(Config *c, const char *path);
+/* one override "key=value"; lists as "20,40" (or "[20,40]", "" = empty) */
+int cfg_set(Config *c, const char *key_eq_value);
+/* every range again plus the cross-key rules; needs no file */
+int cfg_validate(const Config *c);
+/* K for a dataset of C classes (ignores c->C); error unless 1 <= K <= C*N */
+int cfg_resolve_k(const Config *c, int C, int *K);
+
+/* every key: default, range and meaning */
+void cfg_print_help(FILE *out);
+/* c as a commented libconfig file that cfg_load reads back to the same struct */
+void cfg_dump(const Config *c, FILE *out);
+/* every key as an attribute of loc (lists as text "20,40", "all" or ""),
+ * plus "config" (the dump, without comments) and "config_hash" (16 hex digits).
+ * Give it a group of its own: same-named attributes are replaced. */
+int cfg_write_attrs(const Config *c, hid_t loc);
+/* FNV-1a 64 of the canonical dump of the keys that shape the training
+ * trajectory. Keys that can change when resuming a run (name, epochs,
+ * eval_epochs, recall_ks, kmeans_restarts, threads, checkpoint_every,
+ * check_sync_every) are left out; --help marks them. Stable as long as the
+ * set of keys is. */
+uint64_t cfg_hash(const Config *c);
+
+/* the schedule, in the keys' own conventions (epochs 1-based, 0 = before training) */
+int cfg_eval_at(const Config *c, int epoch);                  /* 1 if evaluating after `epoch` */
+double cfg_lr_at(const Config *c, double base_lr, int epoch); /* lr while training `epoch` */
+const char *cfg_arch_name(int arch);                          /* "mlp", "cnn", "linear" */
+
+#endif

@@ -1,0 +1,693 @@
+/* cfg.c: the table of configuration keys and everything it drives: defaults,
+ * parsing of libconfig files and key=value overrides, validation, --help,
+ * the loadable dump, HDF5 attributes and the resume hash. Broadcasting is
+ * left to the caller: the struct is plain bytes. Adding a key is one line in
+ * KEYS plus its field in Config. */
+#include "cfg.h"
+
+#include "common.h"
+#include "h5io.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <libconfig.h>
+#include <limits.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* no padding anywhere, so byte copies, broadcasts and memcmp see only fields */
+_Static_assert(sizeof(Config) == offsetof(Config, recall_ks) + sizeof(CfgList), "Config has tail padding");
+_Static_assert(offsetof(Config, r) == CFG_NAME_MAX + CFG_PATH_MAX, "Config has padding after the strings");
+
+enum { T_INT, T_I64, T_F64, T_STR, T_ENUM, T_LIST };
+enum {
+  F_MIN_OPEN = 1,   /* min itself is out of range */
+  F_MAX_OPEN = 2,
+  F_ALL = 4,        /* list may be "all" */
+  F_RESUME = 8,     /* may change when resuming: left out of the hash */
+  F_NAME = 16,      /* string restricted to a file-name-safe alphabet */
+};
+
+typedef struct {
+  const char *key;
+  int type;
+  size_t off, size;           /* field in Config */
+  const char *def;            /* default, in --set syntax */
+  double min, max;            /* value range (lists: of each entry; strings: min = least length) */
+  int flags;
+  const char *section;        /* non-NULL: first key of a section in help and dump */
+  const char *help;
+} Key;
+
+static const char *const ARCH_NAMES[] = {"mlp", "cnn", "linear"};   /* CfgArch order */
+#define NARCH ((int)(sizeof ARCH_NAMES / sizeof ARCH_NAMES[0]))
+
+#define FLD(f) offsetof(Config, f), sizeof(((Config *)0)->f)
+#define BIG 1e6             /* bound on counts of epochs: catches typos, limits nothing real */
+#define IMAX 2147483647.0
+
+static const Key KEYS[] = {
+  {"name", T_STR, FLD(name), "", 0, 0, F_NAME | F_RESUME, "run",
+   "label of the run, recorded with its results (letters, digits, . _ -)"},
+  {"data", T_STR, FLD(data), "data/fmnist_zeroshot.h5", 1, 0, 0, NULL,
+   "dataset HDF5 file, relative to the working directory"},
+  {"arch", T_ENUM, FLD(arch), "mlp", 0, 0, 0, "network",
+   "embedding network: mlp, cnn (as in the PyTorch baseline) or linear (one layer)"},
+  {"embed_dim", T_INT, FLD(embed_dim), "128", 1, 65536, 0, NULL, "D, the embedding dimension"},
+  {"C", T_INT, FLD(C), "0", 0, BIG, 0, "loss", "training classes; 0 = as many as the dataset has"},
+  {"N", T_INT, FLD(N), "4", 1, 10000, 0, NULL, "proxies per class"},
+  {"k", T_INT, FLD(k), "0", 0, IMAX, 0, NULL, "K, proxies kept in each sample's subgraph; 0 = from r"},
+  {"r", T_F64, FLD(r), "0.4", 0, 1, F_MIN_OPEN, NULL, "when k = 0: K = ceil(r*C*N), in double, left to right"},
+  {"lambda", T_F64, FLD(lambda), "0.3", 0, HUGE_VAL, 0, NULL, "weight of the proxy regulariser; 0 = off"},
+  {"scale", T_F64, FLD(scale), "1", 0, HUGE_VAL, F_MIN_OPEN, NULL, "softmax scale s of the class logits"},
+  {"lr", T_F64, FLD(lr), "1e-3", 0, HUGE_VAL, 0, "optimiser", "Adam learning rate of the network"},
+  {"proxy_lr", T_F64, FLD(proxy_lr), "0.03", 0, HUGE_VAL, 0, NULL, "Adam learning rate of the proxies"},
+  {"eps", T_F64, FLD(eps), "0.01", 0, HUGE_VAL, F_MIN_OPEN, NULL, "Adam epsilon"},
+  {"weight_decay", T_F64, FLD(weight_decay), "1e-4", 0, HUGE_VAL, 0, NULL,
+   "L2 term added to the gradients of both groups (Adam, not AdamW)"},
+  {"beta1", T_F64, FLD(beta1), "0.9", 0, 1, F_MAX_OPEN, NULL, "Adam first-moment decay"},
+  {"beta2", T_F64, FLD(beta2), "0.999", 0, 1, F_MAX_OPEN, NULL, "Adam second-moment decay"},
+  {"decay_epochs", T_LIST, FLD(decay_epochs), "", 1, BIG, 0, NULL,
+   "1-based epochs from which both learning rates are multiplied by decay_rate"},
+  {"decay_rate", T_F64, FLD(decay_rate), "0.1", 0, 1, F_MIN_OPEN, NULL, "learning-rate factor at each decay epoch"},
+  {"warm", T_INT, FLD(warm), "0", 0, BIG, 0, NULL, "epochs 1..warm train only the embedding layer and the proxies"},
+  {"epochs", T_INT, FLD(epochs), "5", 0, BIG, F_RESUME, "training",
+   "training epochs; 0 = only evaluate the untrained network"},
+  {"batch", T_INT, FLD(batch), "64", 1, 1 << 24, 0, NULL, "global batch size, split over the ranks"},
+  {"seed", T_I64, FLD(seed), "0", 0, HUGE_VAL, 0, NULL, "seed of initialisation and shuffling"},
+  {"max_steps_per_epoch", T_INT, FLD(max_steps_per_epoch), "0", 0, IMAX, 0, NULL,
+   "cap on the steps of an epoch, for smoke tests; 0 = the whole training set"},
+  {"eval_epochs", T_LIST, FLD(eval_epochs), "all", 0, BIG, F_ALL | F_RESUME, "evaluation",
+   "evaluate after these epochs (0 = the untrained network); \"all\" = after every one"},
+  {"recall_ks", T_LIST, FLD(recall_ks), "1,2,4,8", 1, IMAX, F_RESUME, NULL, "the k of Recall@k"},
+  {"kmeans_restarts", T_INT, FLD(kmeans_restarts), "5", 1, 1000, F_RESUME, NULL,
+   "k-means runs for NMI, the one of least inertia is kept"},
+  {"threads", T_INT, FLD(threads), "0", 0, 4096, F_RESUME, "system", "OpenMP threads per rank; 0 = the OpenMP default"},
+  {"checkpoint_every", T_INT, FLD(checkpoint_every), "0", 0, IMAX, F_RESUME, NULL, "steps between checkpoints; 0 = none"},
+  {"check_sync_every", T_INT, FLD(check_sync_every), "0", 0, IMAX, F_RESUME, NULL,
+   "steps between checks that all ranks hold the same parameters; 0 = never"},
+};
+#define NKEYS ((int)(sizeof KEYS / sizeof KEYS[0]))
+
+/* names people bring from the published script or the PyTorch baseline */
+static const char *const ALIASES[][2] = {
+  {"lam", "lambda"},         {"wd", "weight_decay"},      {"rate", "decay_rate"},
+  {"centerlr", "proxy_lr"},  {"new_epoch_to_decay", "decay_epochs"},
+  {"max_batches", "max_steps_per_epoch"}, {"dim", "embed_dim"}, {"batch_size", "batch"},
+  {"dataset", "data"},       {"epoch", "epochs"},
+};
+
+/* one parsed value of any type */
+typedef struct {
+  int64_t i;          /* T_INT, T_I64, T_ENUM (index) */
+  double f;           /* T_F64 */
+  char s[CFG_PATH_MAX];
+  CfgList l;
+} Val;
+
+static const Key *find_key(const char *name) {
+  for (int i = 0; i < NKEYS; i++)
+    if (!strcmp(KEYS[i].key, name)) return &KEYS[i];
+  return NULL;
+}
+
+static int is_key(const Key *k, const char *name) { return !strcmp(k->key, name); }
+
+/* ---- "did you mean" --------------------------------------------------------- */
+
+static int edit_distance(const char *a, const char *b) {   /* case-insensitive Levenshtein */
+  int n = (int)strlen(a), m = (int)strlen(b);
+  if (n > 63 || m > 63) return 99;
+  int row[64];
+  for (int j = 0; j <= m; j++) row[j] = j;
+  for (int i = 1; i <= n; i++) {
+    int diag = row[0];
+    row[0] = i;
+    for (int j = 1; j <= m; j++) {
+      int up = row[j];
+      int sub = diag + (tolower((unsigned char)a[i - 1]) != tolower((unsigned char)b[j - 1]));
+      int best = sub < up + 1 ? sub : up + 1;
+      row[j] = best < row[j - 1] + 1 ? best : row[j - 1] + 1;
+      diag = up;
+    }
+  }
+  return row[m];
+}
+
+static int unknown_key(const char *name) {
+  const char *hint = NULL;
+  for (size_t i = 0; i < sizeof ALIASES / sizeof ALIASES[0]; i++)
+    if (!strcmp(ALIASES[i][0], name)) hint = ALIASES[i][1];
+  int best = 3;
+  for (int i = 0; !hint && i < NKEYS; i++) {
+    int d = edit_distance(name, KEYS[i].key);
+    if (d < best && d < (int)strlen(name)) { best = d; hint = KEYS[i].key; }
+  }
+  if (hint) return err_set("unknown config key '%s' (did you mean '%s'?)", name, hint);
+  return err_set("unknown config key '%s' (--help lists the keys)", name);
+}
+
+/* ---- checks ----------------------------------------------------------------- */
+
+static int out_of_range(const Key *k, double v) {
+  if (k->flags & F_MIN_OPEN ? v <= k->min : v < k->min) return -1;
+  if (k->flags & F_MAX_OPEN ? v >= k->max : v > k->max) return 1;
+  return 0;
+}
+
+/* "config key 'N': must be >= 1, got 0"; `what` names a part ("entries ") or is "" */
+static int range_error(const Key *k, const char *what, double v) {
+  int side = out_of_range(k, v);
+  const char *op = side < 0 ? (k->flags & F_MIN_OPEN ? ">" : ">=") : (k->flags & F_MAX_OPEN ? "<" : "<=");
+  return err_set("config key '%s': %smust be %s %.15g, got %.15g", k->key, what, op, side < 0 ? k->min : k->max, v);
+}
+
+static int check(const Key *k, const Val *v) {
+  switch (k->type) {
+  case T_INT:
+  case T_I64:
+    return out_of_range(k, (double)v->i) ? range_error(k, "", (double)v->i) : 0;
+  case T_F64:
+    if (!isfinite(v->f)) return err_set("config key '%s': must be a finite number, got %g", k->key, v->f);
+    return out_of_range(k, v->f) ? range_error(k, "", v->f) : 0;
+  case T_STR:
+    if (strlen(v->s) < (size_t)k->min) return err_set("config key '%s': must not be empty", k->key);
+    if (k->flags & F_NAME)
+      for (const char *p = v->s; *p; p++)
+        if (!isalnum((unsigned char)*p) && !strchr("._-", *p))
+          return err_set("config key '%s': may hold only letters, digits, '.', '_' and '-', got \"%s\"", k->key, v->s);
+    return 0;
+  case T_ENUM:
+    if (v->i < 0 || v->i >= NARCH) return err_set("config key '%s': invalid choice %lld", k->key, (long long)v->i);
+    return 0;
+  case T_LIST:
+    if (v->l.n == CFG_LIST_ALL && (k->flags & F_ALL)) return 0;
+    if (v->l.n < 0 || v->l.n > CFG_LIST_MAX)
+      return err_set("config key '%s': invalid list length %d", k->key, v->l.n);
+    for (int j = 0; j < v->l.n; j++) {
+      if (out_of_range(k, v->l.v[j])) return range_error(k, "entries ", v->l.v[j]);
+      if (j > 0 && v->l.v[j] <= v->l.v[j - 1])
+        return err_set("config key '%s': entries must be increasing without repeats, got %d after %d", k->key,
+                       v->l.v[j], v->l.v[j - 1]);
+    }
+    return 0;
+  }
+  return err_set("config key '%s': bad table entry", k->key);
+}
+
+/* ---- values in and out of the struct ---------------------------------------- */
+
+static void put(Config *c, const Key *k, const Val *v) {
+  char *p = (char *)c + k->off;
+  switch (k->type) {
+  case T_INT:
+  case T_ENUM: *(int *)p = (int)v->i; break;
+  case T_I64: *(int64_t *)p = v->i; break;
+  case T_F64: *(double *)p = v->f; break;
+  case T_STR:
+    memset(p, 0, k->size);        /* no stale bytes after the NUL: structs compare bytewise */
+    memcpy(p, v->s, strlen(v->s));
+    break;
+  case T_LIST: {
+    CfgList l = v->l;
+    for (int j = l.n < 0 ? 0 : l.n; j < CFG_LIST_MAX; j++) l.v[j] = 0;
+    *(CfgList *)p = l;
+    break;
+  }
+  }
+}
+
+static int get(const Config *c, const Key *k, Val *v) {
+  const char *p = (const char *)c + k->off;
+  memset(v, 0, sizeof *v);
+  switch (k->type) {
+  case T_INT:
+  case T_ENUM: v->i = *(const int *)p; break;
+  case T_I64: v->i = *(const int64_t *)p; break;
+  case T_F64: v->f = *(const double *)p; break;
+  case T_STR:
+    if (!memchr(p, 0, k->size)) return err_set("config key '%s': string is not terminated", k->key);
+    memcpy(v->s, p, strlen(p) + 1);
+    break;
+  case T_LIST: v->l = *(const CfgList *)p; break;
+  }
+  return 0;
+}
+
+/* ---- parsing: text of --set and of the defaults ------------------------------ */
+
+static void trim(char *s) {
+  size_t n = strlen(s), b = 0;
+  while (n > 0 && isspace((unsigned char)s[n - 1])) s[--n] = 0;
+  while (isspace((unsigned char)s[b])) b++;
+  memmove(s, s + b, n - b + 1);
+}
+
+static int parse_int(const Key *k, const char *t, int64_t *out) {
+  char *end;
+  errno = 0;
+  long long x = strtoll(t, &end, 10);
+  if (!*t || *end) return err_set("config key '%s': expected an integer, got '%s'", k->key, t);
+  if (errno == ERANGE) return err_set("config key '%s': integer out of range: '%s'", k->key, t);
+  *out = x;
+  return 0;
+}
+
+static int parse_choice(const Key *k, const char *t, int64_t *out) {
+  for (int j = 0; j < NARCH; j++)
+    if (!strcmp(t, ARCH_NAMES[j])) { *out = j; return 0; }
+  return err_set("config key '%s': must be one of mlp, cnn, linear, got \"%s\"", k->key, t);
+}
+
+static int parse_string(const Key *k, const char *t, Val *v) {
+  size_t n = strlen(t);
+  if (n >= k->size) return err_set("config key '%s': longer than %zu characters", k->key, k->size - 1);
+  memcpy(v->s, t, n + 1);   /* k->size <= sizeof v->s */
+  return 0;
+}
+
+static int parse_text(const Key *k, const char *text, Val *v) {
+  char t[CFG_PATH_MAX + 8];
+  if (strlen(text) >= sizeof t) return err_set("config key '%s': value too long", k->key);
+  strcpy(t, text);
+  trim(t);
+  memset(v, 0, sizeof *v);
+  switch (k->type) {
+  case T_INT:
+  case T_I64: return parse_int(k, t, &v->i);
+  case T_F64: {
+    char *end;
+    v->f = strtod(t, &end);
+    if (!*t || *end) return err_set("config key '%s': expected a number, got '%s'", k->key, t);
+    return 0;
+  }
+  case T_STR:
+  case T_ENUM: {
+    size_t n = strlen(t);
+    if (n >= 2 && t[0] == '"' && t[n - 1] == '"') {   /* quotes copied from a file are fine */
+      t[n - 1] = 0;
+      memmove(t, t + 1, n - 1);
+    }
+    return k->type == T_STR ? parse_string(k, t, v) : parse_choice(k, t, &v->i);
+  }
+  case T_LIST: {
+    if ((k->flags & F_ALL) && !strcmp(t, "all")) { v->l.n = CFG_LIST_ALL; return 0; }
+    size_t n = strlen(t);
+    if (n >= 2 && t[0] == '[' && t[n - 1] == ']') {
+      t[n - 1] = 0;
+      memmove(t, t + 1, n - 1);
+      trim(t);
+    }
+    if (!*t) return 0;
+    for (char *tok = t;;) {
+      char *comma = strchr(tok, ',');
+      if (comma) *comma = 0;
+      trim(tok);
+      int64_t x = 0;
+      if (!*tok || parse_int(k, tok, &x) != 0)
+        return err_set("config key '%s': expected integers separated by commas%s, got '%s'", k->key,
+                       k->flags & F_ALL ? " (or all)" : "", text);
+      if (v->l.n == CFG_LIST_MAX) return err_set("config key '%s': more than %d entries", k->key, CFG_LIST_MAX);
+      if (x < INT_MIN || x > INT_MAX) return err_set("config key '%s': entry %lld out of range", k->key, (long long)x);
+      v->l.v[v->l.n++] = (int)x;
+      if (!comma) break;
+      tok = comma + 1;
+    }
+    return 0;
+  }
+  }
+  return err_set("config key '%s': bad table entry", k->key);
+}
+
+/* ---- parsing: libconfig settings -------------------------------------------- */
+
+static const char *expected(const Key *k) {
+  switch (k->type) {
+  case T_INT:
+  case T_I64: return "an integer";
+  case T_F64: return "a number";
+  case T_STR: return "a string in double quotes";
+  case T_ENUM: return "one of \"mlp\", \"cnn\", \"linear\"";
+  case T_LIST: return k->flags & F_ALL ? "an array of integers like [0, 5] or \"all\"" : "an array of integers like [20, 40]";
+  }
+  return "?";
+}
+
+static int type_error(const Key *k, const config_setting_t *s) {
+  char got[96];
+  switch (config_setting_type(s)) {
+  case CONFIG_TYPE_INT:
+  case CONFIG_TYPE_INT64: snprintf(got, sizeof got, "the integer %lld", config_setting_get_int64(s)); break;
+  case CONFIG_TYPE_FLOAT: snprintf(got, sizeof got, "the float %g", config_setting_get_float(s)); break;
+  case CONFIG_TYPE_STRING: snprintf(got, sizeof got, "the string \"%.60s\"", config_setting_get_string(s)); break;
+  case CONFIG_TYPE_BOOL: snprintf(got, sizeof got, "a boolean"); break;
+  case CONFIG_TYPE_ARRAY: snprintf(got, sizeof got, "an array"); break;
+  case CONFIG_TYPE_LIST: snprintf(got, sizeof got, "a list"); break;
+  default: snprintf(got, sizeof got, "a group"); break;
+  }
+  return err_set("config key '%s': expected %s, got %s", k->key, expected(k), got);
+}
+
+static int is_int(const config_setting_t *s) {
+  int t = config_setting_type(s);
+  return t == CONFIG_TYPE_INT || t == CONFIG_TYPE_INT64;
+}
+
+static int parse_setting(const Key *k, const config_setting_t *s, Val *v) {
+  int t = config_setting_type(s);
+  memset(v, 0, sizeof *v);
+  switch (k->type) {
+  case T_INT:
+  case T_I64:
+    if (!is_int(s)) return type_error(k, s);
+    v->i = config_setting_get_int64(s);
+    return 0;
+  case T_F64:
+    if (is_int(s)) v->f = (double)config_setting_get_int64(s);
+    else if (t == CONFIG_TYPE_FLOAT) v->f = config_setting_get_float(s);
+    else return type_error(k, s);
+    return 0;
+  case T_STR:
+  case T_ENUM:
+    if (t != CONFIG_TYPE_STRING) return type_error(k, s);
+    return k->type == T_STR ? parse_string(k, config_setting_get_string(s), v)
+                            : parse_choice(k, config_setting_get_string(s), &v->i);
+  case T_LIST:
+    if (t == CONFIG_TYPE_STRING && (k->flags & F_ALL) && !strcmp(config_setting_get_string(s), "all")) {
+      v->l.n = CFG_LIST_ALL;
+      return 0;
+    }
+    if (t != CONFIG_TYPE_ARRAY && t != CONFIG_TYPE_LIST) return type_error(k, s);
+    int n = config_setting_length(s);
+    if (n > CFG_LIST_MAX) return err_set("config key '%s': more than %d entries", k->key, CFG_LIST_MAX);
+    for (int j = 0; j < n; j++) {
+      const config_setting_t *e = config_setting_get_elem(s, (unsigned)j);
+      if (!is_int(e)) return err_set("config key '%s': entries must be integers (entry %d is not)", k->key, j + 1);
+      long long x = config_setting_get_int64(e);
+      if (x < INT_MIN || x > INT_MAX) return err_set("config key '%s': entry %lld out of range", k->key, x);
+      v->l.v[j] = (int)x;
+    }
+    v->l.n = n;
+    return 0;
+  }
+  return err_set("config key '%s': bad table entry", k->key);
+}
+
+/* ---- k and r: two spellings of K -------------------------------------------- */
+
+static double default_r(void) { return strtod(find_key("r")->def, NULL); }
+
+static int both_k_and_r(const Config *c) {
+  return err_set("config keys 'k' and 'r' are both set (k = %d, r = %g): set only one, k for K itself or r "
+                 "for K = ceil(r*C*N)", c->k, c->r);
+}
+
+/* a later layer that chooses K one way drops the earlier choice */
+static void k_or_r_chosen(Config *c, int set_k, int set_r) {
+  if (set_k && !set_r && c->k > 0) c->r = default_r();
+  if (set_r && !set_k) c->k = 0;
+}
+
+/* ---- public: defaults, load, set, validate, K ------------------------------- */
+
+void cfg_defaults(Config *c) {
+  memset(c, 0, sizeof *c);
+  for (int i = 0; i < NKEYS; i++) {
+    Val v;
+    CHECK(parse_text(&KEYS[i], KEYS[i].def, &v) == 0 && check(&KEYS[i], &v) == 0, "bad default: %s", err_msg());
+    put(c, &KEYS[i], &v);
+  }
+}
+
+static int at_line(const char *file, int line) {
+  char msg[1024];
+  snprintf(msg, sizeof msg, "%s", err_msg());
+  return err_set("%s:%d: %s", file, line, msg);
+}
+
+static int load_root(Config *c, const config_t *lc, const char *path) {
+  Config t = *c;
+  const config_setting_t *root = config_root_setting(lc);
+  int set_k = 0, set_r = 0, last_line = 0;
+  for (int i = 0; i < config_setting_length(root); i++) {
+    const config_setting_t *s = config_setting_get_elem(root, (unsigned)i);
+    const char *file = config_setting_source_file(s) ? config_setting_source_file(s) : path;
+    int line = config_setting_source_line(s);
+    const char *name = config_setting_name(s);
+    const Key *k = find_key(name);
+    if (!k && config_setting_type(s) == CONFIG_TYPE_GROUP) {
+      err_set("unknown config key '%s' (keys are not nested in groups: write them at top level)", name);
+      return at_line(file, line);
+    }
+    if (!k) {
+      unknown_key(name);
+      return at_line(file, line);
+    }
+    Val v;
+    if (parse_setting(k, s, &v) != 0 || check(k, &v) != 0) return at_line(file, line);
+    put(&t, k, &v);
+    set_k |= is_key(k, "k");
+    set_r |= is_key(k, "r");
+    if (is_key(k, "k") || is_key(k, "r")) last_line = line;
+  }
+  if (set_k && set_r && t.k > 0 && t.r != default_r()) {
+    both_k_and_r(&t);
+    return at_line(path, last_line);
+  }
+  k_or_r_chosen(&t, set_k, set_r);
+  *c = t;
+  return 0;
+}
+
+int cfg_load(Config *c, const char *path) {
+  FILE *f = fopen(path, "r");   /* libconfig reports a missing file without the reason */
+  if (!f) return err_set("cannot open config file '%s': %s", path, strerror(errno));
+  fclose(f);
+  char dir[CFG_PATH_MAX];
+  snprintf(dir, sizeof dir, "%s", path);
+  char *slash = strrchr(dir, '/');
+  if (slash) slash[slash == dir ? 1 : 0] = 0;
+  else strcpy(dir, ".");
+  config_t lc;
+  config_init(&lc);
+  config_set_include_dir(&lc, dir);
+  int rc;
+  if (!config_read_file(&lc, path))
+    rc = err_set("%s:%d: %s", config_error_file(&lc) ? config_error_file(&lc) : path, config_error_line(&lc),
+                 config_error_text(&lc));
+  else
+    rc = load_root(c, &lc, path);
+  config_destroy(&lc);
+  return rc;
+}
+
+int cfg_set(Config *c, const char *key_eq_value) {
+  const char *eq = strchr(key_eq_value, '=');
+  if (!eq) return err_set("config override '%s': expected key=value", key_eq_value);
+  char name[64];
+  if ((size_t)(eq - key_eq_value) >= sizeof name) return err_set("config override '%s': key too long", key_eq_value);
+  memcpy(name, key_eq_value, (size_t)(eq - key_eq_value));
+  name[eq - key_eq_value] = 0;
+  trim(name);
+  const Key *k = find_key(name);
+  if (!k) return unknown_key(name);
+  Val v;
+  if (parse_text(k, eq + 1, &v) != 0 || check(k, &v) != 0) return -1;
+  put(c, k, &v);
+  k_or_r_chosen(c, is_key(k, "k"), is_key(k, "r"));
+  return 0;
+}
+
+int cfg_resolve_k(const Config *c, int C, int *K) {
+  if (C < 1) return err_set("config: K needs the number of classes, got C = %d", C);
+  int64_t M = (int64_t)C * c->N;
+  if (c->N < 1 || M > INT_MAX) return err_set("config keys 'C' and 'N': C*N = %d*%d is out of range", C, c->N);
+  double Kd;
+  if (c->k > 0) Kd = c->k;
+  else Kd = ceil(c->r * C * c->N);   /* (r*C)*N in double: the published rounding (math 2.5) */
+  if (Kd < 1 || Kd > (double)M) {
+    if (c->k > 0)
+      return err_set("config key 'k': K = %d must be between 1 and C*N = %lld (C = %d, N = %d)", c->k,
+                     (long long)M, C, c->N);
+    return err_set("config key 'r': K = ceil(r*C*N) = %.0f must be between 1 and C*N = %lld (r = %g, C = %d, N = %d)",
+                   Kd, (long long)M, c->r, C, c->N);
+  }
+  *K = (int)Kd;
+  return 0;
+}
+
+int cfg_validate(const Config *c) {
+  for (int i = 0; i < NKEYS; i++) {
+    Val v;
+    if (get(c, &KEYS[i], &v) != 0 || check(&KEYS[i], &v) != 0) return -1;
+  }
+  if (c->k > 0 && c->r != default_r()) return both_k_and_r(c);
+  for (int j = 0; j < c->eval_epochs.n; j++)
+    if (c->eval_epochs.v[j] > c->epochs)
+      return err_set("config key 'eval_epochs': epoch %d is after the last one (epochs = %d)", c->eval_epochs.v[j],
+                     c->epochs);
+  int K;
+  if (c->C > 0 && cfg_resolve_k(c, c->C, &K) != 0) return -1;
+  return 0;
+}
+
+/* ---- schedule helpers ------------------------------------------------------- */
+
+int cfg_eval_at(const Config *c, int epoch) {
+  if (epoch < 0 || epoch > c->epochs) return 0;
+  if (c->eval_epochs.n == CFG_LIST_ALL) return 1;
+  for (int j = 0; j < c->eval_epochs.n; j++)
+    if (c->eval_epochs.v[j] == epoch) return 1;
+  return 0;
+}
+
+double cfg_lr_at(const Config *c, double base_lr, int epoch) {
+  double lr = base_lr;   /* one multiplication per decay, as the published script does */
+  for (int j = 0; j < c->decay_epochs.n; j++)
+    if (c->decay_epochs.v[j] <= epoch) lr *= c->decay_rate;
+  return lr;
+}
+
+const char *cfg_arch_name(int arch) { return arch >= 0 && arch < NARCH ? ARCH_NAMES[arch] : "?"; }
+
+/* ---- text out: help, dump, hash, attributes --------------------------------- */
+
+/* shortest text that reads back to the same double, always a libconfig float */
+static void fmt_double(double x, char *buf, size_t cap) {
+  for (int p = 1; p <= 17; p++) {
+    snprintf(buf, cap, "%.*g", p, x);
+    if (strtod(buf, NULL) == x) break;
+  }
+  if (!strpbrk(buf, ".eEni")) strncat(buf, ".0", cap - strlen(buf) - 1);
+}
+
+/* a value as libconfig text (file = 1) or as plain text (file = 0: attributes) */
+static void fmt_value(const Key *k, const Val *v, int file, char *buf, size_t cap) {
+  size_t n = 0;
+  buf[0] = 0;
+  switch (k->type) {
+  case T_INT: snprintf(buf, cap, "%lld", (long long)v->i); break;
+  case T_I64:   /* libconfig 1.5 wraps integers beyond 32 bits unless they carry L */
+    snprintf(buf, cap, "%lld%s", (long long)v->i, file && (v->i > INT_MAX || v->i < INT_MIN) ? "L" : "");
+    break;
+  case T_F64: fmt_double(v->f, buf, cap); break;
+  case T_ENUM: snprintf(buf, cap, file ? "\"%s\"" : "%s", cfg_arch_name((int)v->i)); break;
+  case T_STR:
+    if (!file) { snprintf(buf, cap, "%s", v->s); break; }
+    n += (size_t)snprintf(buf + n, cap - n, "\"");
+    for (const unsigned char *p = (const unsigned char *)v->s; *p && n + 8 < cap; p++) {
+      if (*p == '"' || *p == '\\') n += (size_t)snprintf(buf + n, cap - n, "\\%c", *p);
+      else if (*p < 0x20 || *p == 0x7f) n += (size_t)snprintf(buf + n, cap - n, "\\x%02x", *p);
+      else buf[n++] = (char)*p, buf[n] = 0;
+    }
+    snprintf(buf + n, cap - n, "\"");
+    break;
+  case T_LIST:
+    if (v->l.n == CFG_LIST_ALL) { snprintf(buf, cap, file ? "\"all\"" : "all"); break; }
+    if (file) n += (size_t)snprintf(buf + n, cap - n, "[");
+    for (int j = 0; j < v->l.n && n + 16 < cap; j++)
+      n += (size_t)snprintf(buf + n, cap - n, "%s%d", j ? (file ? ", " : ",") : "", v->l.v[j]);
+    if (file) snprintf(buf + n, cap - n, "]");
+    break;
+  }
+}
+
+#define VALBUF (4 * CFG_PATH_MAX + 64)   /* worst case: every byte of data escaped as \xHH */
+
+static void range_text(const Key *k, char *buf, size_t cap) {
+  const char *lo = k->flags & F_MIN_OPEN ? "(" : "[", *hi = k->flags & F_MAX_OPEN ? ")" : "]";
+  const char *pre = k->type == T_LIST ? "entries " : "";
+  switch (k->type) {
+  case T_INT:
+  case T_I64:
+  case T_F64:
+  case T_LIST:
+    if (k->max >= IMAX) snprintf(buf, cap, "%s%s %.15g", pre, k->flags & F_MIN_OPEN ? ">" : ">=", k->min);
+    else snprintf(buf, cap, "%s%s%.15g, %.15g%s", pre, lo, k->min, k->max, hi);
+    if (k->type == T_LIST) strncat(buf, ", increasing", cap - strlen(buf) - 1);
+    break;
+  case T_ENUM:   /* the help text lists the choices */
+  case T_STR: buf[0] = 0; break;
+  }
+}
+
+void cfg_print_help(FILE *out) {
+  fprintf(out, "Configuration keys. A file (libconfig syntax) holds `key = value;` lines; --set key=value\n"
+               "overrides one key (lists as 20,40). Keys marked * may differ when a run is resumed.\n");
+  for (int i = 0; i < NKEYS; i++) {
+    const Key *k = &KEYS[i];
+    char def[VALBUF], range[96];
+    Val v;
+    parse_text(k, k->def, &v);
+    fmt_value(k, &v, 1, def, sizeof def);
+    range_text(k, range, sizeof range);
+    if (k->section) fprintf(out, "\n%s:\n", k->section);
+    fprintf(out, "  %-20s %-12s %s%s%s%s%s\n", k->key, def, k->flags & F_RESUME ? "* " : "", k->help,
+            range[0] ? " (" : "", range, range[0] ? ")" : "");
+  }
+}
+
+enum { OUT_COMMENTS = 1, OUT_HASHED_ONLY = 2 };
+
+static void write_cfg(const Config *c, FILE *out, int how) {
+  char val[VALBUF], line[VALBUF + 64];
+  if (how & OUT_COMMENTS)
+    fprintf(out, "# proxygml configuration (libconfig syntax); --help explains every key\n");
+  for (int i = 0; i < NKEYS; i++) {
+    const Key *k = &KEYS[i];
+    if ((how & OUT_HASHED_ONLY) && (k->flags & F_RESUME)) continue;
+    Val v;
+    get(c, k, &v);
+    fmt_value(k, &v, 1, val, sizeof val);
+    if (!(how & OUT_COMMENTS)) { fprintf(out, "%s = %s;\n", k->key, val); continue; }
+    if (k->section) fprintf(out, "\n# --- %s ---\n", k->section);
+    snprintf(line, sizeof line, "%s = %s;", k->key, val);
+    fprintf(out, "%-34s # %s\n", line, k->help);
+  }
+}
+
+void cfg_dump(const Config *c, FILE *out) { write_cfg(c, out, OUT_COMMENTS); }
+
+static char *cfg_text(const Config *c, int how, size_t *len) {
+  char *buf = NULL;
+  FILE *f = open_memstream(&buf, len);
+  CHECK(f, "open_memstream failed");
+  write_cfg(c, f, how);
+  fclose(f);
+  return buf;
+}
+
+uint64_t cfg_hash(const Config *c) {
+  size_t n;
+  char *text = cfg_text(c, OUT_HASHED_ONLY, &n);
+  uint64_t h = 0xcbf29ce484222325ULL;          /* FNV-1a 64 */
+  for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)text[i]) * 0x100000001b3ULL;
+  free(text);
+  return h;
+}
+
+int cfg_write_attrs(const Config *c, hid_t loc) {
+  for (int i = 0; i < NKEYS; i++) {
+    const Key *k = &KEYS[i];
+    Val v;
+    char text[VALBUF];
+    get(c, k, &v);
+    int rc;
+    if (k->type == T_INT || k->type == T_I64) rc = h5io_set_attr_i64(loc, k->key, v.i);
+    else if (k->type == T_F64) rc = h5io_set_attr_f64(loc, k->key, v.f);
+    else {
+      fmt_value(k, &v, 0, text, sizeof text);
+      rc = h5io_set_attr_str(loc, k->key, text);
+    }
+    if (rc != 0) return -1;
+  }
+  size_t n;
+  char *text = cfg_text(c, 0, &n), hash[24];
+  int rc = h5io_set_attr_str(loc, "config", text);
+  free(text);
+  snprintf(hash, sizeof hash, "%016llx", (unsigned long long)cfg_hash(c));
+  if (rc == 0) rc = h5io_set_attr_str(loc, "config_hash", hash);
+  return rc;
+}

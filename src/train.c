@@ -1,0 +1,752 @@
+/* train.c: `proxygml train` (see include/train.h): setup with collective
+ * error handling, the data-parallel training loop, distributed evaluation
+ * and the run file. Checkpoints and signals come with the Slurm work. */
+#include "train.h"
+
+#include "cfg.h"
+#include "common.h"
+#include "config.h"
+#include "dataset.h"
+#include "dist.h"
+#include "h5io.h"
+#include "layers.h"
+#include "metrics.h"
+#include "model.h"
+#include "optim.h"
+#include "proxygml.h"
+#include "rng.h"
+#include "runfile.h"
+
+#include <cblas.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+enum { LOSS_SLOTS = 3 };   /* loss, loss_cls, loss_reg ride at the end of the gradient allreduce */
+enum { PH_DATA, PH_FORWARD, PH_LOSS, PH_BACKWARD, PH_ALLREDUCE, PH_OPTIM, PH_EVAL, NPHASE };
+static const char *const PHASE_NAMES[NPHASE] = {"data", "forward", "loss", "backward", "allreduce", "optimizer",
+                                                "evaluation"};
+
+typedef struct {
+  Dist d;
+  Config cfg;
+  char out_dir[CFG_PATH_MAX], run_path[CFG_PATH_MAX + 16];
+  char cmdline[4096], start_time[32];
+  int force;
+  /* sizes */
+  int C, N, M, K, D;
+  int G, B;                    /* global and per-rank batch */
+  int64_t steps_per_epoch;
+  /* data: this rank's shards, all training labels */
+  DatasetInfo tr_info, te_info;
+  DatasetSplit tr, te;
+  int32_t *tr_labels;          /* n_train */
+  size_t row_bytes;            /* bytes of one stored training row */
+  /* model, loss, optimizer over one flat block [backbone | proxies] (+ loss slots in grads) */
+  Model model;
+  ProxyGML loss;
+  Adam opt;
+  size_t n_backbone, n_params;
+  float *params, *grads;       /* n_params, n_params + LOSS_SLOTS */
+  float *proxies, *dproxies;   /* views: M x D */
+  int group_body, group_head, group_proxy;
+  /* one step's batch */
+  int *perm;                   /* n_train */
+  int *counts, *displs, *rcounts, *rdispls;   /* size: Alltoallv bookkeeping, in bytes */
+  uint8_t *sendbuf, *recvbuf, *rows;          /* G, B, B rows of row_bytes */
+  int *order;                  /* B: recvbuf row of local batch position q */
+  int *iota;                   /* B: 0..B-1 */
+  float *x;                    /* B x row_size */
+  int32_t *y;                  /* B */
+  float *dx;                   /* B x D */
+  /* evaluation */
+  int eval_chunk;
+  float *emb_local;            /* te.nrows x D */
+  float *emb_all;              /* n_test x D */
+  int *te_labels_all;          /* n_test */
+  int *recv_counts, *recv_displs;
+  float *enorm;                /* eval_chunk: embedding norms */
+  float *wn;                   /* M x D normalised proxies */
+  float *sim;                  /* eval_chunk x M */
+  int *sub_idx;                /* te.nrows x K */
+  float *sub_sim;              /* te.nrows x K */
+  int64_t *sel_count;          /* M */
+  float *topk_v; int *topk_i;  /* K */
+  MetricsEval ev;
+  int ks[METRICS_MAXK], nk;
+  /* record */
+  RunTable metrics, timing;
+  double phase[NPHASE];        /* seconds in the current epoch */
+  double *loss_trace;          /* epochs x steps_per_epoch: the loss of every step */
+  /* test-only fault injection (PROXYGML_INJECT_FAULT=rank:step:kind) */
+  int fault_rank, fault_kind;
+  int64_t fault_step;
+  int64_t step;
+  int epochs_done;
+  double train_seconds;
+} Trainer;
+
+/* ------------------------------------------------------------ collective errors */
+
+/* Every rank calls this with its local verdict. If any rank failed, the
+ * lowest failing rank prints its one-line reason and every rank returns 0. */
+static int agree(Trainer *T, int ok) {
+  int first = dist_first_failing(&T->d, !ok);
+  if (first < 0) return 1;
+  if (T->d.rank == first) {
+    if (T->d.size > 1) fprintf(stderr, "proxygml train: [rank %d] %s\n", first, err_msg());
+    else fprintf(stderr, "proxygml train: %s\n", err_msg());
+    fflush(stderr);
+  }
+  return 0;
+}
+
+/* ------------------------------------------------------------ setup */
+
+/* Test-only: PROXYGML_INJECT_FAULT="RANK:STEP:KIND" makes one rank fail on
+ * purpose, so the tests can check that every rank stops, fast, with one
+ * message. KIND: nan (a non-finite loss on that rank at STEP), io (that rank
+ * cannot read its data; STEP ignored), crash (that rank dies at STEP). */
+enum { FAULT_NONE, FAULT_NAN, FAULT_IO, FAULT_CRASH };
+
+static void parse_fault(Trainer *T) {
+  const char *e = getenv("PROXYGML_INJECT_FAULT");
+  T->fault_kind = FAULT_NONE;
+  if (!e || !*e) return;
+  char kind[16] = "";
+  long long step = 0;
+  if (sscanf(e, "%d:%lld:%15s", &T->fault_rank, &step, kind) != 3) return;
+  T->fault_step = step;
+  T->fault_kind = !strcmp(kind, "nan") ? FAULT_NAN : !strcmp(kind, "io") ? FAULT_IO : !strcmp(kind, "crash") ? FAULT_CRASH : FAULT_NONE;
+}
+
+static int fault_here(const Trainer *T, int kind, int64_t step) {
+  return T->fault_kind == kind && T->fault_rank == T->d.rank && (kind == FAULT_IO || T->fault_step == step);
+}
+
+static double peak_rss_mib(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return ru.ru_maxrss / 1024.0;   /* KiB on Linux */
+}
+
+static void usage(FILE *out) {
+  fprintf(out,
+          "usage: proxygml train --config FILE [--set key=value ...] [--out DIR] [--force]\n"
+          "       mpirun -np P proxygml train ...   (data parallel; batch is the global batch)\n\n"
+          "Trains an embedding network with the ProxyGML loss, evaluates it (epoch 0 = untrained)\n"
+          "and writes DIR/run.h5 (default DIR: runs/<name or config file name>).\n"
+          "  --config FILE   libconfig file (experiments/*.cfg)\n"
+          "  --set key=value override one key (repeatable; lists as 20,40)\n"
+          "  --out DIR       output directory (created if missing)\n"
+          "  --force         replace an existing DIR/run.h5\n"
+          "Exit codes: 0 complete, 2 bad input, 3 training failed, 75 stopped to be requeued.\n\n"
+          "Configuration keys (default, meaning):\n");
+  cfg_print_help(out);
+}
+
+static int mkdir_p(const char *dir) {
+  char buf[CFG_PATH_MAX];
+  snprintf(buf, sizeof buf, "%s", dir);
+  for (char *p = buf + 1; *p; p++)
+    if (*p == '/') {
+      *p = 0;
+      if (mkdir(buf, 0777) != 0 && errno != EEXIST) return err_set("cannot create directory '%s': %s", buf, strerror(errno));
+      *p = '/';
+    }
+  if (mkdir(buf, 0777) != 0 && errno != EEXIST) return err_set("cannot create directory '%s': %s", buf, strerror(errno));
+  return 0;
+}
+
+/* rank 0: the output directory exists, is writable, and holds no run we would clobber */
+static int prepare_out_dir(Trainer *T) {
+  if (mkdir_p(T->out_dir) != 0) return -1;
+  char probe[CFG_PATH_MAX + 32];
+  snprintf(probe, sizeof probe, "%s/.write-test.%d", T->out_dir, (int)getpid());
+  FILE *f = fopen(probe, "w");
+  if (!f) return err_set("output directory '%s' is not writable: %s", T->out_dir, strerror(errno));
+  fclose(f);
+  unlink(probe);
+  if (access(T->run_path, F_OK) == 0 && !T->force) {
+    char status[64] = "unreadable";
+    hid_t h;
+    if (h5io_open(T->run_path, &h) == 0) {
+      if (h5io_attr_str(h, "status", status, sizeof status) != 0) snprintf(status, sizeof status, "unknown");
+      H5Fclose(h);
+    }
+    return err_set("%s already exists (status %s): pass --force to replace it, or choose another --out", T->run_path,
+                   status);
+  }
+  return 0;
+}
+
+static int parse_args(Trainer *T, int argc, char **argv) {
+  const char *cfg_path = NULL, *out = NULL;
+  cfg_defaults(&T->cfg);
+  size_t len = 0;
+  for (int i = 0; i < argc && len + 2 < sizeof T->cmdline; i++)
+    len += (size_t)snprintf(T->cmdline + len, sizeof T->cmdline - len, "%s%s", i ? " " : "proxygml ", argv[i]);
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--config") && i + 1 < argc) cfg_path = argv[++i];
+    else if (!strcmp(argv[i], "--out") && i + 1 < argc) out = argv[++i];
+    else if (!strcmp(argv[i], "--force")) T->force = 1;
+    else if (!strcmp(argv[i], "--set") && i + 1 < argc) i++;   /* applied after the file */
+    else return err_set("unknown or incomplete argument '%s' (see proxygml train --help)", argv[i]);
+  }
+  if (!cfg_path) return err_set("--config FILE is required (see proxygml train --help)");
+  if (cfg_load(&T->cfg, cfg_path) != 0) return -1;
+  for (int i = 1; i < argc; i++)
+    if (!strcmp(argv[i], "--set") && cfg_set(&T->cfg, argv[++i]) != 0) return -1;
+  if (cfg_validate(&T->cfg) != 0) return -1;
+  if (out) snprintf(T->out_dir, sizeof T->out_dir, "%s", out);
+  else {
+    const char *base = strrchr(cfg_path, '/') ? strrchr(cfg_path, '/') + 1 : cfg_path;
+    char stem[256];
+    snprintf(stem, sizeof stem, "%s", T->cfg.name[0] ? T->cfg.name : base);
+    char *dot = strrchr(stem, '.');
+    if (dot && !T->cfg.name[0]) *dot = 0;
+    snprintf(T->out_dir, sizeof T->out_dir, "runs/%s", stem);
+  }
+  snprintf(T->run_path, sizeof T->run_path, "%s/run.h5", T->out_dir);
+  return 0;
+}
+
+/* sizes and dataset checks that need the dataset's info (same on every rank) */
+static int check_sizes(Trainer *T) {
+  const Config *c = &T->cfg;
+  if (dataset_info(c->data, "train", &T->tr_info) != 0 || dataset_info(c->data, "test", &T->te_info) != 0) return -1;
+  if (T->tr_info.kind != T->te_info.kind || T->tr_info.row_size != T->te_info.row_size)
+    return err_set("%s: train and test rows differ in kind or size", c->data);
+  T->C = c->C > 0 ? c->C : T->tr_info.label_max + 1;
+  if (T->tr_info.label_max >= T->C)
+    return err_set("config key 'C': the training split has label %d, but C = %d", T->tr_info.label_max, T->C);
+  T->N = c->N;
+  T->M = T->C * T->N;
+  T->D = c->embed_dim;
+  if (cfg_resolve_k(c, T->C, &T->K) != 0) return -1;
+  T->G = c->batch;
+  if (T->G > T->tr_info.n)
+    return err_set("config key 'batch': %d is larger than the training split (%lld rows)", T->G,
+                   (long long)T->tr_info.n);
+  if (T->G % T->d.size != 0)
+    return err_set("config key 'batch': the global batch %d does not divide over %d ranks", T->G, T->d.size);
+  T->B = T->G / T->d.size;
+  if (T->te_info.n < 2) return err_set("%s: the test split needs at least 2 rows for retrieval", c->data);
+  if (T->te_info.n < T->d.size) return err_set("%s: fewer test rows than ranks", c->data);
+  T->steps_per_epoch = T->tr_info.n / T->G;   /* the last partial batch is dropped: every step has G samples */
+  if (c->max_steps_per_epoch > 0 && c->max_steps_per_epoch < T->steps_per_epoch) T->steps_per_epoch = c->max_steps_per_epoch;
+  T->nk = c->recall_ks.n;
+  if (T->nk > METRICS_MAXK) return err_set("config key 'recall_ks': at most %d values", METRICS_MAXK);
+  for (int i = 0; i < T->nk; i++) T->ks[i] = c->recall_ks.v[i];
+  return 0;
+}
+
+static int64_t shard_start(int64_t n, int rank, int size) { return n * rank / size; }
+
+static int owner_of(int64_t i, int64_t n, int size) {
+  int r = (int)(i * size / n);   /* first guess, then fix rounding */
+  while (r > 0 && shard_start(n, r, size) > i) r--;
+  while (r + 1 < size && shard_start(n, r + 1, size) <= i) r++;
+  return r;
+}
+
+/* this rank's shards, all labels; local failures (I/O) are agreed on by the caller */
+static int load_data(Trainer *T) {
+  const char *path = T->cfg.data;
+  if (fault_here(T, FAULT_IO, 0)) return err_set("%s: injected I/O fault (PROXYGML_INJECT_FAULT)", path);
+  int r = T->d.rank, P = T->d.size;
+  int64_t n = T->tr_info.n, nt = T->te_info.n;
+  int64_t a = shard_start(n, r, P), b = shard_start(n, r + 1, P);
+  if (dataset_split_read(&T->tr, path, "train", a, b - a) != 0) return -1;
+  a = shard_start(nt, r, P); b = shard_start(nt, r + 1, P);
+  if (dataset_split_read(&T->te, path, "test", a, b - a) != 0) return -1;
+  T->tr_labels = xmalloc((size_t)n * sizeof(int32_t));
+  if (dataset_labels_read(path, "train", T->tr_labels, n) != 0) return -1;
+  T->te_labels_all = xmalloc((size_t)nt * sizeof(int));
+  if (dataset_labels_read(path, "test", T->te_labels_all, nt) != 0) return -1;
+  T->row_bytes = T->tr_info.kind == DATASET_IMAGES ? (size_t)T->tr_info.H * T->tr_info.W * T->tr_info.channels
+                                                   : (size_t)T->tr_info.F * sizeof(float);
+  return 0;
+}
+
+static void build(Trainer *T) {
+  const Config *c = &T->cfg;
+  int in_c = T->tr_info.kind == DATASET_IMAGES ? T->tr_info.channels : T->tr_info.F;
+  int in_h = T->tr_info.kind == DATASET_IMAGES ? T->tr_info.H : 1, in_w = T->tr_info.kind == DATASET_IMAGES ? T->tr_info.W : 1;
+  T->eval_chunk = T->B > 256 ? T->B : 256;
+  CHECK(model_init(&T->model, cfg_arch_name(c->arch), in_c, in_h, in_w, T->D, T->eval_chunk) == 0, "%s", err_msg());
+  T->n_backbone = model_num_params(&T->model);
+  T->n_params = T->n_backbone + (size_t)T->M * T->D;
+  T->params = xmalloc_f32(T->n_params);
+  T->grads = xmalloc_f32(T->n_params + LOSS_SLOTS);
+  T->proxies = T->params + T->n_backbone;
+  T->dproxies = T->grads + T->n_backbone;
+  model_bind(&T->model, T->params, T->grads);
+  /* initialisation in PyTorch's order: the network, then the proxies
+   * (kaiming_uniform(a=sqrt 5) of a D x M tensor: U(-1/sqrt(M), 1/sqrt(M))) */
+  Rng rng;
+  rng_init(&rng, (uint64_t)c->seed);
+  model_init_params(&T->model, &rng);
+  float bound = 1.0f / sqrtf((float)T->M);
+  for (int d = 0; d < T->D; d++)   /* drawn in the D x M order of the reference tensor */
+    for (int j = 0; j < T->M; j++) T->proxies[(size_t)j * T->D + d] = bound * (2 * rng_uniform(&rng) - 1);
+
+  proxygml_init(&T->loss, T->B, T->D, T->C, T->N, T->K, (float)c->lambda, (float)c->scale);
+  T->loss.batch_norm = T->G;   /* the mean over the global batch */
+  T->loss.reg_begin = (int)((int64_t)T->M * T->d.rank / T->d.size);   /* each rank its slice of proxy rows */
+  T->loss.reg_end = (int)((int64_t)T->M * (T->d.rank + 1) / T->d.size);
+
+  adam_init(&T->opt, T->n_params, c->beta1, c->beta2, c->eps, c->weight_decay);
+  size_t head_off, head_cnt;
+  model_embedding_range(&T->model, &head_off, &head_cnt);
+  T->group_body = adam_add_group(&T->opt, 0, head_off, c->lr);
+  T->group_head = adam_add_group(&T->opt, head_off, head_off + head_cnt, c->lr);
+  T->group_proxy = adam_add_group(&T->opt, T->n_backbone, T->n_params, c->proxy_lr);
+
+  int P = T->d.size, G = T->G, B = T->B, rs = T->tr_info.row_size;
+  T->perm = xmalloc((size_t)T->tr_info.n * sizeof(int));
+  T->counts = xmalloc(4 * (size_t)P * sizeof(int));
+  T->displs = T->counts + P; T->rcounts = T->counts + 2 * P; T->rdispls = T->counts + 3 * P;
+  T->sendbuf = xmalloc((size_t)G * T->row_bytes);
+  T->recvbuf = xmalloc((size_t)B * T->row_bytes);
+  T->rows = xmalloc((size_t)B * T->row_bytes);
+  T->order = xmalloc((size_t)B * sizeof(int));
+  T->iota = xmalloc((size_t)T->eval_chunk * sizeof(int));
+  for (int i = 0; i < T->eval_chunk; i++) T->iota[i] = i;
+  T->x = xmalloc_f32((size_t)T->eval_chunk * rs);
+  T->y = xmalloc((size_t)T->eval_chunk * sizeof(int32_t));
+  T->dx = xmalloc_f32((size_t)B * T->D);
+
+  int64_t nt = T->te_info.n, nl = T->te.nrows;
+  T->emb_local = xmalloc_f32((size_t)(nl ? nl : 1) * T->D);
+  T->emb_all = xmalloc_f32((size_t)nt * T->D);
+  T->recv_counts = xmalloc(2 * (size_t)P * sizeof(int));
+  T->recv_displs = T->recv_counts + P;
+  T->enorm = xmalloc_f32((size_t)T->eval_chunk);
+  T->wn = xmalloc_f32((size_t)T->M * T->D);
+  T->sim = xmalloc_f32((size_t)T->eval_chunk * T->M);
+  T->sub_idx = xmalloc((size_t)(nl ? nl : 1) * T->K * sizeof(int));
+  T->sub_sim = xmalloc_f32((size_t)(nl ? nl : 1) * T->K);
+  T->sel_count = xmalloc((size_t)T->M * sizeof(int64_t));
+  T->topk_v = xmalloc_f32((size_t)T->K);
+  T->topk_i = xmalloc((size_t)T->K * sizeof(int));
+  metrics_eval_init(&T->ev, T->te_labels_all, (int)nt, T->D, T->ks, T->nk, 0, 0);
+
+  const char *mcols[RUNTABLE_MAXCOLS] = {"epoch", "step", "loss", "loss_cls", "loss_reg", "lr", "proxy_lr",
+                                         "train_seconds", "eval_seconds"};
+  char knames[METRICS_MAXK][32];
+  int nm = 9;
+  for (int i = 0; i < T->nk; i++) {
+    snprintf(knames[i], sizeof knames[i], "recall_at_%d", T->ks[i]);
+    mcols[nm++] = knames[i];
+  }
+  mcols[nm++] = "map_at_r";
+  mcols[nm++] = "r_precision";
+  mcols[nm++] = "nmi";
+  runtable_init(&T->metrics, nm, mcols);
+  const char *tcols[NPHASE + 2] = {"epoch", "samples_per_second"};
+  for (int p = 0; p < NPHASE; p++) tcols[p + 2] = PHASE_NAMES[p];
+  runtable_init(&T->timing, NPHASE + 2, tcols);
+  T->loss_trace = xmalloc((size_t)(T->steps_per_epoch * c->epochs + 1) * sizeof(double));
+}
+
+static void trainer_free(Trainer *T) {
+  model_free(&T->model);
+  proxygml_free(&T->loss);
+  adam_free(&T->opt);
+  metrics_eval_free(&T->ev);
+  dataset_split_free(&T->tr);
+  dataset_split_free(&T->te);
+  runtable_free(&T->metrics);
+  runtable_free(&T->timing);
+  void *bufs[] = {T->params, T->grads, T->tr_labels, T->perm, T->counts, T->sendbuf, T->recvbuf, T->rows, T->order,
+                  T->iota, T->x, T->y, T->dx, T->emb_local, T->emb_all, T->te_labels_all, T->recv_counts, T->enorm, T->wn,
+                  T->sim, T->sub_idx, T->sub_sim, T->sel_count, T->topk_v, T->topk_i, T->loss_trace};
+  for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
+}
+
+/* ------------------------------------------------------------ one step */
+
+/* This rank's slice [r B, (r+1) B) of global batch `step` of the epoch's
+ * permutation: owners send the rows they hold (one Alltoallv), then
+ * dataset_batch turns them into the network input. */
+static void train_gather_batch(Trainer *T, int64_t step) {
+  const int P = T->d.size, r = T->d.rank, B = T->B;
+  const int64_t n = T->tr_info.n;
+  const int *g = T->perm + step * T->G;
+  const size_t rb = T->row_bytes;
+  const uint8_t *mine = T->tr.images ? T->tr.images : (const uint8_t *)T->tr.features;
+  memset(T->counts, 0, 4 * (size_t)P * sizeof(int));
+  /* what I send: positions q (any consumer) whose sample I own, in q order */
+  size_t off = 0;
+  for (int dest = 0; dest < P; dest++) {
+    T->displs[dest] = (int)off;
+    for (int q = dest * B; q < (dest + 1) * B; q++)
+      if (owner_of(g[q], n, P) == r) {
+        memcpy(T->sendbuf + off, mine + (size_t)(g[q] - T->tr.row0) * rb, rb);
+        off += rb;
+      }
+    T->counts[dest] = (int)(off - (size_t)T->displs[dest]);
+  }
+  /* what I receive: my positions, grouped by owner, in q order within each */
+  int cursor[64], *cur = P <= 64 ? cursor : xmalloc((size_t)P * sizeof(int));
+  for (int o = 0; o < P; o++) cur[o] = 0;
+  for (int q = 0; q < B; q++) cur[owner_of(g[r * B + q], n, P)]++;
+  int acc = 0;
+  for (int o = 0; o < P; o++) {
+    T->rcounts[o] = cur[o] * (int)rb;
+    T->rdispls[o] = acc * (int)rb;
+    int c = cur[o];
+    cur[o] = acc;
+    acc += c;
+  }
+  for (int q = 0; q < B; q++) {
+    int o = owner_of(g[r * B + q], n, P);
+    T->order[q] = cur[o]++;
+    T->y[q] = T->tr_labels[g[r * B + q]];
+  }
+  if (cur != cursor) free(cur);
+  CHECK(MPI_Alltoallv(T->sendbuf, T->counts, T->displs, MPI_BYTE, T->recvbuf, T->rcounts, T->rdispls, MPI_BYTE,
+                      T->d.comm) == MPI_SUCCESS, "MPI_Alltoallv of the batch failed");
+  for (int q = 0; q < B; q++) memcpy(T->rows + (size_t)q * rb, T->recvbuf + (size_t)T->order[q] * rb, rb);
+  DatasetSplit view = T->tr;   /* the batch rows as a split of B rows */
+  view.row0 = 0;
+  view.nrows = B;
+  view.images = T->tr.images ? T->rows : NULL;
+  view.features = T->tr.features ? (float *)T->rows : NULL;
+  view.labels = T->y;
+  dataset_batch(T->x, NULL, &view, T->iota, B);
+}
+
+static float train_step(Trainer *T, int64_t step) {
+  double t0 = now_sec();
+  train_gather_batch(T, step);
+  double t1 = now_sec();
+  model_forward(&T->model, T->x, T->B);
+  double t2 = now_sec();
+  memset(T->grads, 0, (T->n_params + LOSS_SLOTS) * sizeof(float));
+  memset(T->dx, 0, (size_t)T->B * T->D * sizeof(float));
+  proxygml_forward(&T->loss, T->model.out, T->y, T->proxies, T->B);
+  proxygml_backward(&T->loss, T->dx, T->dproxies);
+  double t3 = now_sec();
+  model_backward(&T->model, T->dx, T->B);
+  double t4 = now_sec();
+  float *stats = T->grads + T->n_params;
+  stats[0] = T->loss.loss; stats[1] = T->loss.loss_cls; stats[2] = T->loss.loss_reg;
+  if (fault_here(T, FAULT_NAN, T->step)) stats[0] = NAN;
+  if (fault_here(T, FAULT_CRASH, T->step)) {
+    fprintf(stderr, "proxygml train: [rank %d] injected crash at step %lld\n", T->d.rank, (long long)T->step);
+    abort();
+  }
+  dist_allreduce_sum(&T->d, T->grads, T->n_params + LOSS_SLOTS);
+  double t5 = now_sec();
+  if (isfinite(stats[0])) adam_step(&T->opt, T->params, T->grads);   /* the same verdict on every rank */
+  double t6 = now_sec();
+  T->phase[PH_DATA] += t1 - t0; T->phase[PH_FORWARD] += t2 - t1; T->phase[PH_LOSS] += t3 - t2;
+  T->phase[PH_BACKWARD] += t4 - t3; T->phase[PH_ALLREDUCE] += t5 - t4; T->phase[PH_OPTIM] += t6 - t5;
+  return stats[0];
+}
+
+/* ------------------------------------------------------------ evaluation */
+
+/* Embeds this rank's test rows, gathers all embeddings, computes the
+ * retrieval metrics over this rank's queries (summed over ranks), NMI on
+ * rank 0 (broadcast), and the inference subgraphs of this rank's rows. */
+static void evaluate(Trainer *T, Metrics *m) {
+  const int D = T->D, M = T->M, K = T->K, P = T->d.size;
+  const int64_t nl = T->te.nrows, nt = T->te_info.n;
+  for (int64_t s = 0; s < nl; s += T->eval_chunk) {
+    int cnt = (int)(nl - s < T->eval_chunk ? nl - s : T->eval_chunk);
+    int *idx = T->iota;   /* rows s .. s+cnt-1 of the shard */
+    DatasetSplit view = T->te;
+    view.images = T->te.images ? T->te.images + (size_t)s * T->te_info.H * T->te_info.W * T->te_info.channels : NULL;
+    view.features = T->te.features ? T->te.features + (size_t)s * T->te_info.F : NULL;
+    view.labels = T->te.labels + s;
+    view.nrows = cnt;
+    dataset_batch(T->x, NULL, &view, idx, cnt);
+    model_forward(&T->model, T->x, cnt);
+    l2norm_forward(T->emb_local + (size_t)s * D, T->enorm, T->model.out, cnt, D);
+  }
+  for (int r = 0; r < P; r++) {
+    int64_t a = shard_start(nt, r, P), b = shard_start(nt, r + 1, P);
+    T->recv_counts[r] = (int)((b - a) * D);
+    T->recv_displs[r] = (int)(a * D);
+  }
+  CHECK(MPI_Allgatherv(T->emb_local, (int)(nl * D), MPI_FLOAT, T->emb_all, T->recv_counts, T->recv_displs, MPI_FLOAT,
+                       T->d.comm) == MPI_SUCCESS, "MPI_Allgatherv of the test embeddings failed");
+  MetricsSums sums;
+  metrics_sums_reset(&sums, T->ks, T->nk);
+  int q0 = (int)T->te.row0;
+  if (nl > 0) metrics_sums_add_range(&sums, &T->ev, T->emb_all, T->te_labels_all, q0, q0 + (int)nl);
+  dist_allreduce_sum_f64(&T->d, sums.hits, METRICS_NSUM);
+  metrics_finish(m, &sums);
+  double nmi = NAN;
+  if (T->d.rank == 0) {
+    int k = metrics_count_distinct(T->te_labels_all, (int)nt);
+    int *assign = xmalloc((size_t)nt * sizeof(int));
+    float *cent = xmalloc_f32((size_t)k * D);
+    double inertia;
+    MetricsKmeansOpts ko = metrics_kmeans_defaults();
+    ko.restarts = T->cfg.kmeans_restarts;
+    ko.seed = (uint64_t)T->cfg.seed;
+    metrics_kmeans(assign, cent, &inertia, T->emb_all, (int)nt, D, k, &ko);
+    nmi = metrics_nmi(T->te_labels_all, assign, (int)nt);
+    free(assign);
+    free(cent);
+  }
+  dist_bcast(&T->d, &nmi, sizeof nmi);
+  m->nmi = nmi;
+
+  /* inference subgraphs: the K most similar proxies of each test row */
+  for (int j = 0; j < M; j++) {
+    const float *p = T->proxies + (size_t)j * D;
+    double ss = 0;
+    for (int d = 0; d < D; d++) ss += (double)p[d] * p[d];
+    float inv = (float)(1.0 / fmax(sqrt(ss), 1e-12));
+    for (int d = 0; d < D; d++) T->wn[(size_t)j * D + d] = p[d] * inv;
+  }
+  memset(T->sel_count, 0, (size_t)M * sizeof(int64_t));
+  for (int64_t s = 0; s < nl; s += T->eval_chunk) {
+    int cnt = (int)(nl - s < T->eval_chunk ? nl - s : T->eval_chunk);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, cnt, M, D, 1.0f, T->emb_local + (size_t)s * D, D, T->wn, D,
+                0.0f, T->sim, M);
+    for (int i = 0; i < cnt; i++) {
+      int *out = T->sub_idx + (size_t)(s + i) * K;
+      proxygml_topk(out, T->sim + (size_t)i * M, M, K, T->topk_v, T->topk_i);
+      for (int k = 0; k < K; k++) {
+        T->sub_sim[(size_t)(s + i) * K + k] = T->sim[(size_t)i * M + out[k]];
+        T->sel_count[out[k]]++;
+      }
+    }
+  }
+  if (P > 1)
+    CHECK(MPI_Allreduce(MPI_IN_PLACE, T->sel_count, M, MPI_INT64_T, MPI_SUM, T->d.comm) == MPI_SUCCESS,
+          "MPI_Allreduce of the selection counts failed");
+}
+
+/* ------------------------------------------------------------ record */
+
+static int write_run(Trainer *T, const char *status, const char *message) {
+  char end[32] = "";
+  if (strcmp(status, "running")) runfile_timestamp(end);
+  RunSnapshot s = {
+    .path = T->run_path, .cfg = &T->cfg, .status = status, .message = message, .command_line = T->cmdline,
+    .start_time = T->start_time, .end_time = end, .ranks = T->d.size, .threads = T->d.threads,
+    .C = T->C, .N = T->N, .K = T->K, .D = T->D, .n_train = T->tr_info.n, .n_test = T->te_info.n,
+    .n_params = (int64_t)T->n_params, .steps_done = T->step, .epochs_done = T->epochs_done,
+    .metrics = &T->metrics, .timing = &T->timing,
+    .emb = T->metrics.nrows ? T->emb_local : NULL, .emb_labels = T->te.labels, .emb_row0 = T->te.row0,
+    .emb_rows = T->te.nrows, .proxies = T->proxies,
+    .sub_idx = T->metrics.nrows ? T->sub_idx : NULL, .sub_sim = T->sub_sim,
+    .sel_count = T->metrics.nrows ? T->sel_count : NULL,
+    .loss_trace = T->loss_trace, .params = T->params,
+  };
+  double rss = peak_rss_mib();
+  CHECK(MPI_Allreduce(&rss, &s.peak_rss_mib, 1, MPI_DOUBLE, MPI_MAX, T->d.comm) == MPI_SUCCESS, "MPI_Allreduce failed");
+  return runfile_write(&s, &T->d);
+}
+
+/* evaluates and appends a row to the metrics table */
+static void record_eval(Trainer *T, int epoch, const double *loss) {
+  double t0 = now_sec();
+  Metrics m;
+  evaluate(T, &m);
+  double row[RUNTABLE_MAXCOLS];
+  int c = 0;
+  row[c++] = epoch;
+  row[c++] = (double)T->step;
+  for (int i = 0; i < 3; i++) row[c++] = loss ? loss[i] : NAN;
+  row[c++] = T->opt.groups[T->group_head].lr;
+  row[c++] = T->opt.groups[T->group_proxy].lr;
+  row[c++] = T->train_seconds;
+  row[c++] = now_sec() - t0;
+  for (int i = 0; i < T->nk; i++) row[c++] = m.recall[i];
+  row[c++] = m.map_r;
+  row[c++] = m.r_precision;
+  row[c++] = m.nmi;
+  runtable_add(&T->metrics, row);
+}
+
+/* every rank hashes its parameter bytes; the replicas agree when the
+ * smallest and the largest hash over ranks are equal */
+static int replicas_agree(Trainer *T) {
+  const unsigned char *p = (const unsigned char *)T->params;
+  uint64_t h = 1469598103934665603ULL;
+  for (size_t i = 0; i < T->n_params * sizeof(float); i++) h = (h ^ p[i]) * 1099511628211ULL;
+  uint64_t lo = h, hi = h;
+  CHECK(MPI_Allreduce(MPI_IN_PLACE, &lo, 1, MPI_UINT64_T, MPI_MIN, T->d.comm) == MPI_SUCCESS, "MPI_Allreduce failed");
+  CHECK(MPI_Allreduce(MPI_IN_PLACE, &hi, 1, MPI_UINT64_T, MPI_MAX, T->d.comm) == MPI_SUCCESS, "MPI_Allreduce failed");
+  return lo == hi;
+}
+
+/* ------------------------------------------------------------ progress */
+
+static void progress(Trainer *T, int epoch, int64_t done, int64_t total, double loss, double t_epoch, double t_run,
+                     int64_t steps_left, int final) {
+  if (T->d.rank != 0) return;
+  int tty = isatty(fileno(stdout));
+  if (!final && !tty) return;
+  double sps = t_epoch > 0 ? (double)done * T->G / t_epoch : 0;
+  double per_step = done > 0 ? t_epoch / (double)done : 0;
+  double eta = per_step * (double)steps_left;
+  char bar[31];
+  int fill = total ? (int)(30 * done / total) : 30;
+  for (int i = 0; i < 30; i++) bar[i] = i < fill ? '#' : '.';
+  bar[30] = 0;
+  printf("%sepoch %d/%d [%s] %lld/%lld loss %.4f  %.0f samples/s  ETA %d:%02d  (%.0fs)%s", tty ? "\r" : "", epoch,
+         T->cfg.epochs, bar, (long long)done, (long long)total, loss, sps, (int)(eta / 60), (int)fmod(eta, 60), t_run,
+         final || !tty ? "\n" : "");
+  fflush(stdout);
+}
+
+static void print_metrics_row(Trainer *T, int r) {
+  const double *row = T->metrics.rows + (size_t)r * T->metrics.ncols;
+  printf("  %-9s", (int)row[0] == 0 ? "untrained" : "");
+  printf("%5d", (int)row[0]);
+  for (int c = 9; c < T->metrics.ncols; c++) printf(" %9.4f", row[c]);
+  printf("\n");
+}
+
+static void print_summary(Trainer *T) {
+  if (T->d.rank != 0 || T->metrics.nrows == 0) return;
+  printf("\n  %-9s%5s", "", "epoch");
+  for (int c = 9; c < T->metrics.ncols; c++) {
+    char h[32];
+    snprintf(h, sizeof h, "%s", T->metrics.names[c]);
+    if (!strncmp(h, "recall_at_", 10)) snprintf(h, sizeof h, "R@%s", T->metrics.names[c] + 10);
+    else if (!strcmp(h, "map_at_r")) snprintf(h, sizeof h, "MAP@R");
+    else if (!strcmp(h, "r_precision")) snprintf(h, sizeof h, "RP");
+    else if (!strcmp(h, "nmi")) snprintf(h, sizeof h, "NMI");
+    printf(" %9s", h);
+  }
+  printf("\n");
+  print_metrics_row(T, 0);
+  if (T->metrics.nrows > 1) print_metrics_row(T, T->metrics.nrows - 1);
+  printf("\npeak memory %.0f MiB per rank; run file: %s\n", peak_rss_mib(), T->run_path);
+  fflush(stdout);
+}
+
+/* ------------------------------------------------------------ the run */
+
+static int run(Trainer *T) {
+  const Config *c = &T->cfg;
+  int64_t n = T->tr_info.n;
+  double run_start = now_sec();
+  double zero_phase[NPHASE] = {0};
+  memcpy(T->phase, zero_phase, sizeof zero_phase);
+
+  if (cfg_eval_at(c, 0)) {
+    record_eval(T, 0, NULL);
+    if (!agree(T, write_run(T, "running", "") == 0)) return TRAIN_EXIT_FAILED;
+    if (T->d.rank == 0) {
+      const double *row = T->metrics.rows;
+      printf("epoch 0 (untrained): R@%d %.4f  MAP@R %.4f  NMI %.4f  (eval %.1fs)\n", T->ks[0], row[9],
+             row[9 + T->nk], row[11 + T->nk], row[8]);
+    }
+  }
+  int64_t total_steps = T->steps_per_epoch * c->epochs;
+  for (int epoch = 1; epoch <= c->epochs; epoch++) {
+    optim_decay_lr(&T->opt, epoch - 1, c->decay_epochs.v, c->decay_epochs.n, c->decay_rate);
+    T->opt.groups[T->group_body].frozen = epoch <= c->warm;   /* warm-up: only the embedding layer and proxies */
+    Rng prng;
+    rng_init(&prng, (uint64_t)c->seed * 1000003u + (uint64_t)epoch);   /* the epoch's permutation, same on every rank */
+    rng_permutation(&prng, T->perm, (int)n);
+    memcpy(T->phase, zero_phase, sizeof zero_phase);
+    double sum[3] = {0, 0, 0}, t_epoch0 = now_sec(), last_print = 0;
+    for (int64_t s = 0; s < T->steps_per_epoch; s++) {
+      float loss = train_step(T, s);
+      T->loss_trace[T->step] = loss;
+      T->step++;
+      if (c->check_sync_every > 0 && T->step % c->check_sync_every == 0 && !replicas_agree(T)) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "the parameter replicas differ across ranks at step %lld", (long long)T->step);
+        if (T->d.rank == 0) fprintf(stderr, "\nproxygml train: %s\n", msg);
+        write_run(T, "failed", msg);
+        return TRAIN_EXIT_FAILED;
+      }
+      const float *st = T->grads + T->n_params;
+      if (!isfinite(loss)) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "non-finite loss %g at epoch %d step %lld (lower the learning rates or the scale?)",
+                 loss, epoch, (long long)T->step);
+        if (T->d.rank == 0) fprintf(stderr, "\nproxygml train: %s\n", msg);
+        write_run(T, "failed", msg);
+        return TRAIN_EXIT_FAILED;
+      }
+      for (int i = 0; i < 3; i++) sum[i] += st[i];
+      double now = now_sec();
+      if (now - last_print > 0.25) {
+        last_print = now;
+        progress(T, epoch, s + 1, T->steps_per_epoch, sum[0] / (double)(s + 1), now - t_epoch0, now - run_start,
+                 total_steps - T->step, 0);
+      }
+    }
+    double t_train = now_sec() - t_epoch0;
+    T->train_seconds += t_train;
+    T->epochs_done = epoch;
+    double mean[3];
+    for (int i = 0; i < 3; i++) mean[i] = sum[i] / (double)T->steps_per_epoch;
+    progress(T, epoch, T->steps_per_epoch, T->steps_per_epoch, mean[0], t_train, now_sec() - run_start,
+             total_steps - T->step, 1);
+    if (cfg_eval_at(c, epoch)) {
+      record_eval(T, epoch, mean);
+      const double *row = T->metrics.rows + (size_t)(T->metrics.nrows - 1) * T->metrics.ncols;
+      double te = row[8];
+      T->phase[PH_EVAL] = te;
+      if (T->d.rank == 0) {
+        printf("          R@%d %.4f  MAP@R %.4f  NMI %.4f  (eval %.1fs)\n", T->ks[0], row[9], row[9 + T->nk],
+               row[11 + T->nk], te);
+      }
+    }
+    double trow[NPHASE + 2];
+    trow[0] = epoch;
+    trow[1] = (double)T->steps_per_epoch * T->G / t_train;
+    for (int p = 0; p < NPHASE; p++) trow[p + 2] = T->phase[p];
+    runtable_add(&T->timing, trow);
+    if (!agree(T, write_run(T, epoch == c->epochs ? "complete" : "running", "") == 0)) return TRAIN_EXIT_FAILED;
+  }
+  if (c->epochs == 0 && !agree(T, write_run(T, "complete", "") == 0)) return TRAIN_EXIT_FAILED;
+  print_summary(T);
+  return TRAIN_EXIT_OK;
+}
+
+int train_cmd_train(int argc, char **argv) {
+  for (int i = 1; i < argc; i++)
+    if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+      usage(stdout);
+      return 0;
+    }
+  static Trainer T;   /* large; zeroed */
+  memset(&T, 0, sizeof T);
+  dist_init(&T.d, &argc, &argv);
+  runfile_timestamp(T.start_time);
+  parse_fault(&T);
+  int rc = TRAIN_EXIT_BAD_INPUT;
+  /* every rank parses the same file and data: errors are the same everywhere,
+   * rank 0's struct is then broadcast so that all ranks hold the same bytes */
+  if (!agree(&T, parse_args(&T, argc, argv) == 0)) goto done;
+  dist_bcast(&T.d, &T.cfg, sizeof T.cfg);
+  if (!agree(&T, check_sizes(&T) == 0)) goto done;
+  if (!agree(&T, T.d.rank != 0 || prepare_out_dir(&T) == 0)) goto done;
+  if (!agree(&T, load_data(&T) == 0)) goto done;
+  dist_threads(&T.d, T.cfg.threads);
+  build(&T);
+  dist_log(&T.d,
+           "proxygml %s: %s on %s, %d rank%s x %d thread%s; C=%d N=%d K=%d D=%d, batch %d (%d per rank), "
+           "%lld steps/epoch, %zu parameters\n",
+           PROXYGML_VERSION, cfg_arch_name(T.cfg.arch), T.cfg.data, T.d.size, T.d.size > 1 ? "s" : "", T.d.threads,
+           T.d.threads > 1 ? "s" : "", T.C, T.N, T.K, T.D, T.G, T.B, (long long)T.steps_per_epoch, T.n_params);
+  if (T.d.bound_cpus < T.d.threads)
+    dist_log(&T.d, "warning: %d threads on %d bound CPU(s): run mpirun with --bind-to none or --map-by slot:pe=%d\n",
+             T.d.threads, T.d.bound_cpus, T.d.threads);
+  rc = run(&T);
+  trainer_free(&T);
+done:
+  dist_finalize(&T.d);
+  return rc;
+}

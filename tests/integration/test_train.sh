@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# proxygml train end to end on real Fashion-MNIST (a few steps), the run file
+# it writes, and every kind of bad input: one clear line, a non-zero exit,
+# no hang, and no run file that claims success.
+set -u
+BIN=${PROXYGML_BIN:?}
+SRC=${PROXYGML_SRC:?}
+PY=/usr/bin/python3
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fail=0
+T="timeout 120"
+"$BIN" data fashion-mnist "$tmp/fm.h5" --protocol seen >/dev/null || { echo "FAIL cannot convert Fashion-MNIST"; exit 1; }
+CFG="$SRC/experiments/fmnist_mlp.cfg"
+SMALL=(--set "data=$tmp/fm.h5" --set epochs=2 --set max_steps_per_epoch=40 --set eval_epochs=0,2 --set kmeans_restarts=1)
+
+# --- a real run --------------------------------------------------------------
+$T "$BIN" train --config "$CFG" "${SMALL[@]}" --out "$tmp/run" >"$tmp/log" 2>&1
+rc=$?
+[ $rc -eq 0 ] || { echo "FAIL training exited $rc"; tail -5 "$tmp/log"; fail=1; }
+grep -q "untrained" "$tmp/log" && grep -q "run file: $tmp/run/run.h5" "$tmp/log" || { echo "FAIL summary missing"; tail "$tmp/log"; fail=1; }
+$PY - "$tmp/run/run.h5" <<'PYEOF' || fail=1
+import sys, h5py, numpy as np
+f = h5py.File(sys.argv[1], "r")
+a = f.attrs
+def check(cond, what):
+    if not cond:
+        print("FAIL run file:", what); sys.exit(1)
+check(a["status"] == "complete", "status %r" % a["status"])
+check(a["C"] == 10 and a["N"] == 4 and a["K"] == 10 and a["ranks"] == 1, "sizes")
+check(a["steps_done"] == 80 and a["epochs_done"] == 2, "steps %d" % a["steps_done"])
+for key in ("version", "command_line", "start_time", "end_time", "threads"):
+    check(key in a, "attribute " + key)
+c = f["config"].attrs
+check(c["N"] == 4 and abs(c["r"] - 0.25) < 1e-12 and c["arch"] == "mlp", "config attributes")
+m = f["metrics"]
+check(list(m["epoch"][()]) == [0, 2], "metrics rows %s" % m["epoch"][()])
+for col in ("loss", "loss_cls", "loss_reg", "lr", "proxy_lr", "recall_at_1", "recall_at_8", "map_at_r", "r_precision", "nmi", "train_seconds", "eval_seconds"):
+    check(col in m, "metrics column " + col)
+check(np.isnan(m["loss"][0]) and np.isfinite(m["loss"][1]), "epoch-0 loss is NaN, trained loss finite")
+check(m["map_at_r"][1] > m["map_at_r"][0] + 0.05, "MAP@R did not improve: %s" % m["map_at_r"][()])
+check(abs(m["loss"][1] - (m["loss_cls"][1] + 0.3 * m["loss_reg"][1])) < 1e-5, "loss = cls + lambda reg")
+tr = f["trace/loss"][()]
+check(tr.shape == (80,) and np.all(np.isfinite(tr)), "trace")
+check(abs(tr[40:].mean() - m["loss"][1]) < 1e-4, "epoch loss is the mean of its steps")
+e = f["embeddings/test"][()]
+check(e.shape == (10000, 128) and np.allclose(np.linalg.norm(e, axis=1), 1, atol=1e-5), "embeddings normalised")
+lab = f["embeddings/labels"][()]
+check(lab.shape == (10000,) and lab.min() == 0 and lab.max() == 9, "labels")
+check(f["proxies/values"].shape == (40, 128) and list(f["proxies/classes"][()][:5]) == [0, 0, 0, 0, 1], "proxies")
+check(f["subgraph/proxies"].shape == (10000, 10) and f["proxies/selection_count"][()].sum() == 100000, "subgraphs")
+check(f["model/parameters"].shape == (a["n_params"],), "parameters")
+check(np.array_equal(f["model/parameters"][()][-40 * 128:].reshape(40, 128), f["proxies/values"][()]), "proxies are the block's tail")
+t = f["timing"]
+for col in ("data", "forward", "loss", "backward", "allreduce", "optimizer", "evaluation", "samples_per_second"):
+    check(col in t and len(t[col]) == 2, "timing column " + col)
+print("ok   run file: status complete, %d metrics rows, MAP@R %.3f -> %.3f" % (len(m["epoch"]), m["map_at_r"][0], m["map_at_r"][1]))
+PYEOF
+
+# an existing run is not clobbered
+$T "$BIN" train --config "$CFG" "${SMALL[@]}" --out "$tmp/run" >"$tmp/out" 2>"$tmp/err"
+rc=$?
+if [ $rc -ne 2 ] || ! grep -q "already exists" "$tmp/err"; then echo "FAIL rerun into an existing run: exit $rc"; cat "$tmp/err"; fail=1; else echo "ok   existing run.h5 is kept"; fi
+
+# --- bad input -----------------------------------------------------------------
+$PY - "$tmp" <<'PYEOF'
+import sys, h5py, numpy as np
+d = sys.argv[1]
+src = h5py.File(d + "/fm.h5", "r")
+def make(name, mutate):
+    with h5py.File("%s/%s.h5" % (d, name), "w") as f:
+        for k, v in src.attrs.items(): f.attrs[k] = v
+        for split in ("train", "test"):
+            g = f.create_group(split)
+            for k, v in src[split].attrs.items(): g.attrs[k] = v
+            n = 600 if split == "train" else 200
+            g["images"] = src[split]["images"][:n]
+            g["labels"] = src[split]["labels"][:n]
+            g["class_names"] = src[split]["class_names"][()] if "class_names" in src[split] else src["class_names"][()]
+        mutate(f)
+def labels_out_of_range(f):
+    y = f["train/labels"][()]; y[5] = 99; del f["train/labels"]; f["train/labels"] = y
+def wrong_shape(f):
+    y = f["train/labels"][()][:-3]; del f["train/labels"]; f["train/labels"] = y
+def empty_split(f):
+    del f["test/images"]; del f["test/labels"]
+    f["test/images"] = np.zeros((0, 28, 28, 1), np.uint8); f["test/labels"] = np.zeros((0,), np.int32)
+def nan_features(f):
+    for split in ("train", "test"):
+        x = f[split]["images"][()].reshape(len(f[split]["images"]), -1).astype(np.float32) / 255
+        x[3, 7] = np.nan
+        del f[split]["images"]; f[split]["features"] = x
+try:
+    make("labels_out_of_range", labels_out_of_range)
+    make("wrong_shape", wrong_shape)
+    make("empty_split", empty_split)
+    make("nan_features", nan_features)
+except Exception as e:
+    print("note: could not build a bad dataset:", e)
+PYEOF
+head -c 100000 /dev/urandom >"$tmp/corrupt.h5"
+touch "$tmp/a_file"
+bad() {   # bad DESCRIPTION PATTERN ARGS...: exit 2, one line matching PATTERN, no successful run file
+  local what=$1 pat=$2; shift 2
+  rm -rf "$tmp/bad"
+  $T "$BIN" train --config "$CFG" --set epochs=1 --set max_steps_per_epoch=2 --out "$tmp/bad" "$@" >"$tmp/out" 2>"$tmp/err"
+  local rc=$?
+  if [ $rc -ne 2 ]; then echo "FAIL $what: exit $rc, want 2"; tail -3 "$tmp/out" "$tmp/err"; fail=1; return; fi
+  if [ "$(grep -c . "$tmp/err")" -ne 1 ] || ! grep -qiE "$pat" "$tmp/err"; then
+    echo "FAIL $what: want one line matching /$pat/, got:"; cat "$tmp/err"; fail=1; return; fi
+  if [ -f "$tmp/bad/run.h5" ] && $PY -c "import h5py,sys; sys.exit(h5py.File('$tmp/bad/run.h5')['/'].attrs['status']=='complete')"; then :; fi
+  if [ -f "$tmp/bad/run.h5" ]; then echo "FAIL $what: left a run file"; fail=1; return; fi
+  echo "ok   $what: $(cat "$tmp/err")"
+}
+bad "missing dataset"        "missing|cannot open"  --set data="$tmp/nope.h5"
+bad "corrupt dataset"        "cannot open|corrupt"  --set data="$tmp/corrupt.h5"
+bad "labels out of range"    "label"                --set data="$tmp/labels_out_of_range.h5" --set C=10
+bad "wrong shapes"           "labels|rows|shape"    --set data="$tmp/wrong_shape.h5"
+bad "empty split"            "empty|no rows|test"   --set data="$tmp/empty_split.h5"
+bad "NaN features"           "nan"                  --set data="$tmp/nan_features.h5" --set arch=linear
+bad "unknown architecture"   "arch"                 --set data="$tmp/fm.h5" --set arch=resnet
+bad "unknown key"            "unknown config key"   --set data="$tmp/fm.h5" --set lamda=0.3
+bad "K = 0 (r = 0)"          "'r'"                  --set data="$tmp/fm.h5" --set r=0
+bad "K > C*N"                "K"                    --set data="$tmp/fm.h5" --set k=41
+bad "N = 0"                  "'N'"                  --set data="$tmp/fm.h5" --set N=0
+bad "batch larger than split" "batch"               --set data="$tmp/fm.h5" --set batch=70000
+bad "unwritable output dir"  "directory"            --set data="$tmp/fm.h5" --out "$tmp/a_file/sub"
+bad "missing config file"    "nope.cfg|config"      --config "$tmp/nope.cfg"
+bad "labels >= C"            "label"                --set data="$tmp/fm.h5" --set C=5
+exit $fail
