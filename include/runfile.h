@@ -34,6 +34,7 @@ void runtable_init(RunTable *t, int ncols, const char *const *names);
 void runtable_add(RunTable *t, const double *row);
 int runtable_col(const RunTable *t, const char *name);   /* index or -1 */
 void runtable_free(RunTable *t);
+void runtable_free_rows(RunTable *t);   /* empty it, keeping the columns */
 
 typedef struct {
   const char *path;            /* DIR/run.h5 */
@@ -52,7 +53,7 @@ typedef struct {
   const int *emb_labels;       /* emb_rows */
   int64_t emb_row0, emb_rows;
   /* the loss of every step so far, and all parameters (identical on every rank) */
-  const double *loss_trace;    /* steps_done */
+  const double *loss_trace;    /* steps_done x 3: loss, loss_cls, loss_reg */
   const float *params;         /* n_params: the flat block [backbone | proxies] */
   double peak_rss_mib;         /* largest peak resident memory of any rank */
   /* the proxies, identical on every rank */

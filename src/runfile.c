@@ -35,6 +35,12 @@ int runtable_col(const RunTable *t, const char *name) {
   return -1;
 }
 
+void runtable_free_rows(RunTable *t) {
+  free(t->rows);
+  t->rows = NULL;
+  t->nrows = t->cap = 0;
+}
+
 void runtable_free(RunTable *t) {
   free(t->rows);
   memset(t, 0, sizeof *t);
@@ -116,8 +122,14 @@ static int write_all(hid_t f, const RunSnapshot *s, const Dist *d) {
   }
   /* the per-step loss and the final parameters (replicated: rank 0 writes) */
   int64_t ns = s->steps_done, np = s->n_params;
-  if (h5io_write_rows(f, "trace/loss", H5T_NATIVE_DOUBLE, 1, &ns, 0, d->rank == 0 ? ns : 0, s->loss_trace) ||
-      h5io_write_rows(f, "model/parameters", H5T_NATIVE_FLOAT, 1, &np, 0, d->rank == 0 ? np : 0, s->params))
+  double *col = xmalloc((size_t)(ns ? ns : 1) * sizeof(double));
+  static const char *const trace[3] = {"trace/loss", "trace/loss_cls", "trace/loss_reg"};
+  for (int k = 0; k < 3 && !rc; k++) {
+    for (int64_t i = 0; i < ns; i++) col[i] = s->loss_trace[3 * i + k];
+    rc = h5io_write_rows(f, trace[k], H5T_NATIVE_DOUBLE, 1, &ns, 0, d->rank == 0 ? ns : 0, col);
+  }
+  free(col);
+  if (rc || h5io_write_rows(f, "model/parameters", H5T_NATIVE_FLOAT, 1, &np, 0, d->rank == 0 ? np : 0, s->params))
     return -1;
   /* proxies (M x D raw, one per row), their classes, their test usage */
   int64_t pd[2] = {M, s->D};

@@ -4,6 +4,7 @@
 #include "train.h"
 
 #include "cfg.h"
+#include "checkpoint.h"
 #include "common.h"
 #include "config.h"
 #include "dataset.h"
@@ -20,14 +21,22 @@
 #include <cblas.h>
 #include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-enum { LOSS_SLOTS = 3 };   /* loss, loss_cls, loss_reg ride at the end of the gradient allreduce */
+/* loss, loss_cls, loss_reg and the stop request ride at the end of the
+ * gradient allreduce: every rank learns the same values at the same step */
+enum { LOSS_SLOTS = 4 };
+
+/* SIGUSR1 / SIGTERM: finish the step, checkpoint, exit TRAIN_EXIT_REQUEUE */
+static volatile sig_atomic_t g_stop_signal;
+static void on_stop_signal(int sig) { g_stop_signal = sig; }
 enum { PH_DATA, PH_FORWARD, PH_LOSS, PH_BACKWARD, PH_ALLREDUCE, PH_OPTIM, PH_EVAL, NPHASE };
 static const char *const PHASE_NAMES[NPHASE] = {"data", "forward", "loss", "backward", "allreduce", "optimizer",
                                                 "evaluation"};
@@ -37,7 +46,7 @@ typedef struct {
   Config cfg;
   char out_dir[CFG_PATH_MAX], run_path[CFG_PATH_MAX + 16];
   char cmdline[4096], start_time[32];
-  int force;
+  int force, resume;
   /* sizes */
   int C, N, M, K, D;
   int G, B;                    /* global and per-rank batch */
@@ -82,7 +91,9 @@ typedef struct {
   /* record */
   RunTable metrics, timing;
   double phase[NPHASE];        /* seconds in the current epoch */
-  double *loss_trace;          /* epochs x steps_per_epoch: the loss of every step */
+  double *loss_trace;          /* steps x 3: loss, loss_cls, loss_reg of every step */
+  int start_epoch;             /* where the loop starts (after a resume) */
+  int64_t start_step_in_epoch;
   /* test-only fault injection (PROXYGML_INJECT_FAULT=rank:step:kind) */
   int fault_rank, fault_kind;
   int64_t fault_step;
@@ -137,14 +148,19 @@ static double peak_rss_mib(void) {
 
 static void usage(FILE *out) {
   fprintf(out,
-          "usage: proxygml train --config FILE [--set key=value ...] [--out DIR] [--force]\n"
+          "usage: proxygml train --config FILE [--set key=value ...] [--out DIR] [--force] [--resume auto]\n"
           "       mpirun -np P proxygml train ...   (data parallel; batch is the global batch)\n\n"
           "Trains an embedding network with the ProxyGML loss, evaluates it (epoch 0 = untrained)\n"
           "and writes DIR/run.h5 (default DIR: runs/<name or config file name>).\n"
           "  --config FILE   libconfig file (experiments/*.cfg)\n"
           "  --set key=value override one key (repeatable; lists as 20,40)\n"
           "  --out DIR       output directory (created if missing)\n"
-          "  --force         replace an existing DIR/run.h5\n"
+          "  --force         replace an existing DIR/run.h5 (and its checkpoints)\n"
+          "  --resume auto   continue from the newest complete checkpoint in DIR (a fresh start\n"
+          "                  if there is none; nothing to do if DIR/run.h5 is complete); refuses\n"
+          "                  a directory of another configuration\n"
+          "Signals: SIGUSR1 or SIGTERM finish the current step, write a checkpoint, mark the run\n"
+          "preempted and exit 75 (requeue, then --resume auto).\n"
           "Exit codes: 0 complete, 2 bad input, 3 training failed, 75 stopped to be requeued.\n\n"
           "Configuration keys (default, meaning):\n");
   cfg_print_help(out);
@@ -172,7 +188,20 @@ static int prepare_out_dir(Trainer *T) {
   if (!f) return err_set("output directory '%s' is not writable: %s", T->out_dir, strerror(errno));
   fclose(f);
   unlink(probe);
-  if (access(T->run_path, F_OK) == 0 && !T->force) {
+  if (access(T->run_path, F_OK) == 0 && T->resume) {
+    /* the directory must hold a run of this very configuration */
+    char hash[32] = "", want[32];
+    hid_t h;
+    if (h5io_open(T->run_path, &h) == 0) {
+      hid_t g = H5Gopen2(h, "config", H5P_DEFAULT);
+      if (g >= 0) { h5io_attr_str(g, "config_hash", hash, sizeof hash); H5Gclose(g); }
+      H5Fclose(h);
+    }
+    snprintf(want, sizeof want, "%016llx", (unsigned long long)cfg_hash(&T->cfg));
+    if (strcmp(hash, want))
+      return err_set("%s belongs to another experiment (config hash %s, this one %s): refusing to resume into it",
+                     T->run_path, hash[0] ? hash : "unreadable", want);
+  } else if (access(T->run_path, F_OK) == 0 && !T->force) {
     char status[64] = "unreadable";
     hid_t h;
     if (h5io_open(T->run_path, &h) == 0) {
@@ -181,6 +210,19 @@ static int prepare_out_dir(Trainer *T) {
     }
     return err_set("%s already exists (status %s): pass --force to replace it, or choose another --out", T->run_path,
                    status);
+  }
+  if (T->force && !T->resume) {   /* a fresh start: old checkpoints must not be resumed later */
+    char dir[CFG_PATH_MAX + 32];
+    snprintf(dir, sizeof dir, "%s/checkpoints", T->out_dir);
+    DIR *dh = opendir(dir);
+    struct dirent *e;
+    while (dh && (e = readdir(dh))) {
+      if (e->d_name[0] == '.') continue;
+      char p[CFG_PATH_MAX + 300];
+      snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+      unlink(p);
+    }
+    if (dh) closedir(dh);
   }
   return 0;
 }
@@ -195,6 +237,12 @@ static int parse_args(Trainer *T, int argc, char **argv) {
     if (!strcmp(argv[i], "--config") && i + 1 < argc) cfg_path = argv[++i];
     else if (!strcmp(argv[i], "--out") && i + 1 < argc) out = argv[++i];
     else if (!strcmp(argv[i], "--force")) T->force = 1;
+    else if (!strcmp(argv[i], "--resume") && i + 1 < argc) {
+      const char *how = argv[++i];
+      if (!strcmp(how, "auto")) T->resume = 1;
+      else if (!strcmp(how, "never")) T->resume = 0;
+      else return err_set("--resume takes auto or never, got '%s'", how);
+    }
     else if (!strcmp(argv[i], "--set") && i + 1 < argc) i++;   /* applied after the file */
     else return err_set("unknown or incomplete argument '%s' (see proxygml train --help)", argv[i]);
   }
@@ -352,7 +400,8 @@ static void build(Trainer *T) {
   const char *tcols[NPHASE + 2] = {"epoch", "samples_per_second"};
   for (int p = 0; p < NPHASE; p++) tcols[p + 2] = PHASE_NAMES[p];
   runtable_init(&T->timing, NPHASE + 2, tcols);
-  T->loss_trace = xmalloc((size_t)(T->steps_per_epoch * c->epochs + 1) * sizeof(double));
+  T->loss_trace = xmalloc((size_t)(T->steps_per_epoch * c->epochs + 1) * 3 * sizeof(double));
+  T->start_epoch = 1;
 }
 
 static void trainer_free(Trainer *T) {
@@ -438,6 +487,7 @@ static float train_step(Trainer *T, int64_t step) {
   double t4 = now_sec();
   float *stats = T->grads + T->n_params;
   stats[0] = T->loss.loss; stats[1] = T->loss.loss_cls; stats[2] = T->loss.loss_reg;
+  stats[3] = g_stop_signal ? 1.0f : 0.0f;
   if (fault_here(T, FAULT_NAN, T->step)) stats[0] = NAN;
   if (fault_here(T, FAULT_CRASH, T->step)) {
     fprintf(stderr, "proxygml train: [rank %d] injected crash at step %lld\n", T->d.rank, (long long)T->step);
@@ -631,45 +681,113 @@ static void print_summary(Trainer *T) {
   fflush(stdout);
 }
 
+/* a signal that arrived during an evaluation: agreed on at the epoch's end */
+static int g_stop_signal_agreed(Trainer *T) {
+  int mine = g_stop_signal != 0, any = 0;
+  MPI_Allreduce(&mine, &any, 1, MPI_INT, MPI_MAX, T->d.comm);
+  return any;
+}
+
+/* ------------------------------------------------------------ checkpoints */
+
+static Checkpoint checkpoint_view(Trainer *T, int epoch, int64_t step_in_epoch) {
+  return (Checkpoint){.step = T->step, .epoch = epoch, .step_in_epoch = step_in_epoch,
+                      .config_hash = cfg_hash(&T->cfg), .ranks = T->d.size, .train_seconds = T->train_seconds,
+                      .n_params = T->n_params, .params = T->params, .opt = &T->opt, .loss_trace = T->loss_trace,
+                      .metrics = &T->metrics, .timing = &T->timing};
+}
+
+/* rank 0 writes (the state is the same on every rank); all agree on the outcome */
+static int save_checkpoint(Trainer *T, int epoch, int64_t step_in_epoch) {
+  Checkpoint c = checkpoint_view(T, epoch, step_in_epoch);
+  return agree(T, T->d.rank != 0 || checkpoint_save(T->out_dir, &c) == 0);
+}
+
+/* --resume auto: every rank loads the newest complete checkpoint (the same
+ * file: the ranks check that they agree on its step). Returns 1 resumed,
+ * 0 fresh start, -1 refused (message printed). */
+static int resume(Trainer *T) {
+  Checkpoint c = checkpoint_view(T, 1, 0);
+  char used[4200] = "";
+  int got = checkpoint_load_latest(T->out_dir, &c, used, sizeof used);
+  int ok = got >= 0;
+  if (ok && got == 1 && c.config_hash != cfg_hash(&T->cfg))
+    ok = err_set("%s was written by another configuration (hash %016llx, this one %016llx): refusing to resume", used,
+                 (unsigned long long)c.config_hash, (unsigned long long)cfg_hash(&T->cfg));
+  if (ok && got == 1 && c.step > T->steps_per_epoch * T->cfg.epochs)
+    ok = err_set("%s is at step %lld, beyond this configuration's %lld steps", used, (long long)c.step,
+                 (long long)(T->steps_per_epoch * T->cfg.epochs));
+  if (!agree(T, ok)) return -1;
+  long long mine[2] = {got == 1 ? c.step : -1, got == 1 ? -c.step : 1}, all[2];
+  MPI_Allreduce(mine, all, 2, MPI_LONG_LONG, MPI_MIN, T->d.comm);
+  if (!agree(T, all[0] == -all[1] || err_set("the ranks see different checkpoints (is %s shared?)", T->out_dir)))
+    return -1;
+  if (got == 0) return 0;
+  T->step = c.step;
+  T->start_epoch = c.epoch;
+  T->start_step_in_epoch = c.step_in_epoch;
+  T->train_seconds = c.train_seconds;
+  T->epochs_done = c.epoch - 1;
+  if (c.ranks != T->d.size)
+    dist_log(&T->d, "warning: the checkpoint was written by %d ranks, this run has %d: results will differ from an "
+                    "uninterrupted run within float tolerance\n", c.ranks, T->d.size);
+  dist_log(&T->d, "resuming from %s: epoch %d, step %lld\n", used, c.epoch, (long long)c.step);
+  return 1;
+}
+
 /* ------------------------------------------------------------ the run */
+
+/* the mean loss terms of the steps [s0, s1) of the trace */
+static void trace_mean(const Trainer *T, int64_t s0, int64_t s1, double mean[3]) {
+  for (int k = 0; k < 3; k++) {
+    double sum = 0;
+    for (int64_t s = s0; s < s1; s++) sum += T->loss_trace[3 * s + k];
+    mean[k] = s1 > s0 ? sum / (double)(s1 - s0) : NAN;
+  }
+}
+
+static void print_eval(Trainer *T, const char *prefix) {
+  if (T->d.rank != 0) return;
+  const double *row = T->metrics.rows + (size_t)(T->metrics.nrows - 1) * T->metrics.ncols;
+  printf("%sR@%d %.4f  MAP@R %.4f  NMI %.4f  (eval %.1fs)\n", prefix, T->ks[0], row[9], row[9 + T->nk],
+         row[11 + T->nk], row[8]);
+  fflush(stdout);
+}
+
+static int stop_preempted(Trainer *T, int epoch, int64_t step_in_epoch) {
+  char msg[160];
+  snprintf(msg, sizeof msg, "stopped by a signal at epoch %d, step %lld; resume with --resume auto", epoch,
+           (long long)T->step);
+  if (!save_checkpoint(T, epoch, step_in_epoch)) return TRAIN_EXIT_FAILED;
+  if (!agree(T, write_run(T, "preempted", msg) == 0)) return TRAIN_EXIT_FAILED;
+  dist_log(&T->d, "\n%s\n", msg);
+  return TRAIN_EXIT_REQUEUE;
+}
 
 static int run(Trainer *T) {
   const Config *c = &T->cfg;
-  int64_t n = T->tr_info.n;
+  int64_t n = T->tr_info.n, total_steps = T->steps_per_epoch * c->epochs;
   double run_start = now_sec();
-  double zero_phase[NPHASE] = {0};
-  memcpy(T->phase, zero_phase, sizeof zero_phase);
-
-  if (cfg_eval_at(c, 0)) {
+  if (T->step == 0 && T->metrics.nrows == 0 && cfg_eval_at(c, 0)) {
     record_eval(T, 0, NULL);
     if (!agree(T, write_run(T, "running", "") == 0)) return TRAIN_EXIT_FAILED;
-    if (T->d.rank == 0) {
-      const double *row = T->metrics.rows;
-      printf("epoch 0 (untrained): R@%d %.4f  MAP@R %.4f  NMI %.4f  (eval %.1fs)\n", T->ks[0], row[9],
-             row[9 + T->nk], row[11 + T->nk], row[8]);
-    }
+    print_eval(T, "epoch 0 (untrained): ");
   }
-  int64_t total_steps = T->steps_per_epoch * c->epochs;
-  for (int epoch = 1; epoch <= c->epochs; epoch++) {
-    optim_decay_lr(&T->opt, epoch - 1, c->decay_epochs.v, c->decay_epochs.n, c->decay_rate);
+  for (int epoch = T->start_epoch; epoch <= c->epochs; epoch++) {
+    int64_t s0 = epoch == T->start_epoch ? T->start_step_in_epoch : 0;
+    if (s0 == 0) optim_decay_lr(&T->opt, epoch - 1, c->decay_epochs.v, c->decay_epochs.n, c->decay_rate);
     T->opt.groups[T->group_body].frozen = epoch <= c->warm;   /* warm-up: only the embedding layer and proxies */
     Rng prng;
     rng_init(&prng, (uint64_t)c->seed * 1000003u + (uint64_t)epoch);   /* the epoch's permutation, same on every rank */
     rng_permutation(&prng, T->perm, (int)n);
-    memcpy(T->phase, zero_phase, sizeof zero_phase);
-    double sum[3] = {0, 0, 0}, t_epoch0 = now_sec(), last_print = 0;
-    for (int64_t s = 0; s < T->steps_per_epoch; s++) {
+    memset(T->phase, 0, sizeof T->phase);
+    int64_t first = T->step - s0;   /* trace index of the epoch's first step */
+    double t_epoch0 = now_sec(), last_print = 0, banked = 0;   /* banked: seconds already in train_seconds */
+    for (int64_t s = s0; s < T->steps_per_epoch; s++) {
       float loss = train_step(T, s);
-      T->loss_trace[T->step] = loss;
-      T->step++;
-      if (c->check_sync_every > 0 && T->step % c->check_sync_every == 0 && !replicas_agree(T)) {
-        char msg[160];
-        snprintf(msg, sizeof msg, "the parameter replicas differ across ranks at step %lld", (long long)T->step);
-        if (T->d.rank == 0) fprintf(stderr, "\nproxygml train: %s\n", msg);
-        write_run(T, "failed", msg);
-        return TRAIN_EXIT_FAILED;
-      }
       const float *st = T->grads + T->n_params;
+      for (int k = 0; k < 3; k++) T->loss_trace[3 * T->step + k] = st[k];
+      T->step++;
       if (!isfinite(loss)) {
         char msg[256];
         snprintf(msg, sizeof msg, "non-finite loss %g at epoch %d step %lld (lower the learning rates or the scale?)",
@@ -678,37 +796,52 @@ static int run(Trainer *T) {
         write_run(T, "failed", msg);
         return TRAIN_EXIT_FAILED;
       }
-      for (int i = 0; i < 3; i++) sum[i] += st[i];
+      if (c->check_sync_every > 0 && T->step % c->check_sync_every == 0 && !replicas_agree(T)) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "the parameter replicas differ across ranks at step %lld", (long long)T->step);
+        if (T->d.rank == 0) fprintf(stderr, "\nproxygml train: %s\n", msg);
+        write_run(T, "failed", msg);
+        return TRAIN_EXIT_FAILED;
+      }
+      if (st[3] > 0) {   /* a rank got SIGUSR1/SIGTERM: every rank stops after this same step */
+        T->train_seconds += now_sec() - t_epoch0 - banked;
+        return stop_preempted(T, epoch, s + 1);
+      }
+      if (c->checkpoint_every > 0 && T->step % c->checkpoint_every == 0 && s + 1 < T->steps_per_epoch) {
+        double so_far = now_sec() - t_epoch0;   /* the checkpoint holds the training time so far */
+        T->train_seconds += so_far - banked;
+        banked = so_far;
+        if (!save_checkpoint(T, epoch, s + 1)) return TRAIN_EXIT_FAILED;
+      }
       double now = now_sec();
       if (now - last_print > 0.25) {
         last_print = now;
-        progress(T, epoch, s + 1, T->steps_per_epoch, sum[0] / (double)(s + 1), now - t_epoch0, now - run_start,
-                 total_steps - T->step, 0);
+        double m[3];
+        trace_mean(T, first, T->step, m);
+        progress(T, epoch, s + 1, T->steps_per_epoch, m[0], now - t_epoch0, now - run_start, total_steps - T->step, 0);
       }
     }
     double t_train = now_sec() - t_epoch0;
-    T->train_seconds += t_train;
+    T->train_seconds += t_train - banked;
     T->epochs_done = epoch;
     double mean[3];
-    for (int i = 0; i < 3; i++) mean[i] = sum[i] / (double)T->steps_per_epoch;
+    trace_mean(T, first, T->step, mean);
     progress(T, epoch, T->steps_per_epoch, T->steps_per_epoch, mean[0], t_train, now_sec() - run_start,
              total_steps - T->step, 1);
     if (cfg_eval_at(c, epoch)) {
       record_eval(T, epoch, mean);
-      const double *row = T->metrics.rows + (size_t)(T->metrics.nrows - 1) * T->metrics.ncols;
-      double te = row[8];
-      T->phase[PH_EVAL] = te;
-      if (T->d.rank == 0) {
-        printf("          R@%d %.4f  MAP@R %.4f  NMI %.4f  (eval %.1fs)\n", T->ks[0], row[9], row[9 + T->nk],
-               row[11 + T->nk], te);
-      }
+      T->phase[PH_EVAL] = T->metrics.rows[(size_t)(T->metrics.nrows - 1) * T->metrics.ncols + 8];
+      print_eval(T, "          ");
     }
     double trow[NPHASE + 2];
     trow[0] = epoch;
-    trow[1] = (double)T->steps_per_epoch * T->G / t_train;
+    trow[1] = (double)(T->steps_per_epoch - s0) * T->G / t_train;
     for (int p = 0; p < NPHASE; p++) trow[p + 2] = T->phase[p];
     runtable_add(&T->timing, trow);
-    if (!agree(T, write_run(T, epoch == c->epochs ? "complete" : "running", "") == 0)) return TRAIN_EXIT_FAILED;
+    int last = epoch == c->epochs;
+    if (!agree(T, write_run(T, last ? "complete" : "running", "") == 0)) return TRAIN_EXIT_FAILED;
+    if (!last && !save_checkpoint(T, epoch + 1, 0)) return TRAIN_EXIT_FAILED;
+    if (!last && g_stop_signal_agreed(T)) return stop_preempted(T, epoch + 1, 0);
   }
   if (c->epochs == 0 && !agree(T, write_run(T, "complete", "") == 0)) return TRAIN_EXIT_FAILED;
   print_summary(T);
@@ -733,9 +866,33 @@ int train_cmd_train(int argc, char **argv) {
   dist_bcast(&T.d, &T.cfg, sizeof T.cfg);
   if (!agree(&T, check_sizes(&T) == 0)) goto done;
   if (!agree(&T, T.d.rank != 0 || prepare_out_dir(&T) == 0)) goto done;
+  if (T.resume) {   /* nothing to do for a complete run: resubmitting a sweep finishes only what is missing */
+    int complete = 0;
+    if (T.d.rank == 0 && access(T.run_path, F_OK) == 0) {
+      char status[32] = "";
+      hid_t h;
+      if (h5io_open(T.run_path, &h) == 0) {
+        h5io_attr_str(h, "status", status, sizeof status);
+        H5Fclose(h);
+      }
+      complete = !strcmp(status, "complete");
+    }
+    dist_bcast(&T.d, &complete, sizeof complete);
+    if (complete) {
+      dist_log(&T.d, "%s is complete: nothing to do\n", T.run_path);
+      rc = TRAIN_EXIT_OK;
+      goto done;
+    }
+  }
   if (!agree(&T, load_data(&T) == 0)) goto done;
   dist_threads(&T.d, T.cfg.threads);
   build(&T);
+  signal(SIGUSR1, on_stop_signal);
+  signal(SIGTERM, on_stop_signal);
+  if (T.resume && resume(&T) < 0) {
+    trainer_free(&T);
+    goto done;
+  }
   dist_log(&T.d,
            "proxygml %s: %s on %s, %d rank%s x %d thread%s; C=%d N=%d K=%d D=%d, batch %d (%d per rank), "
            "%lld steps/epoch, %zu parameters\n",

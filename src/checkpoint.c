@@ -1,0 +1,183 @@
+/* checkpoint.c: checkpoints for exact resume (see include/checkpoint.h). */
+#include "checkpoint.h"
+
+#include "common.h"
+#include "h5io.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define CKPT_FORMAT 1
+
+static int fsync_path(const char *path) {
+  int fd = open(path, O_RDONLY);
+  if (fd < 0) return -1;
+  int rc = fsync(fd);
+  close(fd);
+  return rc;
+}
+
+static int write_table(hid_t f, const char *name, const RunTable *t) {
+  char cols[RUNTABLE_MAXCOLS * 33] = "";
+  for (int c = 0; c < t->ncols; c++) {
+    strcat(cols, c ? "," : "");
+    strcat(cols, t->names[c]);
+  }
+  int64_t dims[2] = {t->nrows, t->ncols};
+  double empty = 0;
+  if (h5io_write(f, name, H5T_NATIVE_DOUBLE, 2, dims, t->nrows ? t->rows : &empty)) return -1;
+  hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
+  int rc = h5io_set_attr_str(d, "columns", cols);
+  H5Dclose(d);
+  return rc;
+}
+
+static int read_table(hid_t f, const char *name, RunTable *t) {
+  int nd; int64_t dims[H5IO_MAXDIM];
+  if (h5io_shape(f, name, &nd, dims)) return -1;
+  if (nd != 2 || dims[1] != t->ncols) return err_set("checkpoint table '%s' has %lld columns, expected %d", name,
+                                                      nd == 2 ? (long long)dims[1] : -1LL, t->ncols);
+  double *rows = xmalloc((size_t)(dims[0] * dims[1] + 1) * sizeof(double));
+  int rc = h5io_read(f, name, H5T_NATIVE_DOUBLE, rows, (size_t)(dims[0] * dims[1]));
+  for (int64_t r = 0; !rc && r < dims[0]; r++) runtable_add(t, rows + r * dims[1]);
+  free(rows);
+  return rc;
+}
+
+static int write_file(const char *path, const Checkpoint *c) {
+  hid_t f;
+  if (h5io_create(path, &f)) return -1;
+  const Adam *o = c->opt;
+  int64_t n = (int64_t)c->n_params, ns[2] = {c->step, 3}, ng = o->ngroups;
+  int rc = 0;
+  rc |= h5io_set_attr_i64(f, "format_version", CKPT_FORMAT);
+  rc |= h5io_set_attr_i64(f, "step", c->step);
+  rc |= h5io_set_attr_i64(f, "epoch", c->epoch);
+  rc |= h5io_set_attr_i64(f, "step_in_epoch", c->step_in_epoch);
+  char hash[24];
+  snprintf(hash, sizeof hash, "%016llx", (unsigned long long)c->config_hash);
+  rc |= h5io_set_attr_str(f, "config_hash", hash);
+  rc |= h5io_set_attr_i64(f, "ranks", c->ranks);
+  rc |= h5io_set_attr_f64(f, "train_seconds", c->train_seconds);
+  rc |= h5io_write(f, "params", H5T_NATIVE_FLOAT, 1, &n, c->params);
+  rc |= h5io_write(f, "adam/m", H5T_NATIVE_FLOAT, 1, &n, o->m);
+  rc |= h5io_write(f, "adam/v", H5T_NATIVE_FLOAT, 1, &n, o->v);
+  long t[OPTIM_MAX_GROUPS];
+  double lr[OPTIM_MAX_GROUPS];
+  int frozen[OPTIM_MAX_GROUPS];
+  for (int g = 0; g < o->ngroups; g++) { t[g] = o->groups[g].t; lr[g] = o->groups[g].lr; frozen[g] = o->groups[g].frozen; }
+  rc |= h5io_write(f, "adam/t", H5T_NATIVE_LONG, 1, &ng, t);
+  rc |= h5io_write(f, "adam/lr", H5T_NATIVE_DOUBLE, 1, &ng, lr);
+  rc |= h5io_write(f, "adam/frozen", H5T_NATIVE_INT, 1, &ng, frozen);
+  double none = 0;
+  rc |= h5io_write(f, "loss_trace", H5T_NATIVE_DOUBLE, 2, ns, c->step ? c->loss_trace : &none);
+  rc |= write_table(f, "metrics", c->metrics);
+  rc |= write_table(f, "timing", c->timing);
+  /* last: the mark that everything before it was written */
+  if (!rc) rc = h5io_set_attr_i64(f, "complete", 1);
+  if (H5Fclose(f) < 0) rc = -1;
+  if (rc) return err_set("%s: cannot write the checkpoint (disk full?)", path);
+  return 0;
+}
+
+static int is_ckpt_name(const char *name, long long *step) {
+  return sscanf(name, "step-%lld.h5", step) == 1 && strstr(name, ".h5") && !strstr(name, ".tmp");
+}
+
+/* the checkpoint steps in dir, newest first */
+static int list_steps(const char *dir, long long *steps, int cap) {
+  DIR *dh = opendir(dir);
+  if (!dh) return 0;
+  int n = 0;
+  struct dirent *e;
+  while ((e = readdir(dh)) && n < cap) {
+    long long s;
+    size_t len = strlen(e->d_name);
+    if (len > 3 && !strcmp(e->d_name + len - 3, ".h5") && is_ckpt_name(e->d_name, &s)) steps[n++] = s;
+  }
+  closedir(dh);
+  for (int i = 1; i < n; i++)   /* insertion sort, descending */
+    for (int j = i; j > 0 && steps[j] > steps[j - 1]; j--) { long long t = steps[j]; steps[j] = steps[j - 1]; steps[j - 1] = t; }
+  return n;
+}
+
+int checkpoint_save(const char *run_dir, const Checkpoint *c) {
+  char dir[4096], path[4200], tmp[4300];
+  snprintf(dir, sizeof dir, "%s/checkpoints", run_dir);
+  if (mkdir(dir, 0777) != 0 && errno != EEXIST) return err_set("cannot create '%s': %s", dir, strerror(errno));
+  snprintf(path, sizeof path, "%s/step-%09lld.h5", dir, (long long)c->step);
+  snprintf(tmp, sizeof tmp, "%s.tmp", path);
+  if (write_file(tmp, c) != 0) { unlink(tmp); return -1; }
+  if (fsync_path(tmp) != 0 || rename(tmp, path) != 0) {
+    unlink(tmp);
+    return err_set("%s: cannot move the checkpoint into place: %s", path, strerror(errno));
+  }
+  fsync_path(dir);   /* the rename itself */
+  long long steps[256];
+  int n = list_steps(dir, steps, 256);
+  for (int i = 2; i < n; i++) {   /* keep the two newest */
+    char old[4200];
+    snprintf(old, sizeof old, "%s/step-%09lld.h5", dir, steps[i]);
+    unlink(old);
+  }
+  return 0;
+}
+
+static int load_file(const char *path, Checkpoint *c) {
+  hid_t f;
+  if (h5io_open(path, &f)) return -1;
+  int64_t complete = 0, v;
+  int rc = 0;
+  if (h5io_attr_i64(f, "complete", &complete) || complete != 1) rc = err_set("not marked complete");
+  if (!rc && (h5io_attr_i64(f, "format_version", &v) || v != CKPT_FORMAT)) rc = err_set("unknown format version");
+  char hash[32];
+  if (!rc && !h5io_attr_i64(f, "step", &v)) c->step = v; else if (!rc) rc = -1;
+  if (!rc && !h5io_attr_i64(f, "epoch", &v)) c->epoch = (int)v; else if (!rc) rc = -1;
+  if (!rc && !h5io_attr_i64(f, "step_in_epoch", &v)) c->step_in_epoch = v; else if (!rc) rc = -1;
+  if (!rc && !h5io_attr_i64(f, "ranks", &v)) c->ranks = (int)v; else if (!rc) rc = -1;
+  if (!rc && !h5io_attr_f64(f, "train_seconds", &c->train_seconds)) {} else if (!rc) rc = -1;
+  if (!rc && !h5io_attr_str(f, "config_hash", hash, sizeof hash)) c->config_hash = strtoull(hash, NULL, 16); else if (!rc) rc = -1;
+  Adam *o = c->opt;
+  if (!rc) rc = h5io_read(f, "params", H5T_NATIVE_FLOAT, c->params, c->n_params);
+  if (!rc) rc = h5io_read(f, "adam/m", H5T_NATIVE_FLOAT, o->m, c->n_params);
+  if (!rc) rc = h5io_read(f, "adam/v", H5T_NATIVE_FLOAT, o->v, c->n_params);
+  long t[OPTIM_MAX_GROUPS];
+  double lr[OPTIM_MAX_GROUPS];
+  int frozen[OPTIM_MAX_GROUPS];
+  if (!rc) rc = h5io_read(f, "adam/t", H5T_NATIVE_LONG, t, (size_t)o->ngroups);
+  if (!rc) rc = h5io_read(f, "adam/lr", H5T_NATIVE_DOUBLE, lr, (size_t)o->ngroups);
+  if (!rc) rc = h5io_read(f, "adam/frozen", H5T_NATIVE_INT, frozen, (size_t)o->ngroups);
+  for (int g = 0; !rc && g < o->ngroups; g++) { o->groups[g].t = t[g]; o->groups[g].lr = lr[g]; o->groups[g].frozen = frozen[g]; }
+  if (!rc) rc = h5io_read(f, "loss_trace", H5T_NATIVE_DOUBLE, c->loss_trace, (size_t)c->step * 3);
+  if (!rc) rc = read_table(f, "metrics", c->metrics);
+  if (!rc) rc = read_table(f, "timing", c->timing);
+  H5Fclose(f);
+  return rc;
+}
+
+int checkpoint_load_latest(const char *run_dir, Checkpoint *c, char *used, size_t cap) {
+  char dir[4096];
+  snprintf(dir, sizeof dir, "%s/checkpoints", run_dir);
+  long long steps[256];
+  int n = list_steps(dir, steps, 256);
+  for (int i = 0; i < n; i++) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/step-%09lld.h5", dir, steps[i]);
+    runtable_free_rows(c->metrics);
+    runtable_free_rows(c->timing);
+    if (load_file(path, c) == 0) {
+      snprintf(used, cap, "%s", path);
+      return 1;
+    }
+    fprintf(stderr, "warning: checkpoint %s is truncated or corrupt (%s); trying an older one\n", path, err_msg());
+  }
+  runtable_free_rows(c->metrics);
+  runtable_free_rows(c->timing);
+  return 0;
+}
