@@ -69,7 +69,7 @@ typedef struct {
   int *csr_b;        /* B_max x K  row b of each (b, j) pair, grouped by j */
   float *csr_g;      /* B_max x K  its G_S value */
   int nthreads;
-  float *scratch_v;  /* nthreads x M  selection candidates */
+  float *scratch_v;  /* nthreads x 2M  selection candidates, softmax scratch */
   int *scratch_i;    /* nthreads x M */
   float *scratch_gw; /* nthreads x D  one proxy's gradient */
   float *gx_part;    /* nthreads x B_max x D  per-thread partial G_x */
