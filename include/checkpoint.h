@@ -27,6 +27,7 @@ typedef struct {
   uint64_t config_hash;
   int ranks;
   double train_seconds;
+  double wall_seconds;     /* of the run's earlier sessions and this one so far */
   size_t n_params;
   float *params;           /* n_params */
   Adam *opt;               /* moments (n_params each) and groups */

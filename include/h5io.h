@@ -55,5 +55,7 @@ int h5io_write_rows(hid_t loc, const char *name, hid_t memtype, int ndim, const 
 int h5io_set_attr_i64(hid_t loc, const char *name, int64_t v);
 int h5io_set_attr_f64(hid_t loc, const char *name, double v);
 int h5io_set_attr_str(hid_t loc, const char *name, const char *v);
+/* an array of n UTF-8 strings as one attribute (collective in parallel files: same values on every rank) */
+int h5io_set_attr_strs(hid_t loc, const char *name, const char *const *v, int n);
 
 #endif

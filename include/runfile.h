@@ -43,6 +43,10 @@ typedef struct {
   const char *message;         /* why it failed or stopped ("" when none) */
   const char *command_line, *start_time, *end_time;
   int ranks, threads;
+  const char *data_path, *cwd;     /* the dataset file, absolute; the working directory */
+  double wall_seconds;             /* wall time of the run so far, over all its sessions */
+  const char *const *class_names;  /* n_classes names of the dataset's class ids (may be NULL) */
+  int n_classes;
   int C, N, K, D;              /* resolved loss sizes */
   int64_t n_train, n_test, n_params, steps_done;
   int epochs_done;

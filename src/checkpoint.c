@@ -65,6 +65,7 @@ static int write_file(const char *path, const Checkpoint *c) {
   rc |= h5io_set_attr_str(f, "config_hash", hash);
   rc |= h5io_set_attr_i64(f, "ranks", c->ranks);
   rc |= h5io_set_attr_f64(f, "train_seconds", c->train_seconds);
+  rc |= h5io_set_attr_f64(f, "wall_seconds", c->wall_seconds);
   rc |= h5io_write(f, "params", H5T_NATIVE_FLOAT, 1, &n, c->params);
   rc |= h5io_write(f, "adam/m", H5T_NATIVE_FLOAT, 1, &n, o->m);
   rc |= h5io_write(f, "adam/v", H5T_NATIVE_FLOAT, 1, &n, o->v);
@@ -142,6 +143,7 @@ static int load_file(const char *path, Checkpoint *c) {
   if (!rc && !h5io_attr_i64(f, "step_in_epoch", &v)) c->step_in_epoch = v; else if (!rc) rc = -1;
   if (!rc && !h5io_attr_i64(f, "ranks", &v)) c->ranks = (int)v; else if (!rc) rc = -1;
   if (!rc && !h5io_attr_f64(f, "train_seconds", &c->train_seconds)) {} else if (!rc) rc = -1;
+  if (!rc && !h5io_attr_f64(f, "wall_seconds", &c->wall_seconds)) {} else if (!rc) rc = -1;
   if (!rc && !h5io_attr_str(f, "config_hash", hash, sizeof hash)) c->config_hash = strtoull(hash, NULL, 16); else if (!rc) rc = -1;
   Adam *o = c->opt;
   if (!rc) rc = h5io_read(f, "params", H5T_NATIVE_FLOAT, c->params, c->n_params);

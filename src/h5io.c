@@ -244,3 +244,20 @@ int h5io_set_attr_str(hid_t loc, const char *name, const char *v) {
   H5Tclose(t);
   return rc;
 }
+
+int h5io_set_attr_strs(hid_t loc, const char *name, const char *const *v, int n) {
+  h5io_quiet();
+  if (H5Aexists(loc, name) > 0) H5Adelete(loc, name);
+  hid_t t = H5Tcopy(H5T_C_S1);
+  H5Tset_size(t, H5T_VARIABLE);
+  H5Tset_cset(t, H5T_CSET_UTF8);
+  hsize_t dim = (hsize_t)n;
+  hid_t s = H5Screate_simple(1, &dim, NULL);
+  hid_t a = H5Acreate2(loc, name, t, s, H5P_DEFAULT, H5P_DEFAULT);
+  herr_t st = a < 0 ? -1 : H5Awrite(a, t, v);
+  if (a >= 0) H5Aclose(a);
+  H5Sclose(s);
+  H5Tclose(t);
+  if (st < 0) return err_set("cannot write attribute '%s'", name);
+  return 0;
+}

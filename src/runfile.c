@@ -87,6 +87,10 @@ static int write_all(hid_t f, const RunSnapshot *s, const Dist *d) {
   rc |= h5io_set_attr_str(root, "command_line", s->command_line);
   rc |= h5io_set_attr_str(root, "start_time", s->start_time);
   rc |= h5io_set_attr_str(root, "end_time", s->end_time ? s->end_time : "");
+  rc |= h5io_set_attr_str(root, "data_path", s->data_path ? s->data_path : "");
+  rc |= h5io_set_attr_str(root, "cwd", s->cwd ? s->cwd : "");
+  rc |= h5io_set_attr_f64(root, "wall_seconds", s->wall_seconds);
+  if (s->class_names && s->n_classes > 0) rc |= h5io_set_attr_strs(root, "class_names", s->class_names, s->n_classes);
   rc |= h5io_set_attr_i64(root, "ranks", s->ranks);
   rc |= h5io_set_attr_i64(root, "threads", s->threads);
   rc |= h5io_set_attr_i64(root, "C", s->C);

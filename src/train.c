@@ -46,6 +46,8 @@ typedef struct {
   Config cfg;
   char out_dir[CFG_PATH_MAX], run_path[CFG_PATH_MAX + 16];
   char cmdline[4096], start_time[32];
+  char data_abs[CFG_PATH_MAX + 16], cwd[CFG_PATH_MAX];
+  double session_start, wall_before;   /* now_sec() at start; wall seconds of earlier sessions */
   int force, resume;
   /* sizes */
   int C, N, M, K, D;
@@ -587,6 +589,8 @@ static int write_run(Trainer *T, const char *status, const char *message) {
   RunSnapshot s = {
     .path = T->run_path, .cfg = &T->cfg, .status = status, .message = message, .command_line = T->cmdline,
     .start_time = T->start_time, .end_time = end, .ranks = T->d.size, .threads = T->d.threads,
+    .data_path = T->data_abs, .cwd = T->cwd, .wall_seconds = T->wall_before + now_sec() - T->session_start,
+    .class_names = (const char *const *)T->te.class_names, .n_classes = T->te_info.n_classes,
     .C = T->C, .N = T->N, .K = T->K, .D = T->D, .n_train = T->tr_info.n, .n_test = T->te_info.n,
     .n_params = (int64_t)T->n_params, .steps_done = T->step, .epochs_done = T->epochs_done,
     .metrics = &T->metrics, .timing = &T->timing,
@@ -693,6 +697,7 @@ static int g_stop_signal_agreed(Trainer *T) {
 static Checkpoint checkpoint_view(Trainer *T, int epoch, int64_t step_in_epoch) {
   return (Checkpoint){.step = T->step, .epoch = epoch, .step_in_epoch = step_in_epoch,
                       .config_hash = cfg_hash(&T->cfg), .ranks = T->d.size, .train_seconds = T->train_seconds,
+                      .wall_seconds = T->wall_before + now_sec() - T->session_start,
                       .n_params = T->n_params, .params = T->params, .opt = &T->opt, .loss_trace = T->loss_trace,
                       .metrics = &T->metrics, .timing = &T->timing};
 }
@@ -727,6 +732,8 @@ static int resume(Trainer *T) {
   T->start_epoch = c.epoch;
   T->start_step_in_epoch = c.step_in_epoch;
   T->train_seconds = c.train_seconds;
+  T->wall_before = c.wall_seconds;
+  T->session_start = now_sec();
   T->epochs_done = c.epoch - 1;
   if (c.ranks != T->d.size)
     dist_log(&T->d, "warning: the checkpoint was written by %d ranks, this run has %d: results will differ from an "
@@ -858,12 +865,15 @@ int train_cmd_train(int argc, char **argv) {
   memset(&T, 0, sizeof T);
   dist_init(&T.d, &argc, &argv);
   runfile_timestamp(T.start_time);
+  T.session_start = now_sec();
   parse_fault(&T);
   int rc = TRAIN_EXIT_BAD_INPUT;
   /* every rank parses the same file and data: errors are the same everywhere,
    * rank 0's struct is then broadcast so that all ranks hold the same bytes */
   if (!agree(&T, parse_args(&T, argc, argv) == 0)) goto done;
   dist_bcast(&T.d, &T.cfg, sizeof T.cfg);
+  if (!realpath(T.cfg.data, T.data_abs)) snprintf(T.data_abs, sizeof T.data_abs, "%s", T.cfg.data);
+  if (!getcwd(T.cwd, sizeof T.cwd)) T.cwd[0] = 0;
   if (!agree(&T, check_sizes(&T) == 0)) goto done;
   if (!agree(&T, T.d.rank != 0 || prepare_out_dir(&T) == 0)) goto done;
   if (T.resume) {   /* nothing to do for a complete run: resubmitting a sweep finishes only what is missing */
