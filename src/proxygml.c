@@ -251,7 +251,7 @@ float proxygml_forward(ProxyGML *l, const float *x_raw, const int *labels, const
 
   l2norm_forward(l->x, l->xnorm, x_raw, B, l->D);          /* 2.1 */
   similarity_blocked(l, proxies, B);                        /* 2.2-2.3 */
-#pragma omp parallel for schedule(dynamic, 1) num_threads(l->nthreads) if (B > 1)
+#pragma omp parallel for schedule(dynamic, 1) num_threads(l->nthreads) if ((long)B * M > 16384)
   for (int b = 0; b < B; b++) {
     int t = omp_get_thread_num();
     int *sel = l->sel + (size_t)b * K;
@@ -318,7 +318,7 @@ void proxygml_backward(ProxyGML *l, float *dx_raw, float *dproxies) {
   int keep = l->keep_grad_w;
   memset(l->gx_part, 0, (size_t)nt * B * D * sizeof(float));
   /* 3.3, columns: dP_j += (G_W_j - W_j (W_j . G_W_j)) / ||P_j||, only for proxies with a gradient */
-#pragma omp parallel num_threads(nt)
+#pragma omp parallel num_threads(nt) if ((long)M * D + (long)B * K * D > 131072)
   {
     int t = omp_get_thread_num();
     float *gw_local = reg || keep ? NULL : l->scratch_gw + (size_t)t * D;
