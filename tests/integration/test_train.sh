@@ -57,6 +57,24 @@ for col in ("data", "forward", "loss", "backward", "allreduce", "optimizer", "ev
 print("ok   run file: status complete, %d metrics rows, MAP@R %.3f -> %.3f" % (len(m["epoch"]), m["map_at_r"][0], m["map_at_r"][1]))
 PYEOF
 
+# warm-up truly freezes everything but the embedding layer and the proxies:
+# after one warm-up epoch the body equals the initialisation (an epochs=0 run)
+W=(--set "data=$tmp/fm.h5" --set max_steps_per_epoch=20 --set kmeans_restarts=1)
+$T "$BIN" train --config "$CFG" "${W[@]}" --set epochs=0 --set eval_epochs=0 --out "$tmp/init" >/dev/null 2>&1 &&
+$T "$BIN" train --config "$CFG" "${W[@]}" --set epochs=1 --set warm=1 --set eval_epochs=1 --out "$tmp/warm" >/dev/null 2>&1 ||
+  { echo "FAIL warm-up runs"; fail=1; }
+$PY - "$tmp/init/run.h5" "$tmp/warm/run.h5" <<'PYEOF' || fail=1
+import sys, h5py, numpy as np
+a, b = (h5py.File(p, "r") for p in sys.argv[1:3])
+pa, pb = a["model/parameters"][()], b["model/parameters"][()]
+head, prox = 128 * 512 + 128, 40 * 128          # embedding layer (weight + bias), proxies
+body = len(pa) - head - prox
+ok = a.attrs["status"] == "complete" and np.array_equal(pa[:body], pb[:body]) \
+     and not np.array_equal(pa[body:body + head], pb[body:body + head]) and not np.array_equal(pa[-prox:], pb[-prox:])
+print(("ok   " if ok else "FAIL ") + "warm-up epoch: body frozen bit for bit, embedding layer and proxies trained")
+sys.exit(0 if ok else 1)
+PYEOF
+
 # an existing run is not clobbered
 $T "$BIN" train --config "$CFG" "${SMALL[@]}" --out "$tmp/run" >"$tmp/out" 2>"$tmp/err"
 rc=$?
