@@ -101,6 +101,15 @@ static inline void bestk_push(BestK *h, float v, int i) {
   }
 }
 
+/* pushes s[j0..j1) (index j) into h: fill, then a cheap reject of everything
+ * below the current K-th best, which is most of a row */
+static void bestk_scan(BestK *h, const float *s, int j0, int j1) {
+  int j = j0;
+  for (; j < j1 && h->n < h->k; j++) bestk_push(h, s[j], j);
+  for (; j < j1; j++)
+    if (!(s[j] < h->v[0])) bestk_push(h, s[j], j);
+}
+
 static int cmp_int(const void *a, const void *b) { return (*(const int *)a > *(const int *)b) - (*(const int *)a < *(const int *)b); }
 
 /* Row b keeps its N positives plus the K-N most similar negatives (K >= N), or
@@ -112,13 +121,13 @@ static void select_row(int *out /* K */, const float *s /* M */, int y, int C, i
     for (int n = 0; n < N; n++) out[n] = p0 + n;
     BestK h = {v, idx, 0, K - N};
     if (h.k > 0) {
-      for (int j = 0; j < p0; j++) bestk_push(&h, s[j], j);
-      for (int j = p0 + N; j < M; j++) bestk_push(&h, s[j], j);
+      bestk_scan(&h, s, 0, p0);
+      bestk_scan(&h, s, p0 + N, M);
       memcpy(out + N, idx, (size_t)h.k * sizeof(int));
     }
   } else {
     BestK h = {v, idx, 0, K};
-    for (int j = p0; j < p0 + N; j++) bestk_push(&h, s[j], j);
+    bestk_scan(&h, s, p0, p0 + N);
     memcpy(out, idx, (size_t)K * sizeof(int));
   }
   qsort(out, (size_t)K, sizeof(int), cmp_int);   /* ascending: sums below run in index order */
@@ -126,7 +135,7 @@ static void select_row(int *out /* K */, const float *s /* M */, int y, int C, i
 
 void proxygml_topk(int *out, const float *s, int M, int K, float *v, int *idx) {
   BestK h = {v, idx, 0, K};
-  for (int j = 0; j < M; j++) bestk_push(&h, s[j], j);
+  bestk_scan(&h, s, 0, M);
   memcpy(out, idx, (size_t)K * sizeof(int));
   qsort(out, (size_t)K, sizeof(int), cmp_int);
 }
