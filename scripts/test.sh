@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command (README): installs what is missing, builds, and runs every
 # suite: unit (Criterion), cli (the real binary on real files), mpi (real
-# ranks under mpirun), then the unit tests again under ASan + UBSan.
+# ranks under mpirun), slurm (a local Slurm), then the unit tests again under ASan + UBSan.
 #   scripts/test.sh            everything
 #   SKIP_SANITIZE=1 scripts/test.sh    without the sanitizer pass
 set -euo pipefail
@@ -16,6 +16,11 @@ build() {   # build DIR [meson options...]
 }
 
 build build
+# the slurm suite runs on a local single-node Slurm: start it unless it is up, stop it at the end
+if ! bash scripts/slurm-lab.sh status >/dev/null 2>&1; then
+  bash scripts/slurm-lab.sh start
+  trap 'bash scripts/slurm-lab.sh stop' EXIT
+fi
 meson test -C build --print-errorlogs --num-processes 2
 
 if [ "${SKIP_SANITIZE:-0}" != 1 ]; then

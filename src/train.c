@@ -775,6 +775,7 @@ static int run(Trainer *T) {
   const Config *c = &T->cfg;
   int64_t n = T->tr_info.n, total_steps = T->steps_per_epoch * c->epochs;
   double run_start = now_sec();
+  if (g_stop_signal_agreed(T)) return stop_preempted(T, T->start_epoch, T->start_step_in_epoch);   /* during setup */
   if (T->step == 0 && T->metrics.nrows == 0 && cfg_eval_at(c, 0)) {
     record_eval(T, 0, NULL);
     if (!agree(T, write_run(T, "running", "") == 0)) return TRAIN_EXIT_FAILED;
@@ -863,6 +864,9 @@ int train_cmd_train(int argc, char **argv) {
     }
   static Trainer T;   /* large; zeroed */
   memset(&T, 0, sizeof T);
+  /* before anything slow: a preemption during setup must not kill the ranks */
+  signal(SIGUSR1, on_stop_signal);
+  signal(SIGTERM, on_stop_signal);
   dist_init(&T.d, &argc, &argv);
   runfile_timestamp(T.start_time);
   T.session_start = now_sec();
@@ -897,8 +901,6 @@ int train_cmd_train(int argc, char **argv) {
   if (!agree(&T, load_data(&T) == 0)) goto done;
   dist_threads(&T.d, T.cfg.threads);
   build(&T);
-  signal(SIGUSR1, on_stop_signal);
-  signal(SIGTERM, on_stop_signal);
   if (T.resume && resume(&T) < 0) {
     trainer_free(&T);
     goto done;

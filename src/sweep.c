@@ -1,0 +1,532 @@
+/* sweep.c: `proxygml sweep` (include/sweep.h): reading and checking sweep
+ * files, numbering the grid points as tasks, their training arguments, the
+ * manifest, and the status of each task's run file. Submitting and running
+ * the tasks is left to the scripts in slurm/ (job array, local loop). */
+#include "sweep.h"
+
+#include "common.h"
+#include "h5io.h"
+
+#include <errno.h>
+#include <libconfig.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static const char *const TOP_KEYS = "config, out, grid and set";
+
+/* ------------------------------------------------------------ values as --set text */
+
+/* the shortest text that reads back as x, and still reads as a float */
+static void format_double(double x, char *buf, size_t cap) {
+  for (int p = 1; p <= 17; p++) {
+    snprintf(buf, cap, "%.*g", p, x);
+    if (strtod(buf, NULL) == x) break;
+  }
+  if (!strpbrk(buf, ".eEn")) strncat(buf, ".0", cap - strlen(buf) - 1);
+}
+
+/* "FILE:LINE: " + the current message */
+static int at_line(const char *file, int line, const char *what) {
+  char msg[1024];
+  snprintf(msg, sizeof msg, "%s", err_msg());
+  return err_set("%s:%d: %s%s", file, line, what, msg);
+}
+
+/* one scalar, or an array of integers (list keys: "20,40"), as --set text */
+static int value_text(const config_setting_t *v, const char *key, int allow_array, char *buf, size_t cap) {
+  int t = config_setting_type(v);
+  buf[0] = 0;
+  switch (t) {
+  case CONFIG_TYPE_INT:
+  case CONFIG_TYPE_INT64: snprintf(buf, cap, "%lld", config_setting_get_int64(v)); return 0;
+  case CONFIG_TYPE_FLOAT: format_double(config_setting_get_float(v), buf, cap); return 0;
+  case CONFIG_TYPE_STRING: {
+    const char *s = config_setting_get_string(v);
+    for (const char *p = s; *p; p++)
+      if ((unsigned char)*p < 0x20) return err_set("key '%s': a value holds a tab, newline or control character", key);
+    if (strlen(s) >= cap) return err_set("key '%s': the value \"%.40s...\" is too long", key, s);
+    snprintf(buf, cap, "%s", s);
+    return 0;
+  }
+  case CONFIG_TYPE_BOOL: return err_set("key '%s': true/false is not a configuration value", key);
+  case CONFIG_TYPE_ARRAY:
+  case CONFIG_TYPE_LIST: {
+    if (!allow_array) return err_set("key '%s': a value may not be a nested array or list", key);
+    size_t len = 0;
+    for (int j = 0; j < config_setting_length(v); j++) {
+      const config_setting_t *e = config_setting_get_elem(v, (unsigned)j);
+      if (config_setting_type(e) != CONFIG_TYPE_INT && config_setting_type(e) != CONFIG_TYPE_INT64)
+        return err_set("key '%s': arrays hold integers only (entry %d is not one)", key, j + 1);
+      len += (size_t)snprintf(buf + len, cap - len, "%s%lld", j ? "," : "", config_setting_get_int64(e));
+      if (len >= cap) return err_set("key '%s': the array is too long", key);
+    }
+    return 0;
+  }
+  default: return err_set("key '%s': a group { ... } is not a configuration value", key);
+  }
+}
+
+/* ------------------------------------------------------------ reading the file */
+
+static int read_config_path(Sweep *s, const config_setting_t *e) {
+  if (config_setting_type(e) != CONFIG_TYPE_STRING || !config_setting_get_string(e)[0])
+    return err_set("'config' must be a file name in double quotes");
+  const char *c = config_setting_get_string(e);
+  if (c[0] == '/') snprintf(s->config, sizeof s->config, "%s", c);
+  else {   /* relative to the sweep file */
+    char joined[2 * CFG_PATH_MAX];
+    const char *slash = strrchr(s->path, '/');
+    int dirlen = slash ? (int)(slash - s->path) + 1 : 0;
+    snprintf(joined, sizeof joined, "%.*s%s", dirlen, s->path, c);
+    if (strlen(joined) >= sizeof s->config) return err_set("'config': the path is too long");
+    memcpy(s->config, joined, strlen(joined) + 1);
+  }
+  return 0;
+}
+
+/* grid = { key = [values]; ... }: errors name the file and line */
+static int read_grid(Sweep *s, const config_setting_t *g, int line) {
+  if (config_setting_type(g) != CONFIG_TYPE_GROUP)
+    return err_set("%s:%d: 'grid' must be a group: grid = { k = [4, 8]; N = [2, 4]; };", s->path, line);
+  int n = config_setting_length(g);
+  if (n == 0)
+    return err_set("%s:%d: the grid is empty: give at least one key with its values, e.g. grid = { seed = [0]; };",
+                   s->path, line);
+  if (n > SWEEP_MAX_KEYS) return err_set("%s:%d: the grid has more than %d keys", s->path, line, SWEEP_MAX_KEYS);
+  for (int i = 0; i < n; i++) {
+    const config_setting_t *e = config_setting_get_elem(g, (unsigned)i);
+    SweepAxis *a = &s->axes[s->naxes++];
+    snprintf(a->key, sizeof a->key, "%s", config_setting_name(e));
+    a->line = config_setting_source_line(e);
+    int t = config_setting_type(e), many = t == CONFIG_TYPE_ARRAY || t == CONFIG_TYPE_LIST;
+    if (t == CONFIG_TYPE_GROUP)
+      return err_set("%s:%d: grid key '%s': give its values as an array [a, b], not a group", s->path, a->line, a->key);
+    int nv = many ? config_setting_length(e) : 1;
+    if (nv == 0) return err_set("%s:%d: grid key '%s' has no values (the grid is empty)", s->path, a->line, a->key);
+    a->text = xcalloc((size_t)nv, sizeof *a->text);
+    a->n = nv;
+    for (int j = 0; j < nv; j++) {
+      const config_setting_t *v = many ? config_setting_get_elem(e, (unsigned)j) : e;
+      /* in a list ( ... ) an array is one value of a list key; in [ ... ] every entry is a value */
+      if (value_text(v, a->key, t == CONFIG_TYPE_LIST, a->text[j], SWEEP_TEXT_MAX) != 0)
+        return at_line(s->path, a->line, "grid: ");
+      for (int q = 0; q < j; q++)
+        if (!strcmp(a->text[q], a->text[j]))
+          return err_set("%s:%d: grid key '%s': the value %s is listed twice (a duplicate grid point)", s->path,
+                         a->line, a->key, a->text[j][0] ? a->text[j] : "[]");
+    }
+  }
+  return 0;
+}
+
+/* set = { key = value; ... } */
+static int read_set(Sweep *s, const config_setting_t *g, int line) {
+  if (config_setting_type(g) != CONFIG_TYPE_GROUP)
+    return err_set("%s:%d: 'set' must be a group: set = { epochs = 2; };", s->path, line);
+  int n = config_setting_length(g);
+  if (n > SWEEP_MAX_KEYS) return err_set("%s:%d: 'set' has more than %d keys", s->path, line, SWEEP_MAX_KEYS);
+  for (int i = 0; i < n; i++) {
+    const config_setting_t *e = config_setting_get_elem(g, (unsigned)i);
+    char text[SWEEP_TEXT_MAX];
+    if (value_text(e, config_setting_name(e), 1, text, sizeof text) != 0)
+      return at_line(s->path, config_setting_source_line(e), "set: ");
+    snprintf(s->set[s->nset++], sizeof s->set[0], "%s=%s", config_setting_name(e), text);
+  }
+  return 0;
+}
+
+static int read_file(Sweep *s, const config_t *lc) {
+  const config_setting_t *root = config_root_setting(lc);
+  int have_config = 0, have_grid = 0;
+  for (int i = 0; i < config_setting_length(root); i++) {
+    const config_setting_t *e = config_setting_get_elem(root, (unsigned)i);
+    const char *name = config_setting_name(e);
+    int line = config_setting_source_line(e);
+    if (!strcmp(name, "config")) {
+      if (read_config_path(s, e) != 0) return at_line(s->path, line, "");
+      s->config_line = line;
+      have_config = 1;
+    } else if (!strcmp(name, "out")) {
+      if (config_setting_type(e) != CONFIG_TYPE_STRING || !config_setting_get_string(e)[0])
+        return err_set("%s:%d: 'out' must be a directory name in double quotes", s->path, line);
+      snprintf(s->out, sizeof s->out, "%s", config_setting_get_string(e));
+    } else if (!strcmp(name, "grid")) {
+      if (read_grid(s, e, line) != 0) return -1;
+      have_grid = 1;
+    } else if (!strcmp(name, "set")) {
+      if (read_set(s, e, line) != 0) return -1;
+    } else {
+      return err_set("%s:%d: unknown sweep key '%s' (a sweep file has %s; configuration keys go inside grid = { ... } "
+                     "or set = { ... })", s->path, line, name, TOP_KEYS);
+    }
+  }
+  if (!have_config) return err_set("%s: no config = \"FILE.cfg\"; (the base configuration of every task)", s->path);
+  if (!have_grid) return err_set("%s: no grid = { key = [values]; ... }; (the grid is empty)", s->path);
+  if (!s->out[0]) {   /* like train: runs/<file name without extension> */
+    const char *base = strrchr(s->path, '/') ? strrchr(s->path, '/') + 1 : s->path;
+    char stem[CFG_PATH_MAX];
+    snprintf(stem, sizeof stem, "%s", base);
+    char *dot = strrchr(stem, '.');
+    if (dot && dot != stem) *dot = 0;
+    if (strlen(stem) + 6 > sizeof s->out) return err_set("%s: the file name is too long", s->path);
+    memcpy(s->out, "runs/", 5);
+    memcpy(s->out + 5, stem, strlen(stem) + 1);
+  }
+  return 0;
+}
+
+/* a key in both grid and set, or K chosen both ways: the task's meaning would
+ * depend on the order of the --set arguments */
+static int check_keys(const Sweep *s) {
+  int has_k = 0, has_r = 0;
+  for (int a = 0; a < s->naxes; a++) {
+    has_k |= !strcmp(s->axes[a].key, "k");
+    has_r |= !strcmp(s->axes[a].key, "r");
+    for (int i = 0; i < s->nset; i++) {
+      size_t n = strlen(s->axes[a].key);
+      if (!strncmp(s->set[i], s->axes[a].key, n) && s->set[i][n] == '=')
+        return err_set("%s:%d: key '%s' is in both grid and set: keep one", s->path, s->axes[a].line, s->axes[a].key);
+    }
+  }
+  for (int i = 0; i < s->nset; i++) {
+    has_k |= !strncmp(s->set[i], "k=", 2);
+    has_r |= !strncmp(s->set[i], "r=", 2);
+  }
+  if (has_k && has_r)
+    return err_set("%s: the sweep sets both 'k' and 'r': choose K one way (k for K itself, r for K = ceil(r*C*N))",
+                   s->path);
+  return 0;
+}
+
+/* ------------------------------------------------------------ the tasks */
+
+/* digit of axis a in task id: the last axis varies fastest */
+static int task_digit(const Sweep *s, int id, int a) {
+  for (int b = s->naxes - 1; b > a; b--) id /= s->axes[b].n;
+  return id % s->axes[a].n;
+}
+
+/* file-name-safe copy: letters, digits and . , + - stay, anything else becomes - */
+static void safe_name(const char *in, char *out, size_t cap) {
+  size_t n = 0;
+  for (; *in && n + 1 < cap; in++) {
+    char c = *in;
+    int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || strchr(".,+-", c);
+    out[n++] = ok ? c : '-';
+  }
+  out[n] = 0;
+  if (!n) snprintf(out, cap, "none");   /* an empty list */
+}
+
+static int task_dir(const Sweep *s, int id, char *dir, size_t cap) {
+  size_t len = 0;
+  dir[0] = 0;
+  for (int a = 0; a < s->naxes; a++) {
+    char v[SWEEP_TEXT_MAX];
+    safe_name(s->axes[a].text[task_digit(s, id, a)], v, sizeof v);
+    len += (size_t)snprintf(dir + len, cap - len, "%s%s=%s", a ? "_" : "", s->axes[a].key, v);
+    if (len >= cap) return err_set("%s: the directory name of task %d is longer than %zu characters", s->path, id, cap - 1);
+  }
+  return 0;
+}
+
+static uint64_t config_bytes_hash(const Config *c) {
+  const unsigned char *p = (const unsigned char *)c;
+  uint64_t h = 1469598103934665603ULL;
+  for (size_t i = 0; i < sizeof *c; i++) h = (h ^ p[i]) * 1099511628211ULL;
+  return h;
+}
+
+typedef struct { uint64_t h; int id; const char *name; } Key64;
+static int by_hash(const void *a, const void *b) {
+  const Key64 *x = a, *y = b;
+  return x->h < y->h ? -1 : x->h > y->h ? 1 : x->id - y->id;
+}
+static int by_name(const void *a, const void *b) {
+  int c = strcmp(((const Key64 *)a)->name, ((const Key64 *)b)->name);
+  return c ? c : ((const Key64 *)a)->id - ((const Key64 *)b)->id;
+}
+
+/* every point's full Config, and no two points alike */
+static int build_tasks(Sweep *s) {
+  Config base;
+  cfg_defaults(&base);
+  if (cfg_load(&base, s->config) != 0) {
+    char msg[1100];
+    snprintf(msg, sizeof msg, "%s", err_msg());
+    return err_set("%s:%d: config: %s", s->path, s->config_line, msg);
+  }
+  int64_t n = 1;
+  for (int a = 0; a < s->naxes; a++)
+    if ((n *= s->axes[a].n) > SWEEP_MAX_TASKS) return err_set("%s: the grid has more than %d points", s->path, SWEEP_MAX_TASKS);
+  s->ntasks = (int)n;
+  s->cfgs = xmalloc((size_t)n * sizeof(Config));
+  for (int id = 0; id < s->ntasks; id++) {
+    Config *c = &s->cfgs[id];
+    *c = base;
+    char kv[64 + SWEEP_TEXT_MAX + 2], msg[1100];
+    for (int a = 0; a < s->naxes; a++) {
+      const SweepAxis *ax = &s->axes[a];
+      snprintf(kv, sizeof kv, "%s=%s", ax->key, ax->text[task_digit(s, id, a)]);
+      if (cfg_set(c, kv) != 0) {
+        snprintf(msg, sizeof msg, "%s", err_msg());
+        return err_set("%s:%d: grid: %s", s->path, ax->line, msg);
+      }
+    }
+    for (int i = 0; i < s->nset; i++)
+      if (cfg_set(c, s->set[i]) != 0) {
+        snprintf(msg, sizeof msg, "%s", err_msg());
+        return err_set("%s: set: %s", s->path, msg);
+      }
+    if (cfg_validate(c) != 0) {
+      char dir[SWEEP_DIR_MAX];
+      task_dir(s, id, dir, sizeof dir);
+      snprintf(msg, sizeof msg, "%s", err_msg());
+      return err_set("%s: task %d (%s): %s", s->path, id, dir, msg);
+    }
+  }
+  /* duplicates: the same Config bytes, or the same directory name */
+  Key64 *k = xmalloc((size_t)n * sizeof *k);
+  char (*names)[SWEEP_DIR_MAX] = xmalloc((size_t)n * SWEEP_DIR_MAX);
+  int rc = 0;
+  for (int id = 0; id < s->ntasks && rc == 0; id++) {
+    rc = task_dir(s, id, names[id], SWEEP_DIR_MAX);
+    k[id] = (Key64){config_bytes_hash(&s->cfgs[id]), id, names[id]};
+  }
+  if (rc == 0) {
+    qsort(k, (size_t)n, sizeof *k, by_hash);
+    for (int64_t i = 1; i < n && rc == 0; i++)
+      if (k[i].h == k[i - 1].h && !memcmp(&s->cfgs[k[i].id], &s->cfgs[k[i - 1].id], sizeof(Config)))
+        rc = err_set("%s: grid points %s and %s give the same configuration (a duplicate grid point)", s->path,
+                     k[i - 1].name, k[i].name);
+  }
+  if (rc == 0) {
+    qsort(k, (size_t)n, sizeof *k, by_name);
+    for (int64_t i = 1; i < n && rc == 0; i++)
+      if (!strcmp(k[i].name, k[i - 1].name))
+        rc = err_set("%s: tasks %d and %d get the same directory name '%s' (values that differ only in characters "
+                     "not allowed in file names)", s->path, k[i - 1].id, k[i].id, k[i].name);
+  }
+  free(k);
+  free(names);
+  return rc;
+}
+
+/* ------------------------------------------------------------ public */
+
+void sweep_free(Sweep *s) {
+  for (int a = 0; a < s->naxes; a++) free(s->axes[a].text);
+  free(s->cfgs);
+  memset(s, 0, sizeof *s);
+}
+
+int sweep_load(Sweep *s, const char *path) {
+  memset(s, 0, sizeof *s);
+  if (strlen(path) >= sizeof s->path) return err_set("sweep file name too long");
+  snprintf(s->path, sizeof s->path, "%s", path);
+  FILE *f = fopen(path, "r");   /* libconfig reports a missing file without the reason */
+  if (!f) return err_set("cannot open sweep file '%s': %s", path, strerror(errno));
+  fclose(f);
+  config_t lc;
+  config_init(&lc);
+  int rc;
+  if (!config_read_file(&lc, path))
+    rc = err_set("%s:%d: %s", config_error_file(&lc) ? config_error_file(&lc) : path, config_error_line(&lc),
+                 config_error_text(&lc));
+  else
+    rc = read_file(s, &lc);
+  config_destroy(&lc);
+  if (rc == 0) rc = check_keys(s);
+  if (rc == 0) rc = build_tasks(s);
+  if (rc != 0) {
+    char msg[1100];
+    snprintf(msg, sizeof msg, "%s", err_msg());
+    sweep_free(s);
+    return err_set("%s", msg);
+  }
+  return 0;
+}
+
+int sweep_task(const Sweep *s, int id, SweepTask *t) {
+  if (id < 0 || id >= s->ntasks)
+    return err_set("task %d does not exist: %s has %d task%s (0-%d)", id, s->path, s->ntasks, s->ntasks == 1 ? "" : "s",
+                   s->ntasks - 1);
+  memset(t, 0, sizeof *t);
+  t->id = id;
+  if (task_dir(s, id, t->dir, sizeof t->dir) != 0) return -1;
+  snprintf(t->run_dir, sizeof t->run_dir, "%s/%s", s->out, t->dir);
+  const size_t cap = sizeof t->argv[0];
+  snprintf(t->argv[t->argc++], cap, "--config");
+  snprintf(t->argv[t->argc++], cap, "%s", s->config);
+  snprintf(t->argv[t->argc++], cap, "--out");
+  snprintf(t->argv[t->argc++], cap, "%s", t->run_dir);
+  for (int a = 0; a < s->naxes; a++) {
+    snprintf(t->argv[t->argc++], cap, "--set");
+    snprintf(t->argv[t->argc++], cap, "%s=%s", s->axes[a].key, s->axes[a].text[task_digit(s, id, a)]);
+  }
+  for (int i = 0; i < s->nset; i++) {
+    snprintf(t->argv[t->argc++], cap, "--set");
+    snprintf(t->argv[t->argc++], cap, "%s", s->set[i]);
+  }
+  return 0;
+}
+
+void sweep_task_status(const Sweep *s, int id, char *status, size_t cap) {
+  char path[CFG_PATH_MAX + SWEEP_DIR_MAX + 16], dir[SWEEP_DIR_MAX];
+  if (task_dir(s, id, dir, sizeof dir) != 0) { snprintf(status, cap, "unreadable"); return; }
+  snprintf(path, sizeof path, "%s/%s/run.h5", s->out, dir);
+  if (access(path, F_OK) != 0) { snprintf(status, cap, "missing"); return; }
+  hid_t h;
+  if (h5io_open(path, &h) != 0) { snprintf(status, cap, "unreadable"); return; }
+  char st[32] = "", hash[32] = "", want[32];
+  if (h5io_attr_str(h, "status", st, sizeof st) != 0) snprintf(st, sizeof st, "unreadable");
+  hid_t g = H5Gopen2(h, "config", H5P_DEFAULT);
+  if (g >= 0) {
+    h5io_attr_str(g, "config_hash", hash, sizeof hash);
+    H5Gclose(g);
+  }
+  H5Fclose(h);
+  snprintf(want, sizeof want, "%016llx", (unsigned long long)cfg_hash(&s->cfgs[id]));
+  if (strcmp(hash, want)) snprintf(st, sizeof st, "foreign");   /* --resume auto would refuse it */
+  snprintf(status, cap, "%s", st);
+}
+
+static int mkdir_p(const char *dir) {
+  char buf[CFG_PATH_MAX];
+  snprintf(buf, sizeof buf, "%s", dir);
+  for (char *p = buf + 1;; p++) {
+    if (*p != '/' && *p) continue;
+    char c = *p;
+    *p = 0;
+    if (mkdir(buf, 0777) != 0 && errno != EEXIST) return err_set("cannot create directory '%s': %s", buf, strerror(errno));
+    struct stat st;
+    if (stat(buf, &st) != 0 || !S_ISDIR(st.st_mode)) return err_set("cannot create directory '%s': a file is in the way", buf);
+    if (!(*p = c)) break;
+  }
+  return 0;
+}
+
+int sweep_write_manifest(const Sweep *s) {
+  if (mkdir_p(s->out) != 0) return -1;
+  char path[CFG_PATH_MAX + 32], tmp[CFG_PATH_MAX + 64];
+  snprintf(path, sizeof path, "%s/manifest.tsv", s->out);
+  snprintf(tmp, sizeof tmp, "%s/.manifest.tsv.tmp.%d", s->out, (int)getpid());
+  FILE *f = fopen(tmp, "w");
+  if (!f) return err_set("cannot write '%s': %s", tmp, strerror(errno));
+  SweepTask *t = xmalloc(sizeof *t);
+  fprintf(f, "task\trun_dir\tset\n");
+  for (int id = 0; id < s->ntasks; id++) {
+    if (sweep_task(s, id, t) != 0) break;
+    fprintf(f, "%d\t%s\t", id, t->run_dir);
+    for (int i = 4; i + 1 < t->argc; i += 2) fprintf(f, "%s--set %s", i > 4 ? " " : "", t->argv[i + 1]);
+    fprintf(f, "\n");
+  }
+  free(t);
+  int bad = ferror(f) | (fflush(f) != 0) | (fsync(fileno(f)) != 0);
+  bad |= fclose(f) != 0;
+  if (bad || rename(tmp, path) != 0) {
+    int e = errno;
+    unlink(tmp);
+    return err_set("cannot write '%s': %s", path, strerror(e));
+  }
+  return 0;
+}
+
+/* ------------------------------------------------------------ the command */
+
+static void usage(FILE *out) {
+  fprintf(out,
+          "usage: proxygml sweep plan FILE           check the sweep, write OUT/manifest.tsv, print the task count\n"
+          "       proxygml sweep status FILE         the status of every task's run\n"
+          "       proxygml sweep args FILE TASK_ID   the training arguments of one task, one per line\n\n"
+          "A sweep file (libconfig) runs one training per point of a grid:\n"
+          "  config = \"fmnist_mlp.cfg\";               # base config, relative to the sweep file\n"
+          "  out = \"runs/fmnist_kn\";                  # run directories go below it\n"
+          "  grid = { k = [4, 8]; N = [2, 4]; seed = [0]; };\n"
+          "  set = { epochs = 2; max_steps_per_epoch = 50; };   # the same for every task\n"
+          "Tasks are numbered from 0: grid keys in file order, the last varying fastest. Task t\n"
+          "trains into OUT/<key=value_...>, e.g. runs/fmnist_kn/k=8_N=4_seed=0.\n"
+          "Run a sweep with slurm/submit_sweep.sh FILE (a Slurm job array) or\n"
+          "slurm/run_local_sweep.sh FILE (one task after the other, here); docs/slurm.md.\n"
+          "Status: complete, running, preempted, failed, missing (no run.h5), unreadable,\n"
+          "foreign (run.h5 of another configuration: train --resume auto refuses it).\n"
+          "Exit codes: 0 ok, 2 bad input (one line says what).\n");
+}
+
+static int fail(const char *what) {
+  fprintf(stderr, "proxygml sweep %s: %s\n", what, err_msg());
+  return 2;
+}
+
+static int cmd_plan(const Sweep *s) {
+  if (sweep_write_manifest(s) != 0) return fail("plan");
+  printf("%s: %d task%s (", s->path, s->ntasks, s->ntasks == 1 ? "" : "s");
+  for (int a = 0; a < s->naxes; a++) printf("%s%s %d", a ? " x " : "", s->axes[a].key, s->axes[a].n);
+  printf("), manifest %s/manifest.tsv\n", s->out);
+  return 0;
+}
+
+static int cmd_status(const Sweep *s) {
+  static const char *const ORDER[] = {"complete", "running", "preempted", "failed", "missing", "unreadable", "foreign"};
+  enum { NST = sizeof ORDER / sizeof ORDER[0] };
+  int count[NST] = {0};
+  char dir[SWEEP_DIR_MAX];
+  printf("%-5s %-10s %s\n", "task", "status", "run");
+  for (int id = 0; id < s->ntasks; id++) {
+    char st[32];
+    sweep_task_status(s, id, st, sizeof st);
+    task_dir(s, id, dir, sizeof dir);
+    printf("%-5d %-10s %s/%s\n", id, st, s->out, dir);
+    for (int i = 0; i < NST; i++)
+      if (!strcmp(st, ORDER[i])) count[i]++;
+  }
+  printf("%d task%s:", s->ntasks, s->ntasks == 1 ? "" : "s");
+  const char *sep = " ";
+  for (int i = 0; i < NST; i++)
+    if (count[i]) { printf("%s%d %s", sep, count[i], ORDER[i]); sep = ", "; }
+  printf("\n");
+  return 0;
+}
+
+static int cmd_args(const Sweep *s, const char *id_text) {
+  char *end;
+  errno = 0;
+  long id = strtol(id_text, &end, 10);
+  if (!*id_text || *end || errno || id < 0 || id > SWEEP_MAX_TASKS)
+    return err_set("TASK_ID must be a task number, got '%s'", id_text), fail("args");
+  SweepTask *t = xmalloc(sizeof *t);
+  int rc = sweep_task(s, (int)id, t);
+  if (rc == 0)
+    for (int i = 0; i < t->argc; i++) printf("%s\n", t->argv[i]);
+  free(t);
+  return rc == 0 ? 0 : fail("args");
+}
+
+int sweep_cmd(int argc, char **argv) {
+  for (int i = 1; i < argc; i++)
+    if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { usage(stdout); return 0; }
+  const char *sub = argc > 1 ? argv[1] : "";
+  int want = !strcmp(sub, "args") ? 4 : (!strcmp(sub, "plan") || !strcmp(sub, "status")) ? 3 : 0;
+  if (!want) {
+    fprintf(stderr, "proxygml sweep: expected plan, status or args, got '%s'\n", sub);
+    usage(stderr);
+    return 2;
+  }
+  if (argc != want) {
+    fprintf(stderr, "proxygml sweep %s: expected %s (see proxygml sweep --help)\n", sub,
+            want == 4 ? "FILE TASK_ID" : "FILE");
+    return 2;
+  }
+  Sweep *s = xcalloc(1, sizeof *s);
+  int rc;
+  if (sweep_load(s, argv[2]) != 0) rc = fail(sub);
+  else if (!strcmp(sub, "plan")) rc = cmd_plan(s);
+  else if (!strcmp(sub, "status")) rc = cmd_status(s);
+  else rc = cmd_args(s, argv[3]);
+  sweep_free(s);
+  free(s);
+  return rc;
+}
