@@ -5,6 +5,7 @@
 #include "proxygml_cmd.h"
 #include "train.h"
 /* [headers of later subcommands are added below this line] */
+#include "sweep.h"
 #include "metrics.h"
 #include "dataset.h"
 
@@ -24,8 +25,9 @@ static const Command COMMANDS[] = {
   {"check-loss", proxygml_cmd_check_loss, "compare the loss with golden HDF5 files (exit 0 ok, 1 mismatch, 2 bad input)"},
   {"bench-loss", proxygml_cmd_bench_loss, "time forward+backward of the loss on a preset problem"},
   /* [subcommands of later issues are added below this line] */
+  {"sweep", sweep_cmd, "grids of runs for Slurm job arrays: sweep plan|status|args FILE (see proxygml sweep --help)"},
   {"check-metrics", metrics_cmd_check, "compare kNN, Recall@k, MAP@R, R-precision and NMI with an HDF5 file (exit 0 ok, 1 mismatch, 2 bad input)"},
-  {"data", dataset_cmd_data, "make and inspect dataset files: data fashion-mnist OUT.h5 --protocol P, data info FILE.h5"},
+  {"data", dataset_cmd_data, "make and inspect dataset files: data fashion-mnist|folder|cub|cars|sop|features|glyphs ..., data info FILE.h5"},
 };
 static const int NCOMMANDS = (int)(sizeof COMMANDS / sizeof COMMANDS[0]);
 

@@ -8,10 +8,16 @@ PKGS=(
   # libraries
   libopenmpi-dev openmpi-bin libhdf5-openmpi-dev hdf5-tools libopenblas-dev libopenblas-openmp-dev
   libcriterion-dev zlib1g-dev libconfig-dev
+  # image decoding and glyph rendering (proxygml data folder/cub/cars/sop/glyphs)
+  libjpeg62-turbo-dev libpng-dev libfreetype-dev
   # data
   dataset-fashion-mnist
+  # CJK fonts of the glyphs benchmark (docs/datasets.md)
+  fonts-noto-cjk fonts-noto-cjk-extra fonts-arphic-ukai fonts-arphic-uming fonts-ipafont-gothic
+  fonts-ipafont-mincho fonts-ipaexfont fonts-takao fonts-hanazono fonts-lxgw-wenkai fonts-wqy-microhei
+  fonts-wqy-zenhei
   # analysis, tests and the PyTorch baselines (Debian's interpreter)
-  python3 python3-h5py python3-numpy python3-matplotlib python3-sklearn python3-pytest python3-torch
+  python3 python3-h5py python3-numpy python3-pil python3-matplotlib python3-sklearn python3-pytest python3-torch
   # Slurm for the scheduler tests
   slurm-wlm slurmctld slurmd slurm-client munge
 )

@@ -1,10 +1,13 @@
 /* dataset.c: dataset HDF5 files (see include/dataset.h and
  * docs/dataset-format.md): validation, split and row-range reads, the batch
- * conversion, the Fashion-MNIST IDX converter and `proxygml data`. Serial
- * HDF5 only: each MPI rank opens the file read-only and reads its own rows. */
+ * conversion, the writer of every converter, the Fashion-MNIST IDX converter
+ * and the `proxygml data` dispatcher (the other converters are in
+ * dataset_convert.c). Serial HDF5 only: each MPI rank opens the file
+ * read-only and reads its own rows. */
 #include "dataset.h"
 
 #include "common.h"
+#include "dataset_convert.h"
 #include "config.h"
 #include "h5io.h"
 
@@ -436,59 +439,176 @@ static void idx_select(Idx *out, const Idx *d, int lo, int hi) {
     }
 }
 
-static int write_split(hid_t f, const char *split, const Idx *d, const char *prefix, const char *selection,
-                       int64_t n_source) {
-  hid_t g = H5Gcreate2(f, split, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-  if (g < 0) return err_set("cannot create group /%s", split);
-  int64_t idims[4] = {d->n, d->H, d->W, 1}, ldims[1] = {d->n}, cdims[1] = {10};
-  char src[256];
-  hid_t st = H5Tcopy(H5T_C_S1);
-  H5Tset_size(st, H5T_VARIABLE);
-  H5Tset_cset(st, H5T_CSET_UTF8);
-  int rc = h5io_write(g, "images", H5T_NATIVE_UINT8, 4, idims, d->images);
-  if (rc == 0) rc = h5io_write(g, "labels", H5T_NATIVE_INT32, 1, ldims, d->labels);
-  if (rc == 0) rc = h5io_write(g, "class_names", st, 1, cdims, FMNIST_CLASSES);
-  snprintf(src, sizeof src, "%s-images-idx3-ubyte.gz", prefix);
-  if (rc == 0) rc = h5io_set_attr_str(g, "source_images", src);
-  snprintf(src, sizeof src, "%s-labels-idx1-ubyte.gz", prefix);
-  if (rc == 0) rc = h5io_set_attr_str(g, "source_labels", src);
-  if (rc == 0) rc = h5io_set_attr_str(g, "selection", selection);
-  if (rc == 0) rc = h5io_set_attr_i64(g, "n_source_rows", n_source);
-  H5Tclose(st);
-  H5Gclose(g);
-  return rc;
+/* ---- writing: DatasetWriter ---------------------------------------------------- */
+
+/* no object timestamps: the same input must give the same bytes */
+static hid_t dcpl_rows(int ndim, const hsize_t *dims, size_t elem, int extendible) {
+  hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+  H5Pset_obj_track_times(dcpl, 0);
+  size_t row = elem, n = dims[0];
+  for (int i = 1; i < ndim; i++) row *= dims[i];
+  if (extendible || n * row > 4096 * elem) {
+    /* chunks of whole rows, about 1 MiB, as h5io_write */
+    hsize_t chunk[H5IO_MAXDIM];
+    hsize_t rows = (1u << 20) / row;
+    if (rows < 1) rows = 1;
+    if (!extendible && rows > n) rows = n;
+    chunk[0] = rows;
+    for (int i = 1; i < ndim; i++) chunk[i] = dims[i];
+    H5Pset_chunk(dcpl, ndim, chunk);
+    H5Pset_shuffle(dcpl);
+    H5Pset_deflate(dcpl, 4);
+  }
+  return dcpl;
 }
 
-static int write_fmnist(const char *tmp, const Idx *tr, const Idx *te, const Idx *tr_src, const Idx *te_src,
-                        const char *idx_dir, DatasetProtocol protocol) {
-  hid_t f;
-  if (h5io_create(tmp, &f) != 0) return -1;
+/* a whole 1-d dataset (labels, class_names) without timestamps */
+static int write_1d(hid_t loc, const char *name, hid_t type, int64_t n, const void *buf) {
+  hsize_t d = (hsize_t)n;
+  hid_t s = H5Screate_simple(1, &d, NULL);
+  hid_t dcpl = dcpl_rows(1, &d, H5Tget_size(type), 0);
+  hid_t ds = H5Dcreate2(loc, name, type, s, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+  herr_t st = ds < 0 ? -1 : H5Dwrite(ds, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf);
+  if (ds >= 0) H5Dclose(ds);
+  H5Pclose(dcpl);
+  H5Sclose(s);
+  return st < 0 ? err_set("cannot write dataset '%s'", name) : 0;
+}
+
+/* prefix the current message with the temp file's name */
+static int fail_w(const DatasetWriter *w) {
+  char m[768];
+  snprintf(m, sizeof m, "%s", err_msg());
+  return err_set("%s: %s", w->tmp, m);
+}
+
+int dataset_writer_init(DatasetWriter *w, const char *out, int n_classes, const char *const *class_names,
+                        const char *converter) {
+  memset(w, 0, sizeof *w);
+  w->file = w->group = w->data = -1;
+  if (strlen(out) >= sizeof w->out) return err_set("%s: output path too long", out);
+  if (n_classes < 1) return err_set("%s: no classes to write", out);
+  snprintf(w->out, sizeof w->out, "%s", out);
+  snprintf(w->tmp, sizeof w->tmp, "%s.tmp.%ld", out, (long)getpid());
+  w->n_classes = n_classes;
+  w->class_names = xcalloc((size_t)n_classes, sizeof *w->class_names);
+  for (int i = 0; i < n_classes; i++) {
+    w->class_names[i] = strdup(class_names[i] ? class_names[i] : "");
+    CHECK(w->class_names[i], "out of memory");
+  }
+  h5io_quiet();
+  hid_t fcpl = H5Pcreate(H5P_FILE_CREATE);
+  hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+  /* the root group's timestamps too; and a fixed library format for the same bytes */
+  H5Pset_obj_track_times(fcpl, 0);
+  w->file = H5Fcreate(w->tmp, H5F_ACC_TRUNC, fcpl, fapl);
+  H5Pclose(fcpl);
+  H5Pclose(fapl);
+  if (w->file < 0) return err_set("%s: cannot create HDF5 file (directory missing or not writable?)", w->tmp);
   char created[32];
   time_t t = time(NULL);
   struct tm tm;
   gmtime_r(&t, &tm);
   strftime(created, sizeof created, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  int zs = protocol == DATASET_PROTOCOL_ZEROSHOT;
-  int rc = h5io_set_attr_str(f, "format", "proxygml-dataset");
-  if (rc == 0) rc = h5io_set_attr_i64(f, "format_version", DATASET_FORMAT_VERSION);
-  if (rc == 0) rc = h5io_set_attr_str(f, "source", "Fashion-MNIST (Xiao, Rasul, Vollgraf 2017, arXiv:1708.07747), gzipped IDX files");
-  if (rc == 0) rc = h5io_set_attr_str(f, "source_dir", idx_dir);
-  if (rc == 0) rc = h5io_set_attr_str(f, "protocol", zs ? "zeroshot" : "seen");
-  if (rc == 0)
-    rc = h5io_set_attr_str(f, "protocol_description",
-                           zs ? "train: classes 0-4 of the train file; test: classes 5-9 of the t10k file (disjoint classes)"
-                              : "train: the whole train file; test: the whole t10k file (same 10 classes)");
-  if (rc == 0) rc = h5io_set_attr_str(f, "created", created);
-  if (rc == 0) rc = h5io_set_attr_str(f, "converter", "proxygml " PROXYGML_VERSION " data fashion-mnist");
-  if (rc == 0) rc = h5io_set_attr_i64(f, "n_classes", 10);
-  if (rc == 0) rc = write_split(f, "train", tr, "train", zs ? "rows with label 0-4" : "all rows", tr_src->n);
-  if (rc == 0) rc = write_split(f, "test", te, "t10k", zs ? "rows with label 5-9" : "all rows", te_src->n);
-  if (rc != 0) {
-    char m[768];
-    snprintf(m, sizeof m, "%s", err_msg());
-    err_set("%s: %s", tmp, m);
+  int rc = h5io_set_attr_str(w->file, "format", "proxygml-dataset");
+  if (rc == 0) rc = h5io_set_attr_i64(w->file, "format_version", DATASET_FORMAT_VERSION);
+  if (rc == 0) rc = h5io_set_attr_i64(w->file, "n_classes", n_classes);
+  if (rc == 0) rc = h5io_set_attr_str(w->file, "created", created);
+  if (rc == 0) rc = h5io_set_attr_str(w->file, "converter", converter);
+  return rc == 0 ? 0 : fail_w(w);
+}
+
+int dataset_writer_begin(DatasetWriter *w, const char *split, DatasetKind kind, int d1, int d2, int d3) {
+  assert(w->file >= 0 && w->group < 0);
+  if (check_split_name(split) != 0) return -1;
+  hsize_t dims[4], maxd[4];
+  int nd;
+  size_t elem;
+  hid_t type;
+  if (kind == DATASET_IMAGES) {
+    if (d1 < 1 || d2 < 1 || d3 < 1) return err_set("%s: /%s: bad image shape %d x %d x %d", w->tmp, split, d1, d2, d3);
+    w->H = d1; w->W = d2; w->channels = d3; w->F = 0;
+    nd = 4; dims[1] = (hsize_t)d1; dims[2] = (hsize_t)d2; dims[3] = (hsize_t)d3;
+    elem = 1; type = H5T_NATIVE_UINT8;
+    w->row_bytes = (size_t)d1 * (size_t)d2 * (size_t)d3;
+  } else {
+    if (d1 < 1) return err_set("%s: /%s: bad feature width %d", w->tmp, split, d1);
+    w->F = d1; w->H = w->W = w->channels = 0;
+    nd = 2; dims[1] = (hsize_t)d1;
+    elem = sizeof(float); type = H5T_NATIVE_FLOAT;
+    w->row_bytes = (size_t)d1 * sizeof(float);
   }
-  if (H5Fclose(f) < 0 && rc == 0) rc = err_set("%s: closing the HDF5 file failed (disk full?)", tmp);
+  w->kind = kind;
+  dims[0] = 0;
+  maxd[0] = H5S_UNLIMITED;
+  for (int i = 1; i < nd; i++) maxd[i] = dims[i];
+  hid_t gcpl = H5Pcreate(H5P_GROUP_CREATE);
+  H5Pset_obj_track_times(gcpl, 0);
+  w->group = H5Gcreate2(w->file, split, H5P_DEFAULT, gcpl, H5P_DEFAULT);
+  H5Pclose(gcpl);
+  if (w->group < 0) return err_set("%s: cannot create group /%s", w->tmp, split);
+  hid_t s = H5Screate_simple(nd, dims, maxd);
+  hid_t dcpl = dcpl_rows(nd, dims, elem, 1);
+  w->data = H5Dcreate2(w->group, kind == DATASET_IMAGES ? "images" : "features", type, s, H5P_DEFAULT, dcpl,
+                       H5P_DEFAULT);
+  H5Pclose(dcpl);
+  H5Sclose(s);
+  if (w->data < 0) return err_set("%s: /%s: cannot create the %s dataset", w->tmp, split,
+                                  kind == DATASET_IMAGES ? "images" : "features");
+  w->n = 0;
+  return 0;
+}
+
+int dataset_writer_append(DatasetWriter *w, const void *rows, const int32_t *labels, int64_t n) {
+  assert(w->data >= 0 && n >= 0);
+  if (n == 0) return 0;
+  for (int64_t i = 0; i < n; i++)
+    if (labels[i] < 0 || labels[i] >= w->n_classes)
+      return err_set("%s: label %d of row %lld is outside [0, %d)", w->tmp, (int)labels[i], (long long)(w->n + i),
+                     w->n_classes);
+  int nd = w->kind == DATASET_IMAGES ? 4 : 2;
+  hsize_t dims[4] = {(hsize_t)(w->n + n), (hsize_t)(w->kind == DATASET_IMAGES ? w->H : w->F), (hsize_t)w->W,
+                     (hsize_t)w->channels};
+  hsize_t start[4] = {(hsize_t)w->n, 0, 0, 0}, cnt[4];
+  for (int i = 0; i < 4; i++) cnt[i] = dims[i];
+  cnt[0] = (hsize_t)n;
+  hid_t type = w->kind == DATASET_IMAGES ? H5T_NATIVE_UINT8 : H5T_NATIVE_FLOAT;
+  if (H5Dset_extent(w->data, dims) < 0) return err_set("%s: cannot extend the dataset to %lld rows", w->tmp,
+                                                       (long long)dims[0]);
+  hid_t fs = H5Dget_space(w->data);
+  hid_t ms = H5Screate_simple(nd, cnt, NULL);
+  H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, cnt, NULL);
+  herr_t st = H5Dwrite(w->data, type, ms, fs, H5P_DEFAULT, rows);
+  H5Sclose(ms);
+  H5Sclose(fs);
+  if (st < 0) return err_set("%s: writing rows %lld..%lld failed (disk full?)", w->tmp, (long long)w->n,
+                             (long long)(w->n + n - 1));
+  if (w->n + n > w->labels_cap) {
+    int64_t cap = w->labels_cap ? w->labels_cap : 1024;
+    while (cap < w->n + n) cap *= 2;
+    int32_t *nl = realloc(w->labels, (size_t)cap * sizeof *nl);
+    CHECK(nl, "out of memory");
+    w->labels = nl;
+    w->labels_cap = cap;
+  }
+  memcpy(w->labels + w->n, labels, (size_t)n * sizeof *labels);
+  w->n += n;
+  return 0;
+}
+
+int dataset_writer_end(DatasetWriter *w) {
+  assert(w->group >= 0);
+  int rc = 0;
+  if (w->n == 0) rc = err_set("%s: the split would be empty (no rows)", w->out);
+  if (rc == 0 && write_1d(w->group, "labels", H5T_NATIVE_INT32, w->n, w->labels) != 0) rc = fail_w(w);
+  hid_t st = H5Tcopy(H5T_C_S1);
+  H5Tset_size(st, H5T_VARIABLE);
+  H5Tset_cset(st, H5T_CSET_UTF8);
+  if (rc == 0 && write_1d(w->group, "class_names", st, w->n_classes, w->class_names) != 0) rc = fail_w(w);
+  H5Tclose(st);
+  H5Dclose(w->data);
+  H5Gclose(w->group);
+  w->data = w->group = -1;
   return rc;
 }
 
@@ -500,6 +620,69 @@ static int fsync_path(const char *path) {
   close(fd);
   if (r != 0) return err_set("%s: fsync failed (%s)", path, strerror(errno));
   return 0;
+}
+
+int dataset_writer_commit(DatasetWriter *w) {
+  assert(w->file >= 0 && w->group < 0);
+  herr_t st = H5Fclose(w->file);
+  w->file = -1;
+  if (st < 0) return err_set("%s: closing the HDF5 file failed (disk full?)", w->tmp);
+  /* read it back through the validating reader before it gets its name */
+  DatasetInfo in;
+  if (dataset_info(w->tmp, "train", &in) != 0 || dataset_info(w->tmp, "test", &in) != 0) return -1;
+  if (fsync_path(w->tmp) != 0) return -1;
+  if (rename(w->tmp, w->out) != 0) return err_set("%s: cannot rename %s to it (%s)", w->out, w->tmp, strerror(errno));
+  w->committed = 1;
+  return 0;
+}
+
+void dataset_writer_free(DatasetWriter *w) {
+  if (w->data >= 0) H5Dclose(w->data);
+  if (w->group >= 0) H5Gclose(w->group);
+  if (w->file >= 0) H5Fclose(w->file);
+  if (!w->committed && w->tmp[0]) unlink(w->tmp);
+  if (w->class_names)
+    for (int i = 0; i < w->n_classes; i++) free(w->class_names[i]);
+  free(w->class_names);
+  free(w->labels);
+  memset(w, 0, sizeof *w);
+  w->file = w->group = w->data = -1;
+}
+
+/* ---- Fashion-MNIST: writing --------------------------------------------------------- */
+
+static int write_split(DatasetWriter *w, const char *split, const Idx *d, const char *prefix, const char *selection,
+                       int64_t n_source) {
+  char src[256];
+  int rc = dataset_writer_begin(w, split, DATASET_IMAGES, d->H, d->W, 1);
+  if (rc == 0) rc = dataset_writer_append(w, d->images, d->labels, d->n);
+  snprintf(src, sizeof src, "%s-images-idx3-ubyte.gz", prefix);
+  if (rc == 0) rc = h5io_set_attr_str(w->group, "source_images", src);
+  snprintf(src, sizeof src, "%s-labels-idx1-ubyte.gz", prefix);
+  if (rc == 0) rc = h5io_set_attr_str(w->group, "source_labels", src);
+  if (rc == 0) rc = h5io_set_attr_str(w->group, "selection", selection);
+  if (rc == 0) rc = h5io_set_attr_i64(w->group, "n_source_rows", n_source);
+  if (rc == 0) rc = dataset_writer_end(w);
+  return rc;
+}
+
+static int write_fmnist(const char *out, const Idx *tr, const Idx *te, const Idx *tr_src, const Idx *te_src,
+                        const char *idx_dir, DatasetProtocol protocol) {
+  DatasetWriter w;
+  int zs = protocol == DATASET_PROTOCOL_ZEROSHOT;
+  int rc = dataset_writer_init(&w, out, 10, FMNIST_CLASSES, "proxygml " PROXYGML_VERSION " data fashion-mnist");
+  if (rc == 0) rc = h5io_set_attr_str(w.file, "source", "Fashion-MNIST (Xiao, Rasul, Vollgraf 2017, arXiv:1708.07747), gzipped IDX files");
+  if (rc == 0) rc = h5io_set_attr_str(w.file, "source_dir", idx_dir);
+  if (rc == 0) rc = h5io_set_attr_str(w.file, "protocol", zs ? "zeroshot" : "seen");
+  if (rc == 0)
+    rc = h5io_set_attr_str(w.file, "protocol_description",
+                           zs ? "train: classes 0-4 of the train file; test: classes 5-9 of the t10k file (disjoint classes)"
+                              : "train: the whole train file; test: the whole t10k file (same 10 classes)");
+  if (rc == 0) rc = write_split(&w, "train", tr, "train", zs ? "rows with label 0-4" : "all rows", tr_src->n);
+  if (rc == 0) rc = write_split(&w, "test", te, "t10k", zs ? "rows with label 5-9" : "all rows", te_src->n);
+  if (rc == 0) rc = dataset_writer_commit(&w);
+  dataset_writer_free(&w);
+  return rc;
 }
 
 int dataset_convert_fashion_mnist(const char *out, const char *idx_dir, DatasetProtocol protocol) {
@@ -527,18 +710,7 @@ int dataset_convert_fashion_mnist(const char *out, const char *idx_dir, DatasetP
   if (rc == 0 && (wtr->n == 0 || wte->n == 0))
     rc = err_set("%s: the %s split would be empty (no rows of its classes in the IDX files)", idx_dir,
                  wtr->n == 0 ? "train" : "test");
-  char tmp[4096];
-  snprintf(tmp, sizeof tmp, "%s.tmp.%ld", out, (long)getpid());
-  if (rc == 0) {
-    rc = write_fmnist(tmp, wtr, wte, &tr, &te, idx_dir, protocol);
-    /* read it back through the validating reader before it gets its name */
-    DatasetInfo in;
-    if (rc == 0) rc = dataset_info(tmp, "train", &in);
-    if (rc == 0) rc = dataset_info(tmp, "test", &in);
-    if (rc == 0) rc = fsync_path(tmp);
-    if (rc == 0 && rename(tmp, out) != 0) rc = err_set("%s: cannot rename %s to it (%s)", out, tmp, strerror(errno));
-    if (rc != 0) unlink(tmp);
-  }
+  if (rc == 0) rc = write_fmnist(out, wtr, wte, &tr, &te, idx_dir, protocol);
   idx_free(&tr);
   idx_free(&te);
   idx_free(&trs);
@@ -551,7 +723,9 @@ int dataset_convert_fashion_mnist(const char *out, const char *idx_dir, DatasetP
 static void data_usage(FILE *out) {
   fprintf(out,
           "usage: proxygml data fashion-mnist OUT.h5 --protocol {seen,zeroshot} [--idx-dir DIR]\n"
-          "       proxygml data info FILE.h5\n"
+          "       proxygml data info FILE.h5\n");
+  dataset_convert_usage(out);
+  fprintf(out,
           "\n"
           "fashion-mnist  convert the gzipped Fashion-MNIST IDX files into a dataset file\n"
           "               (docs/dataset-format.md). The file is written as OUT.h5.tmp.<pid>,\n"
@@ -564,6 +738,8 @@ static void data_usage(FILE *out) {
           "  --idx-dir DIR        folder with train-{images-idx3,labels-idx1}-ubyte.gz and\n"
           "                       t10k-...; default $FMNIST_DIR, else %s\n"
           "info           validate FILE.h5 completely and print its splits, shapes and classes\n"
+          "folder, cub, cars, sop, features, glyphs: other datasets (proxygml data folder --help,\n"
+          "               docs/datasets.md)\n"
           "\n"
           "exit status: 0 ok, 2 bad arguments, invalid input or a failed write (one line on stderr)\n",
           DATASET_FMNIST_DEFAULT_DIR);
@@ -709,6 +885,9 @@ int dataset_cmd_data(int argc, char **argv) {
   }
   if (!strcmp(argv[1], "fashion-mnist")) return cmd_fashion_mnist(argc - 1, argv + 1);
   if (!strcmp(argv[1], "info")) return cmd_info(argc - 1, argv + 1);
+  if (!strcmp(argv[1], "folder") || !strcmp(argv[1], "cub") || !strcmp(argv[1], "cars") || !strcmp(argv[1], "sop") ||
+      !strcmp(argv[1], "features") || !strcmp(argv[1], "glyphs"))
+    return dataset_convert_cmd(argc - 1, argv + 1);
   fprintf(stderr, "proxygml data: unknown subcommand '%s'\n", argv[1]);
   data_usage(stderr);
   return 2;
