@@ -7,7 +7,8 @@
  *   cnn:    conv3x3(C -> 32) - relu - maxpool2 - conv3x3(32 -> 64) - relu - maxpool2
  *           - flatten - linear(64*(H/4)*(W/4) -> 256) - relu - linear(256 -> D)
  *   linear: flatten - linear(C*H*W -> D)      (for precomputed features)
- * The output is the raw embedding; the loss normalises it.
+ * The output is the raw embedding; the loss normalises it. (The cnn runs
+ * maxpool before relu: the same values and gradients, a quarter of the work.)
  *
  *   Model m;
  *   if (model_init(&m, "cnn", 1, 28, 28, 128, B_max) != 0) fail(err_msg());
@@ -19,7 +20,7 @@
  *   model_free(&m);
  *
  * Memory model: model_init allocates the activations, their gradients and
- * the im2col buffers for up to B_max samples; forward and backward never
+ * the convolutions' caches and scratch for up to B_max samples; forward and backward never
  * allocate. Parameters and gradients are borrowed views into the caller's
  * blocks (layout: the parameter table, in order), so the optimizer, the
  * allreduce and the checkpoint each touch one pointer. model_forward copies
@@ -58,7 +59,7 @@ typedef struct {
   int weight, bias;    /* indices into Model.params, -1 when none */
   float *out;          /* B_max x oc*oh*ow */
   float *dout;         /* B_max x oc*oh*ow, gradient of out (not for the last layer) */
-  float *col;          /* conv3x3: B_max x c*9 x h*w im2col, kept for the backward */
+  float *cache;        /* conv3x3: conv3x3_cache_size(B_max, ...) floats, kept for the backward */
   int *idx;            /* maxpool2: B_max x oc*oh*ow argmax */
 } ModelLayer;
 
@@ -74,7 +75,7 @@ typedef struct {
   float *param_mem;    /* borrowed: num_params */
   float *grad_mem;     /* borrowed: num_params (may be NULL: inference only) */
   float *inp;          /* B_max x in_size, copy of the last forward's input */
-  float *dcol;         /* conv3x3 backward scratch, max over layers of B_max x c*9 x h*w */
+  float *scratch;      /* conv3x3 scratch, shared by the conv layers (the largest conv3x3_scratch_size) */
   float *out;          /* B_max x embed_dim, the last layer's output (raw embeddings) */
   int B;               /* batch of the last forward */
 } Model;

@@ -86,8 +86,11 @@ int model_init(Model *m, const char *arch, int in_c, int in_h, int in_w, int emb
     add_linear(m, "embedding", embed_dim);
   } else if (!strcmp(arch, "cnn")) {
     if (in_h < 4 || in_w < 4) return err_set("model: cnn needs an input of at least 4 x 4, got %d x %d", in_h, in_w);
-    add_conv3x3(m, "body.0", 32); add_relu(m); add_maxpool2(m);
-    add_conv3x3(m, "body.3", 64); add_relu(m); add_maxpool2(m);
+    /* relu(maxpool(x)) = maxpool(relu(x)), with the same gradients (both are
+     * zero where the window's maximum is <= 0), and pooling first runs the
+     * relu on a quarter of the values */
+    add_conv3x3(m, "body.0", 32); add_maxpool2(m); add_relu(m);
+    add_conv3x3(m, "body.3", 64); add_maxpool2(m); add_relu(m);
     add_linear(m, "body.7", 256); add_relu(m);
     add_linear(m, "embedding", embed_dim);
   } else if (!strcmp(arch, "linear")) {
@@ -100,7 +103,7 @@ int model_init(Model *m, const char *arch, int in_c, int in_h, int in_w, int emb
   snprintf(m->arch, sizeof m->arch, "%s", arch);
 
   /* activations for B_max samples */
-  size_t dcol = 0;
+  size_t scratch = 0;
   m->inp = xmalloc_f32((size_t)B_max * m->in_size);
   for (int i = 0; i < m->nlayers; i++) {
     ModelLayer *l = &m->layers[i];
@@ -108,13 +111,13 @@ int model_init(Model *m, const char *arch, int in_c, int in_h, int in_w, int emb
     l->out = xmalloc_f32(n);
     if (i + 1 < m->nlayers) l->dout = xmalloc_f32(n);   /* the last layer's comes from the caller */
     if (l->op == MODEL_CONV3X3) {
-      size_t nc = (size_t)B_max * l->c * 9 * l->h * l->w;
-      l->col = xmalloc_f32(nc);
-      if (i > 0 && nc > dcol) dcol = nc;                   /* the first layer gets no input gradient */
+      l->cache = xmalloc_f32(conv3x3_cache_size(B_max, l->c, l->h, l->w));
+      size_t ns = conv3x3_scratch_size(B_max, l->c, l->oc, l->h, l->w);
+      if (ns > scratch) scratch = ns;
     }
     if (l->op == MODEL_MAXPOOL2) l->idx = xmalloc((n ? n : 1) * sizeof *l->idx);
   }
-  if (dcol) m->dcol = xmalloc_f32(dcol);
+  if (scratch) m->scratch = xmalloc_f32(scratch);
   m->out = m->layers[m->nlayers - 1].out;
   return 0;
 }
@@ -160,6 +163,13 @@ void model_embedding_range(const Model *m, size_t *offset, size_t *count) {
 
 /* ------------------------------------------------------------- the step */
 
+/* x[0, n) = 0 on all threads: the gradient buffers reach megabytes */
+static void zero_f32(float *x, size_t n) {
+  const size_t chunk = 16384;   /* floats, 64 KiB */
+#pragma omp parallel for schedule(static) if (n > 4 * chunk)
+  for (size_t i = 0; i < n; i += chunk) memset(x + i, 0, (n - i < chunk ? n - i : chunk) * sizeof *x);
+}
+
 void model_forward(Model *m, const float *inp, int B) {
   assert(m->param_mem && B >= 0 && B <= m->B_max);
   m->B = B;
@@ -173,8 +183,8 @@ void model_forward(Model *m, const float *inp, int B) {
       linear_forward(l->out, x, P + m->params[l->weight].offset, P + m->params[l->bias].offset, B, l->c, l->oc);
       break;
     case MODEL_CONV3X3:
-      conv3x3_forward(l->out, l->col, x, P + m->params[l->weight].offset, P + m->params[l->bias].offset, B, l->c,
-                      l->oc, l->h, l->w);
+      conv3x3_forward(l->out, l->cache, m->scratch, x, P + m->params[l->weight].offset,
+                      P + m->params[l->bias].offset, B, l->c, l->oc, l->h, l->w);
       break;
     case MODEL_RELU:
       relu_forward(l->out, x, (long)B * layer_out_size(l));
@@ -198,7 +208,7 @@ void model_backward(Model *m, const float *dout, int B) {
     float *dx = NULL;   /* no gradient for the data */
     if (i > 0) {
       dx = m->layers[i - 1].dout;
-      memset(dx, 0, (size_t)B * layer_out_size(&m->layers[i - 1]) * sizeof *dx);   /* the layers accumulate */
+      zero_f32(dx, (size_t)B * layer_out_size(&m->layers[i - 1]));   /* the layers accumulate */
     }
     switch (l->op) {
     case MODEL_LINEAR:
@@ -206,7 +216,7 @@ void model_backward(Model *m, const float *dout, int B) {
                       P + m->params[l->weight].offset, B, l->c, l->oc);
       break;
     case MODEL_CONV3X3:
-      conv3x3_backward(dx, G + m->params[l->weight].offset, G + m->params[l->bias].offset, m->dcol, l->col, g,
+      conv3x3_backward(dx, G + m->params[l->weight].offset, G + m->params[l->bias].offset, m->scratch, l->cache, g,
                        P + m->params[l->weight].offset, B, l->c, l->oc, l->h, l->w);
       break;
     case MODEL_RELU:
@@ -223,10 +233,10 @@ void model_free(Model *m) {
   for (int i = 0; i < m->nlayers; i++) {
     free(m->layers[i].out);
     free(m->layers[i].dout);
-    free(m->layers[i].col);
+    free(m->layers[i].cache);
     free(m->layers[i].idx);
   }
   free(m->inp);
-  free(m->dcol);
+  free(m->scratch);
   memset(m, 0, sizeof *m);
 }

@@ -119,38 +119,52 @@ Test(linear, ref_backward_finite_differences) {
 static void conv_case(int B, int Cin, int Cout, int H, int W, int with_dinp, uint64_t seed) {
   Rng r; rng_init(&r, seed);
   size_t ni = (size_t)B * Cin * H * W, nw = (size_t)Cout * Cin * 9, no = (size_t)B * Cout * H * W;
-  size_t nc = (size_t)B * Cin * 9 * H * W;
   float *x = rand_f32(&r, ni, -1, 1), *w = rand_f32(&r, nw, -1, 1), *b = rand_f32(&r, Cout, -1, 1);
   float *g = rand_f32(&r, no, -1, 1);
   float *dx = rand_f32(&r, ni, -1, 1), *dw = rand_f32(&r, nw, -1, 1), *db = rand_f32(&r, Cout, -1, 1);
   double *xd = to_f64(x, ni), *wd = to_f64(w, nw), *bd = to_f64(b, Cout), *gd = to_f64(g, no);
   double *dxd = to_f64(dx, ni), *dwd = to_f64(dw, nw), *dbd = to_f64(db, Cout);
-  float *out = xmalloc_f32(no), *col = xmalloc_f32(nc), *dcol = xmalloc_f32(nc);
+  float *out = xmalloc_f32(no), *cache = xmalloc_f32(conv3x3_cache_size(B, Cin, H, W));
+  float *scratch = xmalloc_f32(conv3x3_scratch_size(B, Cin, Cout, H, W));
   double *outd = xmalloc_f64(no);
 
-  conv3x3_forward(out, col, x, w, b, B, Cin, Cout, H, W);
+  conv3x3_forward(out, cache, scratch, x, w, b, B, Cin, Cout, H, W);
   conv3x3_forward_ref(outd, xd, wd, bd, B, Cin, Cout, H, W);
-  conv3x3_backward(with_dinp ? dx : NULL, dw, db, dcol, col, g, w, B, Cin, Cout, H, W);
+  conv3x3_backward(with_dinp ? dx : NULL, dw, db, scratch, cache, g, w, B, Cin, Cout, H, W);
   conv3x3_backward_ref(with_dinp ? dxd : NULL, dwd, dbd, gd, xd, wd, B, Cin, Cout, H, W);
 
+  /* Winograd's transforms add a few ulps of the largest terms */
+  double rtol = conv3x3_winograd(Cin) ? 1e-5 : 2e-6;
   char lab[96];
-  snprintf(lab, sizeof lab, "conv3x3 B=%d Cin=%d Cout=%d H=%d W=%d", B, Cin, Cout, H, W);
-  cr_expect(check_close_f32(lab, out, outd, no, 1e-6, 2e-6), "%s: out", lab);
-  cr_expect(check_close_f32(lab, dx, dxd, ni, 1e-6, 2e-6), "%s: dinp", lab);
-  cr_expect(check_close_f32(lab, dw, dwd, nw, 1e-6, 2e-6), "%s: dweight", lab);
-  cr_expect(check_close_f32(lab, db, dbd, Cout, 1e-6, 2e-6), "%s: dbias", lab);
-  free(x); free(w); free(b); free(g); free(dx); free(dw); free(db); free(out); free(col); free(dcol);
+  snprintf(lab, sizeof lab, "conv3x3 %s B=%d Cin=%d Cout=%d H=%d W=%d", conv3x3_winograd(Cin) ? "winograd" : "im2col",
+           B, Cin, Cout, H, W);
+  cr_expect(check_close_f32(lab, out, outd, no, 1e-6, rtol), "%s: out", lab);
+  cr_expect(check_close_f32(lab, dx, dxd, ni, 1e-6, rtol), "%s: dinp", lab);
+  cr_expect(check_close_f32(lab, dw, dwd, nw, 1e-6, rtol), "%s: dweight", lab);
+  cr_expect(check_close_f32(lab, db, dbd, Cout, 1e-6, rtol), "%s: dbias", lab);
+  free(x); free(w); free(b); free(g); free(dx); free(dw); free(db); free(out); free(cache); free(scratch);
   free(xd); free(wd); free(bd); free(gd); free(dxd); free(dwd); free(dbd); free(outd);
 }
 
 Test(conv3x3, matches_ref) {
+  /* im2col: few input channels */
+  cr_expect(!conv3x3_winograd(1) && !conv3x3_winograd(3) && conv3x3_winograd(8) && conv3x3_winograd(32));
   conv_case(1, 1, 1, 1, 1, 1, 1);
   conv_case(2, 3, 5, 7, 5, 1, 2);
   conv_case(3, 1, 4, 6, 9, 1, 3);
-  conv_case(5, 8, 7, 11, 13, 1, 4);
-  conv_case(3, 2, 3, 1, 6, 1, 5);     /* a single row */
-  conv_case(4, 32, 64, 14, 14, 1, 6); /* the cnn's second conv */
-  conv_case(3, 1, 32, 28, 28, 0, 7);  /* the cnn's first conv: no input gradient */
+  conv_case(3, 2, 3, 1, 6, 1, 4);      /* a single row */
+  conv_case(2, 4, 9, 5, 8, 1, 5);      /* Cin*9 = 36: sgemm for dweight */
+  conv_case(3, 1, 32, 28, 28, 0, 6);   /* the cnn's first conv: no input gradient */
+  /* Winograd */
+  conv_case(1, 8, 1, 1, 1, 1, 11);
+  conv_case(2, 8, 5, 7, 5, 1, 12);     /* odd sizes: half tiles */
+  conv_case(3, 9, 4, 1, 6, 1, 13);
+  conv_case(2, 11, 3, 6, 1, 1, 14);
+  conv_case(5, 13, 7, 11, 13, 1, 15);
+  conv_case(2, 16, 6, 4, 4, 0, 16);
+  conv_case(4, 32, 64, 14, 14, 1, 17);  /* the cnn's second conv */
+  conv_case(5, 16, 16, 42, 42, 1, 18);  /* big planes: the batch goes in chunks of 2, 2, 1 */
+  conv_case(3, 16, 24, 45, 43, 1, 19);  /* chunks of 1 sample, odd sizes */
 }
 
 typedef struct { double *x, *w, *b, *g, *out; int B, Cin, Cout, H, W; } ConvCtx;
@@ -271,6 +285,23 @@ Test(maxpool2, matches_ref) {
   maxpool_case(3, 2, 8, 9, 0, 3);
   maxpool_case(64, 32, 28, 28, 0, 4);
   maxpool_case(3, 5, 6, 7, 1, 5);
+}
+
+Test(maxpool2, nan_wins) {
+  /* one plane 4 x 6, windows: [1 NaN 3 0], [NaN 2 NaN 5], [4 4 4 4] (a tie), ... */
+  const float x[24] = {1, NAN, NAN, 2, 4, 4,   3, 0, NAN, 5, 4, 4,
+                       0, 0, -1, -2, 7, 7,      0, 0, -3, -4, 7, 8};
+  double xd[24];
+  for (int i = 0; i < 24; i++) xd[i] = x[i];
+  float out[6]; double outd[6]; int idx[6], idxd[6];
+  maxpool2_forward(out, idx, x, 1, 1, 4, 6);
+  maxpool2_forward_ref(outd, idxd, xd, 1, 1, 4, 6);
+  const int want[6] = {1, 8, 4, 12, 14, 23};   /* PyTorch's: NaN wins (the last one), ties keep the first */
+  for (int j = 0; j < 6; j++) {
+    cr_expect(idx[j] == want[j] && idxd[j] == want[j], "window %d: idx %d, ref %d, want %d", j, idx[j], idxd[j],
+              want[j]);
+    cr_expect(isnan(out[j]) == isnan(x[want[j]]) && (isnan(out[j]) || out[j] == x[want[j]]));
+  }
 }
 
 typedef struct { double *x, *g, *out; int *idx; int B, C, H, W; } PoolCtx;
