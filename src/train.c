@@ -69,6 +69,7 @@ typedef struct {
   /* one step's batch */
   int *perm;                   /* n_train */
   int *counts, *displs, *rcounts, *rdispls;   /* size: Alltoallv bookkeeping, in bytes */
+  int *cursor;                 /* size: rows received from each owner */
   uint8_t *sendbuf, *recvbuf, *rows;          /* G, B, B rows of row_bytes */
   int *order;                  /* B: recvbuf row of local batch position q */
   int *iota;                   /* B: 0..B-1 */
@@ -361,6 +362,7 @@ static void build(Trainer *T) {
   int P = T->d.size, G = T->G, B = T->B, rs = T->tr_info.row_size;
   T->perm = xmalloc((size_t)T->tr_info.n * sizeof(int));
   T->counts = xmalloc(4 * (size_t)P * sizeof(int));
+  T->cursor = xmalloc((size_t)P * sizeof(int));
   T->displs = T->counts + P; T->rcounts = T->counts + 2 * P; T->rdispls = T->counts + 3 * P;
   T->sendbuf = xmalloc((size_t)G * T->row_bytes);
   T->recvbuf = xmalloc((size_t)B * T->row_bytes);
@@ -415,7 +417,7 @@ static void trainer_free(Trainer *T) {
   dataset_split_free(&T->te);
   runtable_free(&T->metrics);
   runtable_free(&T->timing);
-  void *bufs[] = {T->params, T->grads, T->tr_labels, T->perm, T->counts, T->sendbuf, T->recvbuf, T->rows, T->order,
+  void *bufs[] = {T->params, T->grads, T->tr_labels, T->perm, T->counts, T->cursor, T->sendbuf, T->recvbuf, T->rows, T->order,
                   T->iota, T->x, T->y, T->dx, T->emb_local, T->emb_all, T->te_labels_all, T->recv_counts, T->enorm, T->wn,
                   T->sim, T->sub_idx, T->sub_sim, T->sel_count, T->topk_v, T->topk_i, T->loss_trace};
   for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
@@ -445,7 +447,7 @@ static void train_gather_batch(Trainer *T, int64_t step) {
     T->counts[dest] = (int)(off - (size_t)T->displs[dest]);
   }
   /* what I receive: my positions, grouped by owner, in q order within each */
-  int cursor[64], *cur = P <= 64 ? cursor : xmalloc((size_t)P * sizeof(int));
+  int *cur = T->cursor;
   for (int o = 0; o < P; o++) cur[o] = 0;
   for (int q = 0; q < B; q++) cur[owner_of(g[r * B + q], n, P)]++;
   int acc = 0;
@@ -461,7 +463,6 @@ static void train_gather_batch(Trainer *T, int64_t step) {
     T->order[q] = cur[o]++;
     T->y[q] = T->tr_labels[g[r * B + q]];
   }
-  if (cur != cursor) free(cur);
   CHECK(MPI_Alltoallv(T->sendbuf, T->counts, T->displs, MPI_BYTE, T->recvbuf, T->rcounts, T->rdispls, MPI_BYTE,
                       T->d.comm) == MPI_SUCCESS, "MPI_Alltoallv of the batch failed");
   for (int q = 0; q < B; q++) memcpy(T->rows + (size_t)q * rb, T->recvbuf + (size_t)T->order[q] * rb, rb);
