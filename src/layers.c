@@ -61,12 +61,15 @@ void l2norm_backward_ref(double *dinp, const double *dout, const double *out, co
 /* [the other layers follow below this line] */
 
 /* Threads: every kernel below parallelises with OpenMP itself and calls BLAS
- * single-threaded inside its region. One pool of threads, never two: the
- * pthread OpenBLAS would otherwise run its own workers on top of OpenMP's
- * (and they keep spinning ~0.1 s after each call), oversubscribing the cores
- * (docs/infra.md, 3). openblas_set_num_threads only sets a counter once the
- * pool exists, so switching per call is cheap. */
+ * single-threaded inside its region. One pool of threads, never two.
+ * OpenBLAS's OpenMP build already runs serially inside a parallel region, and
+ * there openblas_set_num_threads is omp_set_num_threads: calling it would
+ * shrink our own next region to one thread. Only the pthread build, whose
+ * workers would run on top of OpenMP's (and keep spinning ~0.1 s after each
+ * call, docs/infra.md, 3), is switched to one thread around the region;
+ * once its pool exists that only sets a counter. */
 static int blas_serial_begin(void) {
+  if (openblas_get_parallel() == 2) return 1;   /* 2: the OpenMP build */
   int n = openblas_get_num_threads();
   if (n != 1) openblas_set_num_threads(1);
   return n;
