@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # Training on Fashion-MNIST (seen protocol, C=10, N=4, r=0.25): proxygml side
 # by side with the PyTorch baseline (same architecture, hyperparameters, data
-# and thread count) in one run. Prints per-epoch training loss of both, the
-# test MAP@R before and after training, and training samples/s as a ratio
-# (PyTorch at its best thread count, 1 or 2).
+# and thread count) in one run. Both start from the same point: the baseline's
+# seed-0 initial parameters and epoch permutations, exported by
+# bench/torch_init.py and read through init_from / order_from, so that the
+# per-epoch losses compare one trajectory with itself (two random
+# initialisations differ by a few percent on their own). Prints per-epoch
+# training loss of both, the test MAP@R before and after training, and
+# training samples/s as a ratio (PyTorch at its best thread count, 1 or 2).
 #   bench/bench_train.sh [ARCHS] [EPOCHS]       default: "mlp cnn" 3
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,13 +20,14 @@ out=${OUT:-bench/out}
 mkdir -p "$out" data
 [ -f data/fmnist_seen.h5 ] || "$BIN" data fashion-mnist data/fmnist_seen.h5 --protocol seen
 for arch in $ARCHS; do
-  best_torch=0
+  $PY bench/torch_init.py "$TORCH_TRAIN" "$out/init_$arch.h5" --arch "$arch" --seed 0 --C 10 --N 4 --r 0.25 \
+    --epochs "$EPOCHS" --n-train "$($PY -c 'import h5py, sys; print(len(h5py.File(sys.argv[1], "r")["train/labels"]))' data/fmnist_seen.h5)"
   for t in 1 2; do
     $PY "$TORCH_TRAIN" --arch "$arch" --protocol seen --C 10 --N 4 --r 0.25 --epochs "$EPOCHS" --threads "$t" \
       --batch 64 --lr 1e-3 --proxy-lr 0.03 --json "$out/torch_${arch}_t$t.json" >"$out/torch_${arch}_t$t.log"
   done
   "$BIN" train --config "experiments/fmnist_$arch.cfg" --set epochs="$EPOCHS" --set threads=2 --set kmeans_restarts=10 \
-    --out "$out/c_$arch" --force >"$out/c_$arch.log"
+    --set init_from="$out/init_$arch.h5" --set order_from="$out/init_$arch.h5" --out "$out/c_$arch" --force >"$out/c_$arch.log"
   $PY - "$out" "$arch" <<'PYEOF'
 import json, sys, h5py, numpy as np
 out, arch = sys.argv[1], sys.argv[2]
@@ -30,6 +35,7 @@ f = h5py.File("%s/c_%s/run.h5" % (out, arch), "r")
 m, t = f["metrics"], f["timing"]
 c_sps = float(np.mean(t["samples_per_second"][()]))
 print("== %s: %d parameters, %d threads" % (arch, f.attrs["n_params"], f.attrs["threads"]))
+print("same start (PyTorch's seed-0 parameters and sample order)")
 print("%5s %12s %12s %8s" % ("epoch", "loss proxygml", "loss torch", "diff"))
 runs = {}
 for th in (1, 2):

@@ -36,8 +36,8 @@
  * setting one of them in a later layer (k > 0, or any r) resets the other, so
  * `--set k=12` works on a file that chose r.
  *
- * Relative paths (`data`, `@include`) : `data` is relative to the working
- * directory; `@include "x.cfg"` to the directory of the including file.
+ * Relative paths (`data`, `init_from`, `order_from`, `@include`): the
+ * three files are relative to the working directory; `@include "x.cfg"` to the directory of the including file.
  *
  * Memory model: Config is plain data (fixed arrays, no pointers, no padding),
  * so copying it with `=` and broadcasting it from rank 0 as bytes
@@ -67,6 +67,8 @@ typedef struct {
   /* run and data */
   char name[CFG_NAME_MAX];      /* run label: letters, digits, . _ - ("" = none) */
   char data[CFG_PATH_MAX];      /* dataset HDF5 file */
+  char init_from[CFG_PATH_MAX]; /* initial parameters (HDF5); "" = seeded initialisation */
+  char order_from[CFG_PATH_MAX];/* each epoch's sample order (HDF5); "" = seeded shuffle */
   /* loss and optimiser */
   double r;                     /* K = ceil((r*C)*N) when k = 0; (0, 1] */
   double lambda;                /* regulariser weight, >= 0 */

@@ -26,7 +26,8 @@ void *xcalloc(size_t count, size_t size);    /* zeroed, never NULL */
 float *xmalloc_f32(size_t count);            /* 64-byte aligned, uninitialised */
 double *xmalloc_f64(size_t count);           /* 64-byte aligned, uninitialised */
 
-/* recoverable errors: set the message (printf-style) and return -1 */
+/* recoverable errors: set the message (printf-style) and return -1; err_msg()
+ * may be one of the arguments, to put context in front of a reason */
 int err_set(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 const char *err_msg(void);
 

@@ -35,6 +35,7 @@
 #ifndef PROXYGML_MODEL_H
 #define PROXYGML_MODEL_H
 
+#include <hdf5.h>
 #include <stddef.h>
 
 #include "rng.h"
@@ -90,6 +91,12 @@ void model_bind(Model *m, float *params, float *grads);
  * tensor row-major: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weights
  * (kaiming_uniform with a = sqrt(5)) and biases; fan_in = I or Cin*9. */
 void model_init_params(Model *m, Rng *rng);
+/* Reads every parameter tensor from the dataset `group`/<name> of an open
+ * HDF5 file (names as in a PyTorch state_dict: body.1.weight, ...), each with
+ * exactly its shape, into the bound parameter block; every value must be
+ * finite. Error (err_msg names the tensor) on a missing tensor, another
+ * shape or a non-finite value; the block may then be partly overwritten. */
+int model_params_read(Model *m, hid_t loc, const char *group);
 /* m->out (B x embed_dim) = net(inp), inp B x in_c x in_h x in_w, B <= B_max */
 void model_forward(Model *m, const float *inp, int B);
 /* grads += d/dparams of sum(dout . out) for the last forward; B as in it */

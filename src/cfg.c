@@ -19,7 +19,7 @@
 
 /* no padding anywhere, so byte copies, broadcasts and memcmp see only fields */
 _Static_assert(sizeof(Config) == offsetof(Config, recall_ks) + sizeof(CfgList), "Config has tail padding");
-_Static_assert(offsetof(Config, r) == CFG_NAME_MAX + CFG_PATH_MAX, "Config has padding after the strings");
+_Static_assert(offsetof(Config, r) == CFG_NAME_MAX + 3 * CFG_PATH_MAX, "Config has padding after the strings");
 
 enum { T_INT, T_I64, T_F64, T_STR, T_ENUM, T_LIST };
 enum {
@@ -77,6 +77,10 @@ static const Key KEYS[] = {
    "training epochs; 0 = only evaluate the untrained network"},
   {"batch", T_INT, FLD(batch), "64", 1, 1 << 24, 0, NULL, "global batch size, split over the ranks"},
   {"seed", T_I64, FLD(seed), "0", 0, HUGE_VAL, 0, NULL, "seed of initialisation and shuffling"},
+  {"init_from", T_STR, FLD(init_from), "", 0, 0, 0, NULL,
+   "initial parameters: a run file, or params/<state_dict name> + params/proxies (docs/run-file.md); \"\" = seeded"},
+  {"order_from", T_STR, FLD(order_from), "", 0, 0, 0, NULL,
+   "each epoch's sample order: dataset order, epochs x n_train permutations (docs/run-file.md); \"\" = seeded"},
   {"max_steps_per_epoch", T_INT, FLD(max_steps_per_epoch), "0", 0, IMAX, 0, NULL,
    "cap on the steps of an epoch, for smoke tests; 0 = the whole training set"},
   {"eval_epochs", T_LIST, FLD(eval_epochs), "all", 0, BIG, F_ALL | F_RESUME, "evaluation",

@@ -3,6 +3,7 @@
 
 #include <mpi.h>
 #include <stdarg.h>
+#include <string.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -48,10 +49,12 @@ float *xmalloc_f32(size_t count) { return xmalloc_aligned(count * sizeof(float))
 double *xmalloc_f64(size_t count) { return xmalloc_aligned(count * sizeof(double)); }
 
 int err_set(const char *fmt, ...) {
+  char buf[sizeof g_err];   /* err_msg() may be an argument: add context to the reason below */
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(g_err, sizeof g_err, fmt, ap);
+  vsnprintf(buf, sizeof buf, fmt, ap);
   va_end(ap);
+  memcpy(g_err, buf, sizeof g_err);
   return -1;
 }
 

@@ -4,6 +4,7 @@
 #include "model.h"
 
 #include "common.h"
+#include "h5io.h"
 #include "layers.h"
 
 #include <assert.h>
@@ -151,6 +152,31 @@ void model_init_params(Model *m, Rng *rng) {
       for (size_t k = 0; k < p->count; k++) w[k] = bound * (2.0f * rng_uniform(rng) - 1.0f);
     }
   }
+}
+
+int model_params_read(Model *m, hid_t loc, const char *group) {
+  assert(m->param_mem);
+  for (int i = 0; i < m->nparams; i++) {
+    const ModelParam *p = &m->params[i];
+    char name[128], want[64] = "", got[64] = "";
+    snprintf(name, sizeof name, "%s/%s", group, p->name);
+    int nd;
+    int64_t dims[H5IO_MAXDIM];
+    if (h5io_shape(loc, name, &nd, dims) != 0) return err_set("%s: the %s model needs it", err_msg(), m->arch);
+    int same = nd == p->ndim;
+    for (int k = 0; k < p->ndim; k++) {
+      snprintf(want + strlen(want), sizeof want - strlen(want), "%s%d", k ? " x " : "", p->shape[k]);
+      if (same) same = dims[k] == p->shape[k];
+    }
+    for (int k = 0; k < nd && k < 4; k++)
+      snprintf(got + strlen(got), sizeof got - strlen(got), "%s%lld", k ? " x " : "", (long long)dims[k]);
+    if (!same) return err_set("'%s' is %s, the %s model needs %s", name, nd ? got : "a scalar", m->arch, want);
+    float *w = m->param_mem + p->offset;
+    if (h5io_read(loc, name, H5T_NATIVE_FLOAT, w, p->count) != 0) return -1;
+    for (size_t k = 0; k < p->count; k++)
+      if (!isfinite(w[k])) return err_set("'%s' holds a non-finite value at element %zu", name, k);
+  }
+  return 0;
 }
 
 void model_embedding_range(const Model *m, size_t *offset, size_t *count) {

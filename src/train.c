@@ -68,6 +68,7 @@ typedef struct {
   int group_body, group_head, group_proxy;
   /* one step's batch */
   int *perm;                   /* n_train */
+  int *orders;                 /* epochs x n_train from order_from, or NULL: seeded shuffles */
   int *counts, *displs, *rcounts, *rdispls;   /* size: Alltoallv bookkeeping, in bytes */
   int *cursor;                 /* size: rows received from each owner */
   uint8_t *sendbuf, *recvbuf, *rows;          /* G, B, B rows of row_bytes */
@@ -325,6 +326,83 @@ static int load_data(Trainer *T) {
   return 0;
 }
 
+/* init_from: a run file's flat model/parameters, or tensors by name under
+ * params/ (a PyTorch state_dict plus params/proxies, M x D), nothing else */
+static int load_init(Trainer *T) {
+  const char *path = T->cfg.init_from;
+  if (!path[0]) return 0;
+  hid_t f;
+  if (h5io_open(path, &f) != 0) return err_set("init_from %s", err_msg());
+  int rc = 0, nd;
+  int64_t dims[H5IO_MAXDIM];
+  if (h5io_has(f, "model/parameters")) {   /* a run file: the block as it was written */
+    if (h5io_shape(f, "model/parameters", &nd, dims) != 0) rc = -1;
+    else if (nd != 1 || dims[0] != (int64_t)T->n_params)
+      rc = err_set("model/parameters holds %lld values, this %s with M = %d, D = %d has %zu",
+                   (long long)(nd == 1 ? dims[0] : -1), cfg_arch_name(T->cfg.arch), T->M, T->D, T->n_params);
+    else rc = h5io_read(f, "model/parameters", H5T_NATIVE_FLOAT, T->params, T->n_params);
+    for (size_t i = 0; rc == 0 && i < T->n_params; i++)
+      if (!isfinite(T->params[i])) rc = err_set("model/parameters holds a non-finite value at element %zu", i);
+  } else if (h5io_has(f, "params")) {
+    rc = model_params_read(&T->model, f, "params");
+    if (rc == 0 && (h5io_shape(f, "params/proxies", &nd, dims) != 0 ||
+                    ((nd != 2 || dims[0] != T->M || dims[1] != T->D) &&
+                     err_set("params/proxies must be M x D = %d x %d", T->M, T->D))))
+      rc = -1;
+    if (rc == 0) rc = h5io_read(f, "params/proxies", H5T_NATIVE_FLOAT, T->proxies, (size_t)T->M * T->D);
+    for (size_t i = 0; rc == 0 && i < (size_t)T->M * T->D; i++)
+      if (!isfinite(T->proxies[i])) rc = err_set("params/proxies holds a non-finite value at element %zu", i);
+    /* a tensor the model does not have: most likely another architecture's file */
+    H5G_info_t info;
+    hid_t g = rc == 0 ? H5Gopen2(f, "params", H5P_DEFAULT) : -1;
+    if (g >= 0 && H5Gget_info(g, &info) >= 0)
+      for (hsize_t i = 0; rc == 0 && i < info.nlinks; i++) {
+        char name[256] = "";
+        H5Lget_name_by_idx(g, ".", H5_INDEX_NAME, H5_ITER_INC, i, name, sizeof name, H5P_DEFAULT);
+        if (strcmp(name, "proxies") && model_param_find(&T->model, name) < 0)
+          rc = err_set("params/%s is not a tensor of the %s model", name, cfg_arch_name(T->cfg.arch));
+      }
+    if (g >= 0) H5Gclose(g);
+  } else {
+    rc = err_set("neither model/parameters (a run file) nor params/ (tensors by name)");
+  }
+  H5Fclose(f);
+  return rc ? err_set("init_from %s: %s", path, err_msg()) : 0;
+}
+
+/* order_from: dataset `order`, at least `epochs` rows of n_train, each row a
+ * permutation of the training rows (read once: epochs x n_train ints) */
+static int load_orders(Trainer *T) {
+  const char *path = T->cfg.order_from;
+  if (!path[0] || T->cfg.epochs == 0) return 0;
+  const int64_t n = T->tr_info.n, E = T->cfg.epochs;
+  hid_t f;
+  if (h5io_open(path, &f) != 0) return err_set("order_from %s", err_msg());
+  int nd, rc = 0;
+  int64_t dims[H5IO_MAXDIM];
+  if (h5io_shape(f, "order", &nd, dims) != 0) rc = -1;
+  else if (nd != 2 || dims[0] < E || dims[1] != n)
+    rc = err_set("'order' must be epochs x n_train = %lld x %lld (or more rows)", (long long)E, (long long)n);
+  else {
+    T->orders = xmalloc((size_t)E * n * sizeof(int));
+    rc = h5io_read_rows(f, "order", H5T_NATIVE_INT, 0, E, T->orders);
+  }
+  H5Fclose(f);
+  uint8_t *seen = rc == 0 ? xcalloc((size_t)n, 1) : NULL;
+  for (int64_t e = 0; rc == 0 && e < E; e++) {
+    const int *o = T->orders + e * n;
+    memset(seen, 0, (size_t)n);
+    for (int64_t i = 0; rc == 0 && i < n; i++) {
+      if (o[i] < 0 || o[i] >= n || seen[o[i]])
+        rc = err_set("row %lld (epoch %lld) is not a permutation of 0..%lld: %d at position %lld", (long long)e,
+                     (long long)e + 1, (long long)n - 1, o[i], (long long)i);
+      else seen[o[i]] = 1;
+    }
+  }
+  free(seen);
+  return rc ? err_set("order_from %s: %s", path, err_msg()) : 0;
+}
+
 static void build(Trainer *T) {
   const Config *c = &T->cfg;
   int in_c = T->tr_info.kind == DATASET_IMAGES ? T->tr_info.channels : T->tr_info.F;
@@ -417,7 +495,7 @@ static void trainer_free(Trainer *T) {
   dataset_split_free(&T->te);
   runtable_free(&T->metrics);
   runtable_free(&T->timing);
-  void *bufs[] = {T->params, T->grads, T->tr_labels, T->perm, T->counts, T->cursor, T->sendbuf, T->recvbuf, T->rows, T->order,
+  void *bufs[] = {T->params, T->grads, T->tr_labels, T->perm, T->orders, T->counts, T->cursor, T->sendbuf, T->recvbuf, T->rows, T->order,
                   T->iota, T->x, T->y, T->dx, T->emb_local, T->emb_all, T->te_labels_all, T->recv_counts, T->enorm, T->wn,
                   T->sim, T->sub_idx, T->sub_sim, T->sel_count, T->topk_v, T->topk_i, T->loss_trace};
   for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
@@ -786,9 +864,12 @@ static int run(Trainer *T) {
     int64_t s0 = epoch == T->start_epoch ? T->start_step_in_epoch : 0;
     if (s0 == 0) optim_decay_lr(&T->opt, epoch - 1, c->decay_epochs.v, c->decay_epochs.n, c->decay_rate);
     T->opt.groups[T->group_body].frozen = epoch <= c->warm;   /* warm-up: only the embedding layer and proxies */
-    Rng prng;
-    rng_init(&prng, (uint64_t)c->seed * 1000003u + (uint64_t)epoch);   /* the epoch's permutation, same on every rank */
-    rng_permutation(&prng, T->perm, (int)n);
+    if (T->orders) memcpy(T->perm, T->orders + (size_t)(epoch - 1) * n, (size_t)n * sizeof *T->perm);
+    else {
+      Rng prng;
+      rng_init(&prng, (uint64_t)c->seed * 1000003u + (uint64_t)epoch);   /* the epoch's permutation, same on every rank */
+      rng_permutation(&prng, T->perm, (int)n);
+    }
     memset(T->phase, 0, sizeof T->phase);
     int64_t first = T->step - s0;   /* trace index of the epoch's first step */
     double t_epoch0 = now_sec(), last_print = 0, banked = 0;   /* banked: seconds already in train_seconds */
@@ -902,7 +983,7 @@ int train_cmd_train(int argc, char **argv) {
   if (!agree(&T, load_data(&T) == 0)) goto done;
   dist_threads(&T.d, T.cfg.threads);
   build(&T);
-  if (T.resume && resume(&T) < 0) {
+  if (!agree(&T, load_init(&T) == 0 && load_orders(&T) == 0) || (T.resume && resume(&T) < 0)) {
     trainer_free(&T);
     goto done;
   }

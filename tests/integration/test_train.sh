@@ -75,6 +75,54 @@ print(("ok   " if ok else "FAIL ") + "warm-up epoch: body frozen bit for bit, em
 sys.exit(0 if ok else 1)
 PYEOF
 
+# init_from replaces the seeded initialisation: a run file's parameters bit
+# for bit (the embeddings of an epochs=0 run from it equal the source run's),
+# and the same tensors by name (params/, as a PyTorch state_dict) give the
+# seeded run's trajectory bit for bit
+$PY - "$tmp/init/run.h5" "$tmp/named.h5" "$tmp" <<'PYEOF' || { echo "FAIL writing init files"; fail=1; }
+import sys, h5py, numpy as np
+p = h5py.File(sys.argv[1], "r")["model/parameters"][()]
+shapes = [("body.1.weight", (512, 784)), ("body.1.bias", (512,)), ("body.3.weight", (512, 512)), ("body.3.bias", (512,)),
+          ("embedding.weight", (128, 512)), ("embedding.bias", (128,)), ("proxies", (40, 128))]
+def write(path, edit=lambda name, a: a):
+    with h5py.File(path, "w") as f:
+        off = 0
+        for name, shape in shapes:
+            n = int(np.prod(shape))
+            a = edit(name, p[off:off + n].reshape(shape).copy())
+            if a is not None: f["params/" + name] = a
+            off += n
+        assert off == len(p)
+write(sys.argv[2])
+d = sys.argv[3]
+write(d + "/named_transposed.h5", lambda n, a: a.T if n == "body.1.weight" else a)
+write(d + "/named_missing.h5", lambda n, a: None if n == "body.3.bias" else a)
+write(d + "/named_nan.h5", lambda n, a: np.where(np.arange(a.size).reshape(a.shape) == 7, np.nan, a) if n == "proxies" else a)
+with h5py.File(d + "/named_extra.h5", "w") as f:
+    for k, v in h5py.File(sys.argv[2], "r")["params"].items(): f["params/" + k] = v[()]
+    f["params/body.5.weight"] = np.zeros((4, 4), np.float32)
+with h5py.File(d + "/order_dup.h5", "w") as f:
+    o = np.arange(60000, dtype=np.int32); o[17] = 3; f["order"] = o[None]
+with h5py.File(d + "/order_short.h5", "w") as f:
+    f["order"] = np.arange(1000, dtype=np.int32)[None]
+PYEOF
+$T "$BIN" train --config "$CFG" "${W[@]}" --set epochs=0 --set eval_epochs=0 --set "init_from=$tmp/warm/run.h5" \
+  --out "$tmp/from_run" >/dev/null 2>&1 &&
+$T "$BIN" train --config "$CFG" "${W[@]}" --set epochs=1 --set eval_epochs=[] --out "$tmp/seeded" >/dev/null 2>&1 &&
+$T "$BIN" train --config "$CFG" "${W[@]}" --set epochs=1 --set eval_epochs=[] --set "init_from=$tmp/named.h5" \
+  --out "$tmp/from_named" >/dev/null 2>&1 || { echo "FAIL init_from runs"; fail=1; }
+$PY - "$tmp/warm/run.h5" "$tmp/from_run/run.h5" "$tmp/seeded/run.h5" "$tmp/from_named/run.h5" <<'PYEOF' || fail=1
+import sys, h5py, numpy as np
+w, r, s, n = (h5py.File(p, "r") for p in sys.argv[1:5])
+ok1 = np.array_equal(w["model/parameters"][()], r["model/parameters"][()]) and \
+      np.array_equal(w["embeddings/test"][()], r["embeddings/test"][()])
+print(("ok   " if ok1 else "FAIL ") + "init_from a run file: same parameters and test embeddings, bit for bit")
+ok2 = np.array_equal(s["model/parameters"][()], n["model/parameters"][()]) and \
+      np.array_equal(s["trace/loss"][()], n["trace/loss"][()])
+print(("ok   " if ok2 else "FAIL ") + "init_from tensors by name: the seeded run's trajectory, bit for bit")
+sys.exit(0 if ok1 and ok2 else 1)
+PYEOF
+
 # an existing run is not clobbered
 $T "$BIN" train --config "$CFG" "${SMALL[@]}" --out "$tmp/run" >"$tmp/out" 2>"$tmp/err"
 rc=$?
@@ -144,4 +192,12 @@ bad "batch larger than split" "batch"               --set data="$tmp/fm.h5" --se
 bad "unwritable output dir"  "directory"            --set data="$tmp/fm.h5" --out "$tmp/a_file/sub"
 bad "missing config file"    "nope.cfg|config"      --config "$tmp/nope.cfg"
 bad "labels >= C"            "label"                --set data="$tmp/fm.h5" --set C=5
+bad "init_from missing"      "init_from.*nope"      --set data="$tmp/fm.h5" --set init_from="$tmp/nope.h5"
+bad "init_from, wrong shape" "body.1.weight.*784 x 512.*512 x 784" --set data="$tmp/fm.h5" --set init_from="$tmp/named_transposed.h5"
+bad "init_from, missing tensor" "params/body.3.bias' is missing"     --set data="$tmp/fm.h5" --set init_from="$tmp/named_missing.h5"
+bad "init_from, extra tensor" "body.5.weight is not a tensor of the mlp" --set data="$tmp/fm.h5" --set init_from="$tmp/named_extra.h5"
+bad "init_from, NaN"         "proxies.*non-finite"  --set data="$tmp/fm.h5" --set init_from="$tmp/named_nan.h5"
+bad "init_from, another model" "holds 735360 values" --set data="$tmp/fm.h5" --set init_from="$tmp/run/run.h5" --set N=5
+bad "order_from, not a permutation" "permutation.*position 17" --set data="$tmp/fm.h5" --set order_from="$tmp/order_dup.h5"
+bad "order_from, wrong size" "order.*1 x 60000"     --set data="$tmp/fm.h5" --set order_from="$tmp/order_short.h5"
 exit $fail
