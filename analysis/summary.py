@@ -24,7 +24,8 @@ def swept_keys(runs):
     """["K", "N", other config keys that differ between the readable runs (sorted)]."""
     readable = [r for r in runs if r.readable]
     keys = sorted({k for r in readable for k in r.config} - NOT_SWEPT)
-    differ = [k for k in keys if len({repr(r.config.get(k)) for r in readable}) > 1]
+    # keys newer than some run files (init_from, order_from: "" when unset) count as unset there
+    differ = [k for k in keys if len({repr(r.config.get(k, "")) for r in readable}) > 1]
     return ["K", "N"] + differ
 
 

@@ -644,6 +644,9 @@ static void write_cfg(const Config *c, FILE *out, int how) {
     if ((how & OUT_HASHED_ONLY) && (k->flags & F_RESUME)) continue;
     Val v;
     get(c, k, &v);
+    /* an unset optional file (init_from, order_from) leaves the hashed text
+     * as it was before those keys existed: older checkpoints still resume */
+    if ((how & OUT_HASHED_ONLY) && k->type == T_STR && !v.s[0]) continue;
     fmt_value(k, &v, 1, val, sizeof val);
     if (!(how & OUT_COMMENTS)) { fprintf(out, "%s = %s;\n", k->key, val); continue; }
     if (k->section) fprintf(out, "\n# --- %s ---\n", k->section);

@@ -150,7 +150,10 @@ enum { PROXY_BLOCK = 256 };   /* proxies per similarity block: 512 KiB at D = 51
 static void similarity_blocked(ProxyGML *l, const float *proxies, int B) {
   const int D = l->D, M = l->M, nblk = (M + PROXY_BLOCK - 1) / PROXY_BLOCK;
   int nt = l->nthreads;
-  if (nt > 1) openblas_set_num_threads(1);   /* parallel over blocks, not inside each small sgemm */
+  /* the pthread build only: in the OpenMP one this call is omp_set_num_threads,
+   * and BLAS inside our region is serial anyway */
+  const int switch_blas = nt > 1 && openblas_get_parallel() != 2;
+  if (switch_blas) openblas_set_num_threads(1);   /* parallel over blocks, not inside each small sgemm */
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (nblk > 1)
   for (int k = 0; k < nblk; k++) {
     int j0 = k * PROXY_BLOCK, nj = M - j0 < PROXY_BLOCK ? M - j0 : PROXY_BLOCK;
@@ -168,7 +171,7 @@ static void similarity_blocked(ProxyGML *l, const float *proxies, int B) {
       for (int j = j0; j < j0 + nj; j++) s[j] /= l->pnorm[j];
     }
   }
-  if (nt > 1) openblas_set_num_threads(nt);
+  if (switch_blas) openblas_set_num_threads(nt);
 }
 
 /* 2.8-2.11 and 3.1 for one row: logits, mask, masked softmax, its loss term

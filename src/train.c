@@ -353,15 +353,16 @@ static int load_init(Trainer *T) {
     for (size_t i = 0; rc == 0 && i < (size_t)T->M * T->D; i++)
       if (!isfinite(T->proxies[i])) rc = err_set("params/proxies holds a non-finite value at element %zu", i);
     /* a tensor the model does not have: most likely another architecture's file */
-    H5G_info_t info;
+    H5G_info_t info = {0};
     hid_t g = rc == 0 ? H5Gopen2(f, "params", H5P_DEFAULT) : -1;
-    if (g >= 0 && H5Gget_info(g, &info) >= 0)
-      for (hsize_t i = 0; rc == 0 && i < info.nlinks; i++) {
-        char name[256] = "";
-        H5Lget_name_by_idx(g, ".", H5_INDEX_NAME, H5_ITER_INC, i, name, sizeof name, H5P_DEFAULT);
-        if (strcmp(name, "proxies") && model_param_find(&T->model, name) < 0)
-          rc = err_set("params/%s is not a tensor of the %s model", name, cfg_arch_name(T->cfg.arch));
-      }
+    if (rc == 0 && (g < 0 || H5Gget_info(g, &info) < 0)) rc = err_set("'params' is not a readable group");
+    for (hsize_t i = 0; rc == 0 && i < info.nlinks; i++) {
+      char name[256] = "";
+      if (H5Lget_name_by_idx(g, ".", H5_INDEX_NAME, H5_ITER_INC, i, name, sizeof name, H5P_DEFAULT) < 0)
+        rc = err_set("cannot list the tensors of 'params'");
+      else if (strcmp(name, "proxies") && model_param_find(&T->model, name) < 0)
+        rc = err_set("params/%s is not a tensor of the %s model", name, cfg_arch_name(T->cfg.arch));
+    }
     if (g >= 0) H5Gclose(g);
   } else {
     rc = err_set("neither model/parameters (a run file) nor params/ (tensors by name)");
@@ -370,8 +371,19 @@ static int load_init(Trainer *T) {
   return rc ? err_set("init_from %s: %s", path, err_msg()) : 0;
 }
 
+static int dataset_is_integer(hid_t f, const char *name) {
+  hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
+  if (d < 0) return 0;
+  hid_t t = H5Dget_type(d);
+  int yes = H5Tget_class(t) == H5T_INTEGER;
+  H5Tclose(t);
+  H5Dclose(d);
+  return yes;
+}
+
 /* order_from: dataset `order`, at least `epochs` rows of n_train, each row a
- * permutation of the training rows (read once: epochs x n_train ints) */
+ * permutation of the training rows (read once and kept: epochs x n_train
+ * ints on every rank, 24 MB for 100 epochs of 60000 rows) */
 static int load_orders(Trainer *T) {
   const char *path = T->cfg.order_from;
   if (!path[0] || T->cfg.epochs == 0) return 0;
@@ -381,6 +393,7 @@ static int load_orders(Trainer *T) {
   int nd, rc = 0;
   int64_t dims[H5IO_MAXDIM];
   if (h5io_shape(f, "order", &nd, dims) != 0) rc = -1;
+  else if (!dataset_is_integer(f, "order")) rc = err_set("'order' must hold integers");
   else if (nd != 2 || dims[0] < E || dims[1] != n)
     rc = err_set("'order' must be epochs x n_train = %lld x %lld (or more rows)", (long long)E, (long long)n);
   else {
@@ -983,7 +996,8 @@ int train_cmd_train(int argc, char **argv) {
   if (!agree(&T, load_data(&T) == 0)) goto done;
   dist_threads(&T.d, T.cfg.threads);
   build(&T);
-  if (!agree(&T, load_init(&T) == 0 && load_orders(&T) == 0) || (T.resume && resume(&T) < 0)) {
+  int resumed = T.resume ? resume(&T) : 0;   /* a resumed run takes its parameters from the checkpoint */
+  if (resumed < 0 || !agree(&T, (resumed || load_init(&T) == 0) && load_orders(&T) == 0)) {
     trainer_free(&T);
     goto done;
   }

@@ -75,11 +75,12 @@ print(("ok   " if ok else "FAIL ") + "warm-up epoch: body frozen bit for bit, em
 sys.exit(0 if ok else 1)
 PYEOF
 
-# init_from replaces the seeded initialisation: a run file's parameters bit
-# for bit (the embeddings of an epochs=0 run from it equal the source run's),
-# and the same tensors by name (params/, as a PyTorch state_dict) give the
-# seeded run's trajectory bit for bit
-$PY - "$tmp/init/run.h5" "$tmp/named.h5" "$tmp" <<'PYEOF' || { echo "FAIL writing init files"; fail=1; }
+# init_from replaces the seeded initialisation, from a run file or from the
+# same tensors by name (params/, as a PyTorch state_dict): the parameters and
+# test embeddings of an epochs=0 run equal the trained source run's, bit for
+# bit. order_from: a permutation inside each batch changes nothing but
+# rounding, moving a batch changes the losses.
+$PY - "$tmp/warm/run.h5" "$tmp/named.h5" "$tmp" <<'PYEOF' || { echo "FAIL writing init files"; fail=1; }
 import sys, h5py, numpy as np
 p = h5py.File(sys.argv[1], "r")["model/parameters"][()]
 shapes = [("body.1.weight", (512, 784)), ("body.1.bias", (512,)), ("body.3.weight", (512, 512)), ("body.3.bias", (512,)),
@@ -105,22 +106,40 @@ with h5py.File(d + "/order_dup.h5", "w") as f:
     o = np.arange(60000, dtype=np.int32); o[17] = 3; f["order"] = o[None]
 with h5py.File(d + "/order_short.h5", "w") as f:
     f["order"] = np.arange(1000, dtype=np.int32)[None]
+P = np.random.default_rng(5).permutation(60000).astype(np.int32)
+within = P.copy(); within[:64 * 3] = P[:64 * 3].reshape(3, 64)[:, ::-1].ravel()   # each batch reversed
+moved = P.copy(); moved[:64], moved[64:128] = P[64:128], P[:64]                 # batches 1 and 2 swapped
+with h5py.File(d + "/order_float.h5", "w") as f:
+    f["order"] = P[None].astype(np.float64)
+for name, o in (("order_a", P), ("order_within", within), ("order_moved", moved)):
+    with h5py.File("%s/%s.h5" % (d, name), "w") as f: f["order"] = o[None]
 PYEOF
 $T "$BIN" train --config "$CFG" "${W[@]}" --set epochs=0 --set eval_epochs=0 --set "init_from=$tmp/warm/run.h5" \
   --out "$tmp/from_run" >/dev/null 2>&1 &&
-$T "$BIN" train --config "$CFG" "${W[@]}" --set epochs=1 --set eval_epochs=[] --out "$tmp/seeded" >/dev/null 2>&1 &&
-$T "$BIN" train --config "$CFG" "${W[@]}" --set epochs=1 --set eval_epochs=[] --set "init_from=$tmp/named.h5" \
+$T "$BIN" train --config "$CFG" "${W[@]}" --set epochs=0 --set eval_epochs=0 --set "init_from=$tmp/named.h5" \
   --out "$tmp/from_named" >/dev/null 2>&1 || { echo "FAIL init_from runs"; fail=1; }
-$PY - "$tmp/warm/run.h5" "$tmp/from_run/run.h5" "$tmp/seeded/run.h5" "$tmp/from_named/run.h5" <<'PYEOF' || fail=1
+for o in order_a order_within order_moved; do
+  $T "$BIN" train --config "$CFG" "${W[@]}" --set epochs=1 --set max_steps_per_epoch=3 --set eval_epochs=[] \
+    --set "order_from=$tmp/$o.h5" --out "$tmp/$o" >/dev/null 2>&1 || { echo "FAIL order_from run $o"; fail=1; }
+done
+$PY - "$tmp" <<'PYEOF' || fail=1
 import sys, h5py, numpy as np
-w, r, s, n = (h5py.File(p, "r") for p in sys.argv[1:5])
-ok1 = np.array_equal(w["model/parameters"][()], r["model/parameters"][()]) and \
-      np.array_equal(w["embeddings/test"][()], r["embeddings/test"][()])
-print(("ok   " if ok1 else "FAIL ") + "init_from a run file: same parameters and test embeddings, bit for bit")
-ok2 = np.array_equal(s["model/parameters"][()], n["model/parameters"][()]) and \
-      np.array_equal(s["trace/loss"][()], n["trace/loss"][()])
-print(("ok   " if ok2 else "FAIL ") + "init_from tensors by name: the seeded run's trajectory, bit for bit")
-sys.exit(0 if ok1 and ok2 else 1)
+d = sys.argv[1]
+w, r, n, i = (h5py.File("%s/%s/run.h5" % (d, x), "r") for x in ("warm", "from_run", "from_named", "init"))
+ok = True
+for name, f in (("a run file", r), ("tensors by name", n)):
+    good = np.array_equal(w["model/parameters"][()], f["model/parameters"][()]) and \
+           np.array_equal(w["embeddings/test"][()], f["embeddings/test"][()]) and \
+           not np.array_equal(i["model/parameters"][()], f["model/parameters"][()])
+    print(("ok   " if good else "FAIL ") + "init_from %s: the source's parameters and test embeddings, bit for bit" % name)
+    ok &= good
+a, b, c = (h5py.File("%s/%s/run.h5" % (d, x), "r")["trace/loss"][()] for x in ("order_a", "order_within", "order_moved"))
+within = np.max(np.abs(a - b) / a)
+moved = abs(a[0] - c[0]) / a[0]
+good = len(a) == 3 and within < 1e-5 and moved > 1e-3
+print(("ok   " if good else "FAIL ") + "order_from: reordering inside batches changes the losses by %.1e, moving a batch by %.1e"
+      % (within, moved))
+sys.exit(0 if ok and good else 1)
 PYEOF
 
 # an existing run is not clobbered
@@ -199,5 +218,6 @@ bad "init_from, extra tensor" "body.5.weight is not a tensor of the mlp" --set d
 bad "init_from, NaN"         "proxies.*non-finite"  --set data="$tmp/fm.h5" --set init_from="$tmp/named_nan.h5"
 bad "init_from, another model" "holds 735360 values" --set data="$tmp/fm.h5" --set init_from="$tmp/run/run.h5" --set N=5
 bad "order_from, not a permutation" "permutation.*position 17" --set data="$tmp/fm.h5" --set order_from="$tmp/order_dup.h5"
+bad "order_from, not integers" "order.*integers"  --set data="$tmp/fm.h5" --set order_from="$tmp/order_float.h5"
 bad "order_from, wrong size" "order.*1 x 60000"     --set data="$tmp/fm.h5" --set order_from="$tmp/order_short.h5"
 exit $fail
