@@ -34,6 +34,9 @@ int h5io_create_parallel(const char *path, MPI_Comm comm, hid_t *file);  /* trun
 
 int h5io_has(hid_t loc, const char *name);      /* 1 if a link `name` exists (no error set) */
 int h5io_shape(hid_t loc, const char *name, int *ndim, int64_t dims[H5IO_MAXDIM]);
+/* the stored element type: class, size in bytes, sign (H5T_SGN_NONE unless an
+ * integer); -1 (no message) if the dataset cannot be opened */
+int h5io_type(hid_t loc, const char *name, H5T_class_t *cls, size_t *size, H5T_sign_t *sign);
 int h5io_read(hid_t loc, const char *name, hid_t memtype, void *buf, size_t count);
 /* rows [row0, row0 + nrows) along the first dimension (a hyperslab: what one rank reads) */
 int h5io_read_rows(hid_t loc, const char *name, hid_t memtype, int64_t row0, int64_t nrows, void *buf);

@@ -425,11 +425,7 @@ void cfg_defaults(Config *c) {
   }
 }
 
-static int at_line(const char *file, int line) {
-  char msg[1024];
-  snprintf(msg, sizeof msg, "%s", err_msg());
-  return err_set("%s:%d: %s", file, line, msg);
-}
+static int at_line(const char *file, int line) { return err_set("%s:%d: %s", file, line, err_msg()); }
 
 static int load_root(Config *c, const config_t *lc, const char *path) {
   Config t = *c;

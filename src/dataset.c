@@ -26,26 +26,8 @@
 
 /* ---- validation ------------------------------------------------------------ */
 
-/* Re-prefix the message of a failed h5io call with file and split. The copy
- * matters: err_set must not read from the buffer it writes. */
-static int fail_in(const char *path, const char *split) {
-  char m[768];
-  snprintf(m, sizeof m, "%s", err_msg());
-  return err_set("%s: /%s: %s", path, split, m);
-}
-
-/* type class of a dataset; -1 if it cannot be opened */
-static int dset_type(hid_t loc, const char *name, H5T_class_t *cls, size_t *size, H5T_sign_t *sign) {
-  hid_t d = H5Dopen2(loc, name, H5P_DEFAULT);
-  if (d < 0) return -1;
-  hid_t t = H5Dget_type(d);
-  *cls = H5Tget_class(t);
-  *size = H5Tget_size(t);
-  *sign = *cls == H5T_INTEGER ? H5Tget_sign(t) : H5T_SGN_NONE;
-  H5Tclose(t);
-  H5Dclose(d);
-  return 0;
-}
+/* re-prefix the message of a failed h5io call with file and split */
+static int fail_in(const char *path, const char *split) { return err_set("%s: /%s: %s", path, split, err_msg()); }
 
 static int check_split_name(const char *split) {
   if (!split || (strcmp(split, "train") && strcmp(split, "test")))
@@ -106,7 +88,7 @@ static int info_open(hid_t f, hid_t g, const char *path, const char *split, Data
   size_t tsize;
   H5T_sign_t sign;
   if (h5io_shape(g, data, &nd, dims) != 0) return fail_in(path, split);
-  if (dset_type(g, data, &cls, &tsize, &sign) != 0) return err_set("%s: /%s/%s cannot be opened", path, split, data);
+  if (h5io_type(g, data, &cls, &tsize, &sign) != 0) return err_set("%s: /%s/%s cannot be opened", path, split, data);
   if (has_img) {
     if (nd != 4) return err_set("%s: /%s/images has rank %d, expected 4 (n x H x W x channels)", path, split, nd);
     if (cls != H5T_INTEGER || tsize != 1 || sign != H5T_SGN_NONE)
@@ -132,14 +114,14 @@ static int info_open(hid_t f, hid_t g, const char *path, const char *split, Data
   if (in->n < 1) return err_set("%s: /%s is empty (0 rows in %s)", path, split, data);
 
   if (h5io_shape(g, "labels", &nd, dims) != 0) return fail_in(path, split);
-  dset_type(g, "labels", &cls, &tsize, &sign);
+  h5io_type(g, "labels", &cls, &tsize, &sign);
   if (nd != 1 || cls != H5T_INTEGER) return err_set("%s: /%s/labels is not a 1-d integer dataset", path, split);
   if (dims[0] != in->n)
     return err_set("%s: /%s/labels has %lld rows but %s has %lld", path, split, (long long)dims[0], data,
                    (long long)in->n);
 
   if (h5io_shape(g, "class_names", &nd, dims) != 0) return fail_in(path, split);
-  dset_type(g, "class_names", &cls, &tsize, &sign);
+  h5io_type(g, "class_names", &cls, &tsize, &sign);
   if (nd != 1 || cls != H5T_STRING) return err_set("%s: /%s/class_names is not a 1-d string dataset", path, split);
   if (dims[0] != nc)
     return err_set("%s: /%s/class_names has %lld entries but n_classes = %lld", path, split, (long long)dims[0],
@@ -476,11 +458,7 @@ static int write_1d(hid_t loc, const char *name, hid_t type, int64_t n, const vo
 }
 
 /* prefix the current message with the temp file's name */
-static int fail_w(const DatasetWriter *w) {
-  char m[768];
-  snprintf(m, sizeof m, "%s", err_msg());
-  return err_set("%s: %s", w->tmp, m);
-}
+static int fail_w(const DatasetWriter *w) { return err_set("%s: %s", w->tmp, err_msg()); }
 
 int dataset_writer_init(DatasetWriter *w, const char *out, int n_classes, const char *const *class_names,
                         const char *converter) {

@@ -803,10 +803,8 @@ static int src_open(Src *s, const char *spec) {
   if (h5io_open(file, &s->file) != 0) return -1;
   int64_t d[H5IO_MAXDIM];
   if (h5io_shape(s->file, s->dset, &s->ndim, d) != 0) {
-    char m[768];
-    snprintf(m, sizeof m, "%s", err_msg());
     src_close(s);
-    return err_set("%s: %s", file, m);
+    return err_set("%s: %s", file, err_msg());
   }
   if (s->ndim > 2) {
     src_close(s);
@@ -851,9 +849,7 @@ static int src_read(Src *s, int64_t r0, int64_t n, double *out) {
   int64_t cols = s->ndim == 2 ? s->dims[1] : 1;
   if (s->h5) {
     if (h5io_read_rows(s->file, s->dset, H5T_NATIVE_DOUBLE, r0, n, out) != 0) {
-      char m[768];
-      snprintf(m, sizeof m, "%s", err_msg());
-      return err_set("%s: %s", s->spec, m);
+      return err_set("%s: %s", s->spec, err_msg());
     }
     return 0;
   }

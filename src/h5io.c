@@ -66,6 +66,19 @@ int h5io_shape(hid_t loc, const char *name, int *ndim, int64_t dims[H5IO_MAXDIM]
   return rc;
 }
 
+int h5io_type(hid_t loc, const char *name, H5T_class_t *cls, size_t *size, H5T_sign_t *sign) {
+  h5io_quiet();
+  hid_t d = H5Dopen2(loc, name, H5P_DEFAULT);
+  if (d < 0) return -1;
+  hid_t t = H5Dget_type(d);
+  *cls = H5Tget_class(t);
+  *size = H5Tget_size(t);
+  *sign = *cls == H5T_INTEGER ? H5Tget_sign(t) : H5T_SGN_NONE;
+  H5Tclose(t);
+  H5Dclose(d);
+  return 0;
+}
+
 int h5io_read(hid_t loc, const char *name, hid_t memtype, void *buf, size_t count) {
   int nd; int64_t dims[H5IO_MAXDIM];
   if (h5io_shape(loc, name, &nd, dims) != 0) return -1;

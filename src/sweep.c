@@ -30,9 +30,7 @@ static void format_double(double x, char *buf, size_t cap) {
 
 /* "FILE:LINE: " + the current message */
 static int at_line(const char *file, int line, const char *what) {
-  char msg[1024];
-  snprintf(msg, sizeof msg, "%s", err_msg());
-  return err_set("%s:%d: %s%s", file, line, what, msg);
+  return err_set("%s:%d: %s%s", file, line, what, err_msg());
 }
 
 /* one scalar, or an array of integers (list keys: "20,40"), as --set text */
@@ -254,11 +252,7 @@ static int by_name(const void *a, const void *b) {
 static int build_tasks(Sweep *s) {
   Config base;
   cfg_defaults(&base);
-  if (cfg_load(&base, s->config) != 0) {
-    char msg[1100];
-    snprintf(msg, sizeof msg, "%s", err_msg());
-    return err_set("%s:%d: config: %s", s->path, s->config_line, msg);
-  }
+  if (cfg_load(&base, s->config) != 0) return err_set("%s:%d: config: %s", s->path, s->config_line, err_msg());
   int64_t n = 1;
   for (int a = 0; a < s->naxes; a++)
     if ((n *= s->axes[a].n) > SWEEP_MAX_TASKS) return err_set("%s: the grid has more than %d points", s->path, SWEEP_MAX_TASKS);
@@ -267,25 +261,18 @@ static int build_tasks(Sweep *s) {
   for (int id = 0; id < s->ntasks; id++) {
     Config *c = &s->cfgs[id];
     *c = base;
-    char kv[64 + SWEEP_TEXT_MAX + 2], msg[1100];
+    char kv[64 + SWEEP_TEXT_MAX + 2];
     for (int a = 0; a < s->naxes; a++) {
       const SweepAxis *ax = &s->axes[a];
       snprintf(kv, sizeof kv, "%s=%s", ax->key, ax->text[task_digit(s, id, a)]);
-      if (cfg_set(c, kv) != 0) {
-        snprintf(msg, sizeof msg, "%s", err_msg());
-        return err_set("%s:%d: grid: %s", s->path, ax->line, msg);
-      }
+      if (cfg_set(c, kv) != 0) return err_set("%s:%d: grid: %s", s->path, ax->line, err_msg());
     }
     for (int i = 0; i < s->nset; i++)
-      if (cfg_set(c, s->set[i]) != 0) {
-        snprintf(msg, sizeof msg, "%s", err_msg());
-        return err_set("%s: set: %s", s->path, msg);
-      }
+      if (cfg_set(c, s->set[i]) != 0) return err_set("%s: set: %s", s->path, err_msg());
     if (cfg_validate(c) != 0) {
       char dir[SWEEP_DIR_MAX];
       task_dir(s, id, dir, sizeof dir);
-      snprintf(msg, sizeof msg, "%s", err_msg());
-      return err_set("%s: task %d (%s): %s", s->path, id, dir, msg);
+      return err_set("%s: task %d (%s): %s", s->path, id, dir, err_msg());
     }
   }
   /* duplicates: the same Config bytes, or the same directory name */
