@@ -1,7 +1,7 @@
 /* common.h: what every module needs: fatal checks, checked allocation, a
- * per-process error message for recoverable failures, and a wall clock.
+ * per-process error message for recoverable failures, mkdir -p, and a wall clock.
  *
- * Error discipline (docs/house-style, "no rank may hang"):
+ * Error discipline (docs/contributing.md 3, "no rank may hang"):
  *   - CHECK(cond, fmt, ...): local and unrecoverable (allocation, a failed
  *     library call). Prints "[rank r] file:line: message" and aborts every
  *     rank through MPI_Abort when MPI is up, exit(1) otherwise.
@@ -32,5 +32,22 @@ int err_set(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 const char *err_msg(void);
 
 double now_sec(void);                        /* monotonic wall clock, seconds */
+
+/* mkdir -p: creates dir and its missing parents; -1 with the message naming
+ * the first component that cannot be made (or a file in the way) */
+int common_mkdir_p(const char *dir);
+/* common_mkdir_p of the directory part of a file path (nothing for a bare name) */
+int common_mkdir_parent(const char *path);
+
+/* A hot loop of our own, compiled for the portable baseline (x86-64-v2) and
+ * again for x86-64-v3 and -v4; the loader picks the best the CPU runs. The
+ * loops are written so that the three give the same results except where an
+ * explicit `omp simd` reduction lets the vector width set the summation order.
+ * Without multi-versioning (-Dnative=true, other CPUs) it is nothing. */
+#if defined(PROXYGML_MULTIVERSION)
+#define PROXYGML_HOT __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define PROXYGML_HOT
+#endif
 
 #endif

@@ -8,7 +8,7 @@
  *   dist_allreduce_sum(&d, grads, n);            // in place, one call per step
  *   dist_finalize(&d);
  *
- * Error discipline (docs/house-style.md): a local, unrecoverable failure goes
+ * Error discipline (docs/contributing.md 3): a local, unrecoverable failure goes
  * through CHECK (common.h), which MPI_Aborts every rank; a failure that every
  * rank sees the same way returns a status that every rank acts on; a failure
  * some ranks may see alone (a missing file, a NaN) is first agreed on with
@@ -19,6 +19,13 @@
 
 #include <mpi.h>
 #include <stddef.h>
+
+#include "common.h"
+
+/* Every MPI call of the project goes through this: a failed call is a local,
+ * unrecoverable failure (CHECK: one line naming the call, then MPI_Abort). */
+#define DIST_CHECK(call) \
+  do { int rc_ = (call); CHECK(rc_ == MPI_SUCCESS, "%s failed (MPI error %d)", #call, rc_); } while (0)
 
 typedef struct {
   int rank, size;

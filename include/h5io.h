@@ -27,7 +27,9 @@
 
 void h5io_quiet(void);                          /* turn off HDF5's automatic error printing */
 
-int h5io_open(const char *path, hid_t *file);   /* read-only, serial driver */
+/* read-only, serial driver; the message tells a missing file, one that is not
+ * HDF5, a truncated one and a corrupt one apart */
+int h5io_open(const char *path, hid_t *file);
 int h5io_open_parallel(const char *path, MPI_Comm comm, hid_t *file);    /* read-only, MPI-IO */
 int h5io_create(const char *path, hid_t *file);                          /* truncate, serial */
 int h5io_create_parallel(const char *path, MPI_Comm comm, hid_t *file);  /* truncate, MPI-IO */

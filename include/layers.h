@@ -21,7 +21,7 @@
 #include <stddef.h>
 
 /* Row L2 normalisation: out_b = inp_b / max(||inp_b||, 1e-12).
- * reference: docs/proxygml-math.md, 2.1 and 3.3.
+ * reference: docs/loss.md 3.1 and 4.5.
  * norm (B) caches the clamped norms for the backward. */
 void l2norm_forward(float *out /* B x D */, float *norm /* B */, const float *inp /* B x D */, int B, int D);
 /* dinp += (dout - out (out . dout)) / norm, row by row */

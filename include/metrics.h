@@ -1,5 +1,5 @@
 /* metrics.h: evaluation of embeddings: exact blocked kNN, Recall@k, MAP@R,
- * R-precision (docs/proxygml-math.md section 7), k-means with k-means++
+ * R-precision (docs/loss.md 9), k-means with k-means++
  * seeding, and NMI.
  *
  * kNN. Similarity is the inner product of the rows of `emb` (n x D, float32,

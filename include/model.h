@@ -2,7 +2,7 @@
  * calls over the kernels of layers.h, plus its parameter table.
  *
  * Architectures (input C x H x W, NCHW; embedding dim D, default 128), the
- * networks of the PyTorch reference (bench/torch_train_fmnist.py):
+ * networks of the PyTorch reference (bench/torch_train.py):
  *   mlp:    flatten - linear(C*H*W -> 512) - relu - linear(512 -> 512) - relu - linear(512 -> D)
  *   cnn:    conv3x3(C -> 32) - relu - maxpool2 - conv3x3(32 -> 64) - relu - maxpool2
  *           - flatten - linear(64*(H/4)*(W/4) -> 256) - relu - linear(256 -> D)
@@ -84,6 +84,9 @@ typedef struct {
 /* Shapes and buffers for `arch` ("mlp", "cnn", "linear"). Returns 0, or -1
  * with err_msg() set (unknown architecture, bad sizes) and nothing allocated. */
 int model_init(Model *m, const char *arch, int in_c, int in_h, int in_w, int embed_dim, int B_max);
+/* model_init's checks alone, allocating nothing: can `arch` take inputs of
+ * in_c x in_h x in_w (a feature vector of F values is F x 1 x 1)? */
+int model_check(const char *arch, int in_c, int in_h, int in_w, int embed_dim);
 size_t model_num_params(const Model *m);
 /* views into the caller's blocks of model_num_params floats; grads may be NULL */
 void model_bind(Model *m, float *params, float *grads);

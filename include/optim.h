@@ -1,5 +1,5 @@
 /* optim.h: Adam exactly as torch.optim.Adam in the published training
- * (docs/proxygml-math.md, section 6): L2 weight decay added to the gradient
+ * (docs/loss.md 7): L2 weight decay added to the gradient
  * (not AdamW), bias corrections, eps outside the square root (default 0.01),
  * parameter groups with their own learning rates over ranges of ONE flat
  * parameter block, step decay of the learning rate, and a true freeze.

@@ -1,6 +1,6 @@
 /* proxygml.h: the ProxyGML loss ("Fewer is More: A Deep Graph Metric
  * Learning Perspective Using Fewer Proxies", NeurIPS 2020), forward and
- * backward, exactly as defined in docs/proxygml-math.md.
+ * backward, exactly as defined in docs/loss.md.
  *
  * One step, for a batch of B raw embeddings and the C*N proxies:
  *
@@ -86,6 +86,13 @@ float proxygml_forward(ProxyGML *l, const float *x_raw /* B x D */, const int *l
                        const float *proxies /* M x D */, int B);
 /* dx_raw += dL/dx_raw (B x D), dproxies += dL/dproxies (M x D) */
 void proxygml_backward(ProxyGML *l, float *dx_raw, float *dproxies);
+
+/* Row b of the last forward (label y): how far its selection is from
+ * changing, the least kept minus the largest dropped similarity among the
+ * proxies that compete for the free places (the negatives when K >= N, the
+ * positives when K < N); +inf when nothing competes. A perturbation of the
+ * similarities smaller than half of it cannot change the subgraph. */
+float proxygml_topk_margin(const ProxyGML *l, int b, int y);
 
 /* The K largest of s[0..M) (ties: lower index first), ascending indices into
  * out; v, idx: scratch of K each. Inference-time subgraphs (no labels). */

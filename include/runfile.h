@@ -1,6 +1,6 @@
 /* runfile.h: the run output file DIR/run.h5 (schema in docs/run-file.md).
  *
- * The whole file is rewritten at every evaluation and at the end, into a
+ * The whole file is rewritten after every epoch and when the run stops, into a
  * temporary file that is then renamed over run.h5, so run.h5 is always a
  * complete, readable HDF5 file: a run killed at any moment leaves the last
  * version, whose `status` is "running" (or "failed"/"preempted"), never a

@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # The test command (README): installs what is missing, builds, and runs every
-# suite: unit (Criterion), cli (the real binary on real files), mpi (real
-# ranks under mpirun), slurm (a local Slurm), then the unit tests again under ASan + UBSan.
-#   scripts/test.sh            everything
-#   SKIP_SANITIZE=1 scripts/test.sh    without the sanitizer pass
+# suite on the portable build (the default binary): unit (Criterion), cli (the
+# real binary on real files), mpi (real ranks under mpirun), slurm (a local
+# Slurm), analysis; then the numerically sensitive suites (the loss, layers,
+# metrics and mpi tests) again on a build tuned for this CPU (-Dnative=true),
+# and the unit tests under ASan + UBSan.
+#   scripts/test.sh                    everything
+#   SKIP_NATIVE=1 SKIP_SANITIZE=1 scripts/test.sh    the portable build only
 set -euo pipefail
 cd "$(dirname "$0")/.."
+start=$(date +%s)
 bash scripts/setup.sh
 
 build() {   # build DIR [meson options...]
@@ -15,7 +19,7 @@ build() {   # build DIR [meson options...]
   meson compile -C "$dir"
 }
 
-build build
+build build -Dnative=false
 # the slurm suite runs on a local single-node Slurm: start it unless it is up, stop it at the end
 if ! bash scripts/slurm-lab.sh status >/dev/null 2>&1; then
   bash scripts/slurm-lab.sh start
@@ -23,9 +27,16 @@ if ! bash scripts/slurm-lab.sh status >/dev/null 2>&1; then
 fi
 meson test -C build --print-errorlogs --num-processes 2
 
+if [ "${SKIP_NATIVE:-0}" != 1 ]; then
+  echo "== the numerically sensitive tests on a build tuned for this CPU (-march=native)"
+  build build-native -Dnative=true
+  meson test -C build-native --print-errorlogs --num-processes 2 loss adam layers model metrics
+  meson test -C build-native --print-errorlogs --suite mpi
+fi
+
 if [ "${SKIP_SANITIZE:-0}" != 1 ]; then
   echo "== unit tests under AddressSanitizer + UndefinedBehaviorSanitizer"
   build build-sanitize -Dsanitize=true -Dbuildtype=debugoptimized
   meson test -C build-sanitize --suite unit --print-errorlogs --num-processes 2
 fi
-echo "== all tests passed"
+echo "== all tests passed in $(( $(date +%s) - start )) s"

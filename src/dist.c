@@ -13,19 +13,16 @@
 #include <string.h>
 #include <unistd.h>
 
-#define MPI_CHECK(call) \
-  do { int rc_ = (call); CHECK(rc_ == MPI_SUCCESS, "%s failed (MPI error %d)", #call, rc_); } while (0)
-
 void dist_init(Dist *d, int *argc, char ***argv) {
   memset(d, 0, sizeof *d);
   int up = 0;
   MPI_Initialized(&up);
-  if (!up) MPI_CHECK(MPI_Init(argc, argv));
+  if (!up) DIST_CHECK(MPI_Init(argc, argv));
   d->comm = MPI_COMM_WORLD;
   MPI_Comm_rank(d->comm, &d->rank);
   MPI_Comm_size(d->comm, &d->size);
   MPI_Comm node;
-  MPI_CHECK(MPI_Comm_split_type(d->comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node));
+  DIST_CHECK(MPI_Comm_split_type(d->comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node));
   MPI_Comm_rank(node, &d->local_rank);
   MPI_Comm_size(node, &d->local_size);
   MPI_Comm_free(&node);
@@ -60,13 +57,13 @@ int dist_threads(Dist *d, int requested) {
 
 int dist_agree(const Dist *d, int ok) {
   int mine = ok ? 1 : 0, all = 0;
-  MPI_CHECK(MPI_Allreduce(&mine, &all, 1, MPI_INT, MPI_MIN, d->comm));
+  DIST_CHECK(MPI_Allreduce(&mine, &all, 1, MPI_INT, MPI_MIN, d->comm));
   return all;
 }
 
 int dist_first_failing(const Dist *d, int bad) {
   int mine = bad ? d->rank : INT_MAX, first = INT_MAX;
-  MPI_CHECK(MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, d->comm));
+  DIST_CHECK(MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, d->comm));
   return first == INT_MAX ? -1 : first;
 }
 
@@ -74,20 +71,20 @@ void dist_allreduce_sum(const Dist *d, float *buf, size_t n) {
   if (d->size == 1) return;
   for (size_t off = 0; off < n; off += (size_t)INT_MAX) {   /* counts are int */
     int cnt = (int)(n - off < (size_t)INT_MAX ? n - off : (size_t)INT_MAX);
-    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, buf + off, cnt, MPI_FLOAT, MPI_SUM, d->comm));
+    DIST_CHECK(MPI_Allreduce(MPI_IN_PLACE, buf + off, cnt, MPI_FLOAT, MPI_SUM, d->comm));
   }
 }
 
 void dist_allreduce_sum_f64(const Dist *d, double *buf, size_t n) {
   if (d->size == 1) return;
   CHECK(n <= (size_t)INT_MAX, "dist_allreduce_sum_f64: %zu elements", n);
-  MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_DOUBLE, MPI_SUM, d->comm));
+  DIST_CHECK(MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_DOUBLE, MPI_SUM, d->comm));
 }
 
 void dist_bcast(const Dist *d, void *buf, size_t bytes) {
   if (d->size == 1) return;
   CHECK(bytes <= (size_t)INT_MAX, "dist_bcast: %zu bytes", bytes);
-  MPI_CHECK(MPI_Bcast(buf, (int)bytes, MPI_BYTE, 0, d->comm));
+  DIST_CHECK(MPI_Bcast(buf, (int)bytes, MPI_BYTE, 0, d->comm));
 }
 
 void dist_log(const Dist *d, const char *fmt, ...) {

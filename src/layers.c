@@ -3,6 +3,8 @@
  * through OpenBLAS; OpenMP splits the batch where BLAS does not thread. */
 #include "layers.h"
 
+#include "common.h"
+
 #include <assert.h>
 #include <cblas.h>
 #include <math.h>
@@ -11,33 +13,33 @@
 
 /* ---------------------------------------------------------------- l2norm */
 
+static PROXYGML_HOT void l2norm_forward_row(float *y, float *norm, const float *x, int D) {
+  double ss = 0;   /* double accumulation: norms enter every gradient */
+#pragma omp simd reduction(+ : ss)
+  for (int d = 0; d < D; d++) ss += (double)x[d] * x[d];
+  double n = fmax(sqrt(ss), 1e-12);
+  float inv = (float)(1.0 / n);
+  *norm = (float)n;
+  for (int d = 0; d < D; d++) y[d] = x[d] * inv;
+}
+
 void l2norm_forward(float *out, float *norm, const float *inp, int B, int D) {
 #pragma omp parallel for schedule(static) if (B * D > 32768)
-  for (int b = 0; b < B; b++) {
-    const float *x = inp + (long)b * D;
-    float *y = out + (long)b * D;
-    double ss = 0;   /* double accumulation: norms enter every gradient */
-#pragma omp simd reduction(+ : ss)
-    for (int d = 0; d < D; d++) ss += (double)x[d] * x[d];
-    double n = fmax(sqrt(ss), 1e-12);
-    float inv = (float)(1.0 / n);
-    norm[b] = (float)n;
-    for (int d = 0; d < D; d++) y[d] = x[d] * inv;
-  }
+  for (int b = 0; b < B; b++) l2norm_forward_row(out + (long)b * D, norm + b, inp + (long)b * D, D);
+}
+
+static PROXYGML_HOT void l2norm_backward_row(float *dx, const float *g, const float *y, float norm, int D) {
+  double dot = 0;
+#pragma omp simd reduction(+ : dot)
+  for (int d = 0; d < D; d++) dot += (double)y[d] * g[d];
+  float inv = 1.0f / norm, fdot = (float)dot;
+  if (norm <= 1e-12f) fdot = 0;   /* clamped: the map is linear, gradient g / 1e-12 */
+  for (int d = 0; d < D; d++) dx[d] += (g[d] - y[d] * fdot) * inv;
 }
 
 void l2norm_backward(float *dinp, const float *dout, const float *out, const float *norm, int B, int D) {
 #pragma omp parallel for schedule(static) if (B * D > 32768)
-  for (int b = 0; b < B; b++) {
-    const float *g = dout + (long)b * D, *y = out + (long)b * D;
-    float *dx = dinp + (long)b * D;
-    double dot = 0;
-#pragma omp simd reduction(+ : dot)
-    for (int d = 0; d < D; d++) dot += (double)y[d] * g[d];
-    float inv = 1.0f / norm[b], fdot = (float)dot;
-    if (norm[b] <= 1e-12f) fdot = 0;   /* clamped: the map is linear, gradient g / 1e-12 */
-    for (int d = 0; d < D; d++) dx[d] += (g[d] - y[d] * fdot) * inv;
-  }
+  for (int b = 0; b < B; b++) l2norm_backward_row(dinp + (long)b * D, dout + (long)b * D, out + (long)b * D, norm[b], D);
 }
 
 void l2norm_forward_ref(double *out, double *norm, const double *inp, int B, int D) {
@@ -426,7 +428,7 @@ static inline void wino_output_tile_adjoint(float dm[16], const float dy[4]) {
  * pixel strides through 64 cache lines and thrashes L1.) */
 
 /* dst (Hp x Wp x C, zero elsewhere) gets the sample src (C x H x W) channels-last at (off, off) */
-static void wino_pack(float *dst, const float *src, int C, int H, int W, int Hp, int Wp, int off) {
+static PROXYGML_HOT void wino_pack(float *dst, const float *src, int C, int H, int W, int Hp, int Wp, int off) {
   const size_t row = (size_t)Wp * C;
   memset(dst, 0, off * row * sizeof *dst);                                  /* the margins */
   memset(dst + (off + H) * row, 0, (Hp - off - H) * row * sizeof *dst);
@@ -449,7 +451,7 @@ static void wino_pack(float *dst, const float *src, int C, int H, int W, int Hp,
 }
 
 /* dst (C x H x W) = (or +=) src (. x Wp x C) at (off, off), back to channels-first */
-static void wino_unpack(float *dst, const float *src, int C, int H, int W, int Wp, int off, int accumulate) {
+static PROXYGML_HOT void wino_unpack(float *dst, const float *src, int C, int H, int W, int Wp, int off, int accumulate) {
   const long P = (long)H * W;
   for (int c0 = 0; c0 < C; c0 += 16) {
     const int nc = C - c0 < 16 ? C - c0 : 16;
@@ -476,7 +478,7 @@ static void wino_weights(float *U, long us, const float *weight /* Cout x Cin x 
 }
 
 /* V[xi][t0 + t][.] = B^T d_t B for the tiles of one sample, X its Hp x Wp x C buffer */
-static void wino_inputs(float *V, long vs, const float *X, long t0, int C, int th, int tw, int Wp) {
+static PROXYGML_HOT void wino_inputs(float *V, long vs, const float *X, long t0, int C, int th, int tw, int Wp) {
   for (int ty = 0; ty < th; ty++)
     for (int tx = 0; tx < tw; tx++) {
       const float *p = X + ((long)2 * ty * Wp + 2 * tx) * C;   /* patch (i, j) at p + (i*Wp + j)*C */
@@ -493,7 +495,7 @@ static void wino_inputs(float *V, long vs, const float *X, long t0, int C, int t
 }
 
 /* dX (Hp x Wp x C) += the adjoint of wino_inputs for one sample */
-static void wino_inputs_adjoint(float *dX, const float *dV, long vs, long t0, int C, int th, int tw, int Wp) {
+static PROXYGML_HOT void wino_inputs_adjoint(float *dX, const float *dV, long vs, long t0, int C, int th, int tw, int Wp) {
   for (int ty = 0; ty < th; ty++)
     for (int tx = 0; tx < tw; tx++) {   /* in order: neighbouring patches overlap */
       float *p = dX + ((long)2 * ty * Wp + 2 * tx) * C;
@@ -510,7 +512,7 @@ static void wino_inputs_adjoint(float *dX, const float *dV, long vs, long t0, in
 }
 
 /* Y ((2th) x (2tw) x O) = A^T M_t A + bias for the tiles of one sample */
-static void wino_outputs(float *Y, const float *M, long ms, const float *bias, long t0, int O, int th, int tw) {
+static PROXYGML_HOT void wino_outputs(float *Y, const float *M, long ms, const float *bias, long t0, int O, int th, int tw) {
   const long row = 2L * tw * O;
   for (int ty = 0; ty < th; ty++)
     for (int tx = 0; tx < tw; tx++) {
@@ -530,7 +532,7 @@ static void wino_outputs(float *Y, const float *M, long ms, const float *bias, l
 }
 
 /* dM[xi][t0 + t][.] = A dY_t A^T, the adjoint of wino_outputs, dY ((2th) x (2tw) x O) */
-static void wino_outputs_adjoint(float *dM, long ms, const float *dY, long t0, int O, int th, int tw) {
+static PROXYGML_HOT void wino_outputs_adjoint(float *dM, long ms, const float *dY, long t0, int O, int th, int tw) {
   const long row = 2L * tw * O;
   for (int ty = 0; ty < th; ty++)
     for (int tx = 0; tx < tw; tx++) {
@@ -686,15 +688,26 @@ void conv3x3_backward_ref(double *dinp, double *dweight, double *dbias, const do
 
 /* ------------------------------------------------------------------ relu */
 
+enum { RELU_CHUNK = 16384 };   /* elements per call of the kernels below */
+
+static PROXYGML_HOT void relu_forward_chunk(float *out, const float *inp, long n) {
+  for (long i = 0; i < n; i++) out[i] = inp[i] > 0 ? inp[i] : 0;
+}
+
+static PROXYGML_HOT void relu_backward_chunk(float *dinp, const float *dout, const float *out, long n) {
+  for (long i = 0; i < n; i++) dinp[i] += out[i] > 0 ? dout[i] : 0;
+}
+
 void relu_forward(float *out, const float *inp, long n) {
 #pragma omp parallel for schedule(static) if (n > 65536)
-  for (long i = 0; i < n; i++) out[i] = inp[i] > 0 ? inp[i] : 0;
+  for (long i = 0; i < n; i += RELU_CHUNK) relu_forward_chunk(out + i, inp + i, n - i < RELU_CHUNK ? n - i : RELU_CHUNK);
 }
 
 void relu_backward(float *dinp, const float *dout, const float *out, long n) {
   assert(dinp != dout);
 #pragma omp parallel for schedule(static) if (n > 65536)
-  for (long i = 0; i < n; i++) dinp[i] += out[i] > 0 ? dout[i] : 0;
+  for (long i = 0; i < n; i += RELU_CHUNK)
+    relu_backward_chunk(dinp + i, dout + i, out + i, n - i < RELU_CHUNK ? n - i : RELU_CHUNK);
 }
 
 void relu_forward_ref(double *out, const double *inp, long n) {
@@ -718,37 +731,38 @@ static inline int maxpool2_pick(const float *x, int base, int W) {
   return k;
 }
 
+/* one plane: x (H x W) -> y, id (H/2 x W/2) */
+static PROXYGML_HOT void maxpool2_plane(float *y, int *id, const float *x, int H, int W) {
+  const int Ho = H / 2, Wo = W / 2;
+  for (int oy = 0; oy < Ho; oy++) {
+    const float *r0 = x + 2 * oy * W, *r1 = r0 + W;
+    int nan = 0;
+    for (int ox = 0; ox < Wo; ox++) {
+      /* a tournament of selects and integer arithmetic, no branches (random
+       * data mispredicts half of them, and this way the loop vectorizes);
+       * strict > keeps the first of a tie */
+      float a = r0[2 * ox], b = r0[2 * ox + 1], c = r1[2 * ox], d = r1[2 * ox + 1];
+      int kab = b > a, kcd = d > c;
+      float mab = kab ? b : a, mcd = kcd ? d : c;
+      int kr = mcd > mab;
+      y[oy * Wo + ox] = kr ? mcd : mab;
+      id[oy * Wo + ox] = 2 * oy * W + 2 * ox + kr * W + kab + kr * (kcd - kab);
+      nan |= (a != a) | (b != b) | (c != c) | (d != d);
+    }
+    if (nan)   /* rare: redo the row with the exact rule */
+      for (int ox = 0; ox < Wo; ox++) {
+        int k = maxpool2_pick(x, 2 * oy * W + 2 * ox, W);
+        y[oy * Wo + ox] = x[k];
+        id[oy * Wo + ox] = k;
+      }
+  }
+}
+
 void maxpool2_forward(float *out, int *idx, const float *inp, int B, int C, int H, int W) {
   assert(B >= 0 && C > 0 && H >= 2 && W >= 2);
   const int Ho = H / 2, Wo = W / 2;
 #pragma omp parallel for schedule(static) if ((long)B * C * H * W > 65536)
-  for (long pl = 0; pl < (long)B * C; pl++) {
-    const float *x = inp + pl * H * W;
-    float *y = out + pl * Ho * Wo;
-    int *id = idx + pl * Ho * Wo;
-    for (int oy = 0; oy < Ho; oy++) {
-      const float *r0 = x + 2 * oy * W, *r1 = r0 + W;
-      int nan = 0;
-      for (int ox = 0; ox < Wo; ox++) {
-        /* a tournament of selects and integer arithmetic, no branches (random
-         * data mispredicts half of them, and this way the loop vectorizes);
-         * strict > keeps the first of a tie */
-        float a = r0[2 * ox], b = r0[2 * ox + 1], c = r1[2 * ox], d = r1[2 * ox + 1];
-        int kab = b > a, kcd = d > c;
-        float mab = kab ? b : a, mcd = kcd ? d : c;
-        int kr = mcd > mab;
-        y[oy * Wo + ox] = kr ? mcd : mab;
-        id[oy * Wo + ox] = 2 * oy * W + 2 * ox + kr * W + kab + kr * (kcd - kab);
-        nan |= (a != a) | (b != b) | (c != c) | (d != d);
-      }
-      if (nan)   /* rare: redo the row with the exact rule */
-        for (int ox = 0; ox < Wo; ox++) {
-          int k = maxpool2_pick(x, 2 * oy * W + 2 * ox, W);
-          y[oy * Wo + ox] = x[k];
-          id[oy * Wo + ox] = k;
-        }
-    }
-  }
+  for (long pl = 0; pl < (long)B * C; pl++) maxpool2_plane(out + pl * Ho * Wo, idx + pl * Ho * Wo, inp + pl * H * W, H, W);
 }
 
 void maxpool2_backward(float *dinp, const float *dout, const int *idx, int B, int C, int H, int W) {

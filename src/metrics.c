@@ -2,7 +2,7 @@
  * R-precision as partial sums, k-means++ / Lloyd k-means, sklearn's NMI, and
  * the check-metrics subcommand (see include/metrics.h). Not here: MPI (callers
  * allreduce MetricsSums) and approximate search (faiss-style) for huge n.
- * reference: docs/proxygml-math.md section 7. */
+ * reference: docs/loss.md 9. */
 #include "metrics.h"
 
 #include "common.h"
@@ -328,7 +328,7 @@ void metrics_sums_reset(MetricsSums *s, const int *ks, int nk) {
   for (int i = 0; i < nk; i++) s->ks[i] = ks[i];
 }
 
-/* reference: docs/proxygml-math.md section 7 (Recall@k; R-precision and AP@R) */
+/* reference: docs/loss.md 9.1-9.3 (neighbours, Recall@k, R-precision and AP@R) */
 void metrics_sums_add_range(MetricsSums *s, MetricsEval *e, const float *emb, const int *labels,
                             int q0, int q1) {
   CHECK(s->nk == e->nk && !memcmp(s->ks, e->ks, sizeof s->ks[0] * (size_t)s->nk),
@@ -610,7 +610,7 @@ static double entropy_counts(const int64_t *cnt, int m, double tot) {
   return -h;
 }
 
-/* reference: docs/proxygml-math.md section 7 (NMI); sklearn 1.2
+/* reference: docs/loss.md 9.4 (NMI); sklearn 1.2
  * normalized_mutual_info_score, including its edge cases and eps clipping */
 double metrics_nmi(const int *a, const int *b, int n) {
   if (n == 0) return 1.0;

@@ -1,5 +1,5 @@
 /* optim.c: Adam over one flat parameter block (see include/optim.h).
- * reference: docs/proxygml-math.md, section 6. */
+ * reference: docs/loss.md 7. */
 #include "optim.h"
 
 #include "common.h"
@@ -31,6 +31,21 @@ int adam_add_group(Adam *o, size_t begin, size_t end, double lr) {
   return o->ngroups++;
 }
 
+/* elements [lo, hi) of one group: the memory-bound loop of the step */
+static PROXYGML_HOT void adam_update(float *params, float *m_, float *v_, const float *grads, long lo, long hi, float b1,
+                                     float b2, float c1, float c2, float eps, float wd, float step, float bc2_sqrt) {
+  for (long i = lo; i < hi; i++) {
+    float grad = grads[i] + wd * params[i];                 /* L2, not AdamW */
+    float m = m_[i] * b1 + grad * c1;
+    float v = v_[i] * b2 + grad * grad * c2;
+    m_[i] = m;
+    v_[i] = v;
+    params[i] -= step * (m / (sqrtf(v) / bc2_sqrt + eps));
+  }
+}
+
+enum { ADAM_CHUNK = 16384 };   /* elements per call: 256 KiB of state, in L2 */
+
 void adam_step(Adam *o, float *params, const float *grads) {
   /* scalars rounded to float32 once, as torch does with its Python floats */
   const float b1 = (float)o->beta1, b2 = (float)o->beta2, c1 = (float)(1 - o->beta1), c2 = (float)(1 - o->beta2);
@@ -43,14 +58,11 @@ void adam_step(Adam *o, float *params, const float *grads) {
     const float step = (float)(G->lr / (1.0 - pow(b1, (double)G->t)));
     const float bc2_sqrt = (float)sqrt(1.0 - pow(b2, (double)G->t));
     const long lo = (long)G->begin, hi = (long)G->end;
+    const long nchunk = (hi - lo + ADAM_CHUNK - 1) / ADAM_CHUNK;
 #pragma omp parallel for schedule(static) if (hi - lo > 65536)
-    for (long i = lo; i < hi; i++) {
-      float grad = grads[i] + wd * params[i];                 /* L2, not AdamW */
-      float m = o->m[i] * b1 + grad * c1;
-      float v = o->v[i] * b2 + grad * grad * c2;
-      o->m[i] = m;
-      o->v[i] = v;
-      params[i] -= step * (m / (sqrtf(v) / bc2_sqrt + eps));
+    for (long k = 0; k < nchunk; k++) {
+      long a = lo + k * ADAM_CHUNK, b = a + ADAM_CHUNK < hi ? a + ADAM_CHUNK : hi;
+      adam_update(params, o->m, o->v, grads, a, b, b1, b2, c1, c2, eps, wd, step, bc2_sqrt);
     }
   }
 }

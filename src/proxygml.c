@@ -1,6 +1,6 @@
 /* proxygml.c: the ProxyGML loss, forward and backward, in float32 (the fast
  * path) and float64 (proxygml_ref, the published structure).
- * reference: docs/proxygml-math.md, sections 2-5.
+ * reference: docs/loss.md 2-6; bare section numbers in comments below refer to it.
  * The subcommands check-loss and bench-loss live in proxygml_cmd.c. */
 #include "proxygml.h"
 
@@ -14,7 +14,7 @@
 #include <string.h>
 
 int proxygml_k_from_ratio(double r, int C, int N) {
-  return (int)ceil(r * C * N);   /* (r*C)*N: the order matters at exact multiples (2.5) */
+  return (int)ceil(r * C * N);   /* (r*C)*N: the order matters at exact multiples (2) */
 }
 
 void proxygml_init(ProxyGML *l, int B_max, int D, int C, int N, int K, float lambda, float scale) {
@@ -114,7 +114,7 @@ static int cmp_int(const void *a, const void *b) { return (*(const int *)a > *(c
 
 /* Row b keeps its N positives plus the K-N most similar negatives (K >= N), or
  * its K most similar positives (K < N): the top-K of S + 1000*Pi without the
- * float32 ties that the +1000 would create (5, "The +1000 boost"). */
+ * float32 ties that the +1000 would create (3.3, 5.5). */
 static void select_row(int *out /* K */, const float *s /* M */, int y, int C, int N, int K, float *v, int *idx) {
   int M = C * N, p0 = y * N;
   if (K >= N) {
@@ -133,6 +133,21 @@ static void select_row(int *out /* K */, const float *s /* M */, int y, int C, i
   qsort(out, (size_t)K, sizeof(int), cmp_int);   /* ascending: sums below run in index order */
 }
 
+float proxygml_topk_margin(const ProxyGML *l, int b, int y) {
+  const int N = l->N, M = l->M, K = l->K, p0 = y * N;
+  const int *sel = l->sel + (size_t)b * K;
+  const float *s = l->S + (size_t)b * M;
+  float kept = INFINITY, dropped = -INFINITY;
+  for (int j = 0, i = 0; j < M; j++) {
+    int positive = j >= p0 && j < p0 + N;
+    while (i < K && sel[i] < j) i++;
+    if (positive == (K >= N)) continue;   /* not competing */
+    if (i < K && sel[i] == j) kept = s[j] < kept ? s[j] : kept;
+    else dropped = s[j] > dropped ? s[j] : dropped;
+  }
+  return kept == INFINITY || dropped == -INFINITY ? INFINITY : kept - dropped;
+}
+
 void proxygml_topk(int *out, const float *s, int M, int K, float *v, int *idx) {
   BestK h = {v, idx, 0, K};
   bestk_scan(&h, s, 0, M);
@@ -143,6 +158,10 @@ void proxygml_topk(int *out, const float *s, int M, int K, float *v, int *idx) {
 /* ------------------------------------------------------------ forward */
 
 enum { PROXY_BLOCK = 256 };   /* proxies per similarity block: 512 KiB at D = 512, stays in L2 */
+
+static PROXYGML_HOT void divide_by(float *s, const float *by, int n) {
+  for (int j = 0; j < n; j++) s[j] /= by[j];
+}
 
 /* S = x W^T with W = P / ||P|| by blocks of proxies: each block's norms are
  * taken while it is in cache and its columns of x P^T are scaled by them, so
@@ -166,15 +185,12 @@ static void similarity_blocked(ProxyGML *l, const float *proxies, int B) {
     }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, nj, D, 1.0f, l->x, D, proxies + (size_t)j0 * D, D,
                 0.0f, l->S + j0, M);
-    for (int b = 0; b < B; b++) {
-      float *s = l->S + (size_t)b * M;
-      for (int j = j0; j < j0 + nj; j++) s[j] /= l->pnorm[j];
-    }
+    for (int b = 0; b < B; b++) divide_by(l->S + (size_t)b * M + j0, l->pnorm + j0, nj);
   }
   if (switch_blas) openblas_set_num_threads(nt);
 }
 
-/* 2.8-2.11 and 3.1 for one row: logits, mask, masked softmax, its loss term
+/* 3.4-3.6 and 4.2 for one row: logits, mask, masked softmax, its loss term
  * and G_Z. Only the classes of the K selected proxies can be unmasked, so the
  * work is O(K) after clearing the rows (SOP: K = 566 of C = 11318 classes).
  * cls, zs: scratch of K. Returns -log(p_y + 1e-20). */
@@ -198,7 +214,7 @@ static double softmax_row(float *z, uint8_t *mask, float *p, float *gz, int *cls
     if (zf != 0.0f && zf > zmax) zmax = zf;
   }
   /* exp(s Z) / (1e-8 + sum) rewritten with exp(s (Z - m)) and the 1e-8
-   * scaled by exp(-s m): no overflow in float32 at large scale (5) */
+   * scaled by exp(-s m): no overflow in float32 at large scale (5.2) */
   double den = zmax == -INFINITY ? 1e-8 : exp(log(1e-8) - s * zmax);
   for (int i = 0; i < nc; i++) {
     int c = cls[i];
@@ -218,7 +234,20 @@ static double softmax_row(float *z, uint8_t *mask, float *p, float *gz, int *cls
   return -log(py + 1e-20);
 }
 
-/* 2.12 and 4: rows [rb, re) of the regulariser through U = W Y (never the
+/* one row of the regulariser's softmax over classes: returns its loss term
+ * and leaves (softmax - onehot) / M in zc (C) */
+static PROXYGML_HOT double regulariser_row(float *zc, int own, int C, int M) {
+  float m = -INFINITY;
+  for (int c = 0; c < C; c++) m = zc[c] > m ? zc[c] : m;   /* no NaN here: fmaxf's NaN rule would be a call */
+  double zown = zc[own], se = 0;
+  for (int c = 0; c < C; c++) { zc[c] = expf(zc[c] - m); se += zc[c]; }
+  float inv = (float)(1.0 / (se * M)), onehot = 1.0f / M;
+  for (int c = 0; c < C; c++) zc[c] *= inv;
+  zc[own] -= onehot;
+  return m + log(se) - zown;
+}
+
+/* 3.7 and 4.4: rows [rb, re) of the regulariser through U = W Y (never the
  * M x M matrix); leaves (softmax - onehot) / M in G. Returns their loss sum. */
 static double regulariser_forward(ProxyGML *l, const float *proxies) {
   const int D = l->D, C = l->C, N = l->N, M = l->M, rb = l->reg_begin, Mr = l->reg_end - l->reg_begin;
@@ -237,18 +266,7 @@ static double regulariser_forward(ProxyGML *l, const float *proxies) {
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Mr, C, D, 1.0f, l->W + (size_t)rb * D, D, l->U, D, 0.0f, G, C);
   double *row_loss = l->row_loss;   /* summed below in a fixed order: OpenMP reductions are not */
 #pragma omp parallel for schedule(static) num_threads(l->nthreads) if (Mr > 256)
-  for (int i = 0; i < Mr; i++) {
-    float *zc = G + (size_t)i * C;
-    int own = (rb + i) / N;
-    float m = -INFINITY;
-    for (int c = 0; c < C; c++) m = fmaxf(m, zc[c]);
-    double zown = zc[own], se = 0;
-    for (int c = 0; c < C; c++) { zc[c] = expf(zc[c] - m); se += zc[c]; }
-    row_loss[i] = m + log(se) - zown;
-    float inv = (float)(1.0 / (se * M)), onehot = 1.0f / M;
-    for (int c = 0; c < C; c++) zc[c] *= inv;
-    zc[own] -= onehot;
-  }
+  for (int i = 0; i < Mr; i++) row_loss[i] = regulariser_row(G + (size_t)i * C, (rb + i) / N, C, M);
   double reg = 0;
   for (int i = 0; i < Mr; i++) reg += row_loss[i];
   return reg;
@@ -261,14 +279,14 @@ float proxygml_forward(ProxyGML *l, const float *x_raw, const int *labels, const
   l->B = B;
   l->proxies = proxies;
 
-  l2norm_forward(l->x, l->xnorm, x_raw, B, l->D);          /* 2.1 */
-  similarity_blocked(l, proxies, B);                        /* 2.2-2.3 */
+  l2norm_forward(l->x, l->xnorm, x_raw, B, l->D);          /* 3.1 */
+  similarity_blocked(l, proxies, B);                        /* 3.1-3.2 */
 #pragma omp parallel for schedule(dynamic, 1) num_threads(l->nthreads) if ((long)B * M > 16384)
   for (int b = 0; b < B; b++) {
     int t = omp_get_thread_num();
     int *sel = l->sel + (size_t)b * K;
     const float *srow = l->S + (size_t)b * M;
-    select_row(sel, srow, labels[b], C, N, K, l->scratch_v + (size_t)t * 2 * M, l->scratch_i + (size_t)t * M);  /* 2.6 */
+    select_row(sel, srow, labels[b], C, N, K, l->scratch_v + (size_t)t * 2 * M, l->scratch_i + (size_t)t * M);  /* 3.3 */
     size_t o = (size_t)b * C;
     l->row_loss[b] = softmax_row(l->Z + o, l->zmask + o, l->P + o, l->GZ + o, l->scratch_i + (size_t)t * M,
                                  (double *)(l->scratch_v + (size_t)t * 2 * M), sel, srow, labels[b], C, N, K, l->scale,
@@ -302,12 +320,35 @@ static void regulariser_backward(ProxyGML *l) {
   }
 }
 
+/* proxy j's share of 4.3 and 4.5: its n (row b[e], gradient g[e]) pairs add
+ * g x_b to G_W_j (gw, D) and g W_j to the rows' partial G_x (gx_part, B x D);
+ * then dP_j += (G_W_j - W_j (W_j . G_W_j)) / ||P_j|| */
+static PROXYGML_HOT void proxy_backward(float *dp, float *gw, float *gx_part, const float *p, float pnorm,
+                                        const float *x, const int *b, const float *g, int n, int D) {
+  const float inv = 1.0f / pnorm;
+  for (int e = 0; e < n; e++) {
+    const float *xb = x + (size_t)b[e] * D;
+    float *gxb = gx_part + (size_t)b[e] * D;
+    const float ge = g[e], gi = ge * inv;
+    for (int d = 0; d < D; d++) {
+      gw[d] += ge * xb[d];
+      gxb[d] += gi * p[d];
+    }
+  }
+  double dot = 0;
+#pragma omp simd reduction(+ : dot)
+  for (int d = 0; d < D; d++) dot += (double)p[d] * gw[d];
+  float wdot = (float)(dot * inv) * inv;   /* (W_j . G_W_j) / ||P_j||, W_j = P_j / ||P_j|| */
+  if (pnorm <= 1e-12f) wdot = 0;           /* clamped norm: the map is linear */
+  for (int d = 0; d < D; d++) dp[d] += (gw[d] - p[d] * wdot) * inv;
+}
+
 void proxygml_backward(ProxyGML *l, float *dx_raw, float *dproxies) {
   const int B = l->B, D = l->D, C = l->C, N = l->N, M = l->M, K = l->K;
   const int nt = l->nthreads;
   const float *P = l->proxies;
 
-  /* 3.1 sparse: G_S[b,j] = G_Z[b, c(j)] on the K selected j of row b only.
+  /* 4.3 sparse: G_S[b,j] = G_Z[b, c(j)] on the K selected j of row b only.
    * The (b, j) pairs grouped by proxy, b ascending, so that one pass over the
    * proxies forms both products while each proxy row is in cache:
    * G_W_j = sum_b G_S[b,j] x_b (one thread per proxy, fixed order) and
@@ -329,7 +370,7 @@ void proxygml_backward(ProxyGML *l, float *dx_raw, float *dproxies) {
   if (reg) regulariser_backward(l);
   int keep = l->keep_grad_w;
   memset(l->gx_part, 0, (size_t)nt * B * D * sizeof(float));
-  /* 3.3, columns: dP_j += (G_W_j - W_j (W_j . G_W_j)) / ||P_j||, only for proxies with a gradient */
+  /* 4.5, columns: dP_j += (G_W_j - W_j (W_j . G_W_j)) / ||P_j||, only for proxies with a gradient */
 #pragma omp parallel num_threads(nt) if ((long)M * D + (long)B * K * D > 131072)
   {
     int t = omp_get_thread_num();
@@ -344,27 +385,11 @@ void proxygml_backward(ProxyGML *l, float *dx_raw, float *dproxies) {
       }
       float *gw = gw_local ? gw_local : l->GW + (size_t)j * D;
       if (!reg) memset(gw, 0, (size_t)D * sizeof(float));
-      const float *p = P + (size_t)j * D;
-      float inv = 1.0f / l->pnorm[j];
-      for (int e = e0; e < e1; e++) {
-        const float *x = l->x + (size_t)l->csr_b[e] * D;
-        float *gxb = gx_part + (size_t)l->csr_b[e] * D;
-        float g = l->csr_g[e], gi = g * inv;
-        for (int d = 0; d < D; d++) {
-          gw[d] += g * x[d];
-          gxb[d] += gi * p[d];
-        }
-      }
-      double dot = 0;
-#pragma omp simd reduction(+ : dot)
-      for (int d = 0; d < D; d++) dot += (double)p[d] * gw[d];
-      float wdot = (float)(dot * inv) * inv;   /* (W_j . G_W_j) / ||P_j||, W_j = P_j / ||P_j|| */
-      if (l->pnorm[j] <= 1e-12f) wdot = 0;     /* clamped norm: the map is linear */
-      float *dp = dproxies + (size_t)j * D;
-      for (int d = 0; d < D; d++) dp[d] += (gw[d] - p[d] * wdot) * inv;
+      proxy_backward(dproxies + (size_t)j * D, gw, gx_part, P + (size_t)j * D, l->pnorm[j], l->x, l->csr_b + e0,
+                     l->csr_g + e0, e1 - e0, D);
     }
   }
-  /* G_x: the per-thread partial sums in thread order, then 3.3 for the rows */
+  /* G_x: the per-thread partial sums in thread order, then 4.5 for the rows */
 #pragma omp parallel for schedule(static) num_threads(nt) if (B * D > 32768)
   for (int i = 0; i < B * D; i++) {
     float acc = 0;

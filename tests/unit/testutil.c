@@ -11,7 +11,7 @@
 const char *testdata_path(const char *name) {
   static char buf[4096];
   const char *dir = getenv("PROXYGML_TESTDATA");
-  snprintf(buf, sizeof buf, "%s/%s", dir ? dir : "../shared/testdata", name);
+  snprintf(buf, sizeof buf, "%s/%s", dir ? dir : "tests/data", name);
   return buf;
 }
 
