@@ -3,12 +3,12 @@
 # PyTorch CPU baselines (--impl fast, and --impl onehot = the published
 # structure) at the same thread counts, in one run, reported as ratios.
 #   bench/bench_loss.sh [PRESETS] [THREADS]     default: "cub sop bigbatch" "1 2"
-# Needs the shared baselines beside the project (../shared/bench) or
-# TORCH_BENCH=path/to/torch_loss_bench.py, and Debian's python3-torch.
+# The baseline is bench/torch_loss.py (TORCH_BENCH=path/to/another.py to
+# swap it); it needs Debian's python3-torch.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-build/proxygml}
-TORCH_BENCH=${TORCH_BENCH:-../shared/bench/torch_loss_bench.py}
+TORCH_BENCH=${TORCH_BENCH:-bench/torch_loss.py}
 PY=/usr/bin/python3          # Debian's interpreter: the one with torch
 PRESETS=${1:-cub sop bigbatch}
 THREADS=${2:-1 2}

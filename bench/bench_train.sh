@@ -13,7 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-build/proxygml}
-TORCH_TRAIN=${TORCH_TRAIN:-../shared/bench/torch_train_fmnist.py}
+TORCH_TRAIN=${TORCH_TRAIN:-bench/torch_train.py}
 PY=/usr/bin/python3
 ARCHS=${1:-mlp cnn}
 EPOCHS=${2:-3}

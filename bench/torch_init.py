@@ -7,11 +7,11 @@ one between two random initialisations).
   torch_init.py TORCH_SCRIPT OUT.h5 --arch mlp --seed 0 --C 10 --N 4 --r 0.25 \
                 --epochs 3 --n-train 60000
 
-TORCH_SCRIPT is the baseline training script (torch_train_fmnist.py). Its
-network classes and loss are imported from it and built the way its main()
-builds them: torch.manual_seed(seed), the network, then the loss (whose
-proxies are drawn next), and the epoch permutations from a separate
-torch.Generator seeded with seed.
+TORCH_SCRIPT is the baseline training script (bench/torch_train.py). The
+network and the loss come from its build(), which its main() uses too:
+torch.manual_seed(seed), the network, then the loss (whose proxies are drawn
+next); the epoch permutations come from a separate torch.Generator seeded
+with seed, as in its training loop.
 
 OUT.h5 holds
   params/<state_dict name>   every network tensor, PyTorch's shape
@@ -24,7 +24,6 @@ it, so the two agree up to that one batch per epoch.)
 import argparse
 import importlib.util
 import os
-import sys
 
 
 def main():
@@ -42,8 +41,9 @@ def main():
     ap.add_argument("--n-train", type=int, required=True)
     a = ap.parse_args()
 
-    # the script parses its own command line when imported
-    sys.argv = [a.torch_script, "--threads", "1"]
+    # one thread is plenty for drawing parameters; set before torch loads
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = "1"
     spec = importlib.util.spec_from_file_location("torch_baseline", a.torch_script)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
@@ -51,10 +51,7 @@ def main():
     import numpy as np
     import torch
 
-    torch.manual_seed(a.seed)
-    np.random.seed(a.seed)
-    model = mod.MLP() if a.arch == "mlp" else mod.CNN()
-    crit = mod.ProxyGMLLoss(128, a.C, a.N, a.r, a.lam, a.scale)
+    model, crit = mod.build(a)      # seeds, then the network, then the proxies
     gen = torch.Generator().manual_seed(a.seed)
     orders = np.stack([torch.randperm(a.n_train, generator=gen).numpy() for _ in range(a.epochs)])
 

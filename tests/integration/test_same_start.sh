@@ -13,7 +13,7 @@
 set -u
 BIN=${PROXYGML_BIN:?}
 SRC=${PROXYGML_SRC:?}
-TORCH_TRAIN=${PROXYGML_TESTDATA:?}/../bench/torch_train_fmnist.py
+TORCH_TRAIN=$SRC/bench/torch_train.py
 PY=/usr/bin/python3
 $PY -c "import torch, h5py, sklearn" 2>/dev/null || { echo "SKIP: $PY cannot import torch"; exit 77; }
 [ -f "$TORCH_TRAIN" ] || { echo "FAIL $TORCH_TRAIN is missing"; exit 1; }

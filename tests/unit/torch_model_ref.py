@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """torch_model_ref.py: PyTorch (float64) forward and backward of the backbones
-of bench/torch_train_fmnist.py, for test_model.c.
+of bench/torch_train.py, for test_model.c.
 
   torch_model_ref.py ARCH C H W D B DIR
 
@@ -24,7 +24,7 @@ except ImportError:
     sys.exit(77)
 
 
-class MLP(nn.Module):   # as torch_train_fmnist.py, with the input size as a parameter
+class MLP(nn.Module):   # as bench/torch_train.py, with the input size as a parameter
     def __init__(self, inp, dim):
         super().__init__()
         self.body = nn.Sequential(nn.Flatten(), nn.Linear(inp, 512), nn.ReLU(),
