@@ -150,11 +150,12 @@ def read_datasets(path, *names):
 
 def find_runs(runs_dir):
     """Every run.h5 below runs_dir as a Run (sorted by name), unreadable ones included with
-    status `unreadable`, plus directories beside run directories that hold no run.h5 (status
-    `missing`). AnalysisError if runs_dir is not a directory or holds no run.h5 at all."""
+    status `unreadable`. Only a directory holding a run.h5 is a run: a sweep's `logs/` is not,
+    nor a task that never wrote one (`proxygml sweep status` lists those, with the reason).
+    AnalysisError if runs_dir is not a directory or holds no run.h5 at all."""
     if not os.path.isdir(runs_dir):
         raise AnalysisError(f"no such directory: {runs_dir}")
-    found, leaves = [], []
+    found = []
     for dirpath, dirnames, filenames in os.walk(runs_dir):
         dirnames.sort()
         rel = os.path.relpath(dirpath, runs_dir)
@@ -165,15 +166,8 @@ def find_runs(runs_dir):
                 found.append(load_run(path, name))
             except (AnalysisError, OSError, KeyError, ValueError) as e:
                 found.append(Run(path=path, name=name, status="unreadable", message=str(e)))
-        elif not dirnames:
-            leaves.append((dirpath, name))
     if not found:
         raise AnalysisError(f"no {RUN_FILE} below {runs_dir}")
-    run_parents = {os.path.dirname(os.path.dirname(os.path.abspath(r.path))) for r in found}
-    for dirpath, name in leaves:
-        if os.path.dirname(os.path.abspath(dirpath)) in run_parents:
-            found.append(Run(path=os.path.join(dirpath, RUN_FILE), name=name, status="missing",
-                             message=f"no {RUN_FILE} in this directory"))
     return sorted(found, key=lambda r: r.name)
 
 

@@ -10,7 +10,7 @@ ROUNDS=${1:-3}
 for b in portable native; do
   opt=false; [ $b = native ] && opt=true
   [ -f build-bench-$b/build.ninja ] || meson setup build-bench-$b -Dnative=$opt -Dtests=false >/dev/null
-  meson compile -C build-bench-$b proxygml >/dev/null
+  meson compile -C build-bench-$b proxygml:executable >/dev/null
 done
 mkdir -p data
 [ -f data/fmnist_seen.h5 ] || build-bench-portable/proxygml data fashion-mnist data/fmnist_seen.h5 --protocol seen

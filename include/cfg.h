@@ -31,7 +31,7 @@
  * "did you mean" hint), never ignored.
  *
  * K: `k` gives it directly, otherwise K = ceil((r*C)*N) evaluated left to
- * right in double (docs/proxygml-math.md 2.5). Only one may be chosen: a file
+ * right in double (docs/loss.md 2). Only one may be chosen: a file
  * that sets k > 0 together with an r other than the default is an error;
  * setting one of them in a later layer (k > 0, or any r) resets the other, so
  * `--set k=12` works on a file that chose r.
@@ -78,6 +78,8 @@ typedef struct {
   double beta1, beta2;          /* Adam moment decays, [0, 1) */
   double decay_rate;            /* lr factor at each decay epoch, (0, 1] */
   int64_t seed;                 /* initialisation and shuffling, >= 0 */
+  int64_t dump_grads;           /* steps whose reduced gradient goes to DIR/grads.h5; 0 = off */
+  int64_t collective_timeout;   /* seconds one MPI call may block before the job is ended; 0 = off */
   int arch;                     /* CfgArch */
   int embed_dim;                /* D */
   int C;                        /* classes; 0 = from the dataset */
@@ -100,6 +102,9 @@ void cfg_defaults(Config *c);
 int cfg_load(Config *c, const char *path);
 /* one override "key=value"; lists as "20,40" (or "[20,40]", "" = empty) */
 int cfg_set(Config *c, const char *key_eq_value);
+/* a file libconfig could not parse: sets "FILE:LINE: <libconfig's text>, in: <that
+ * line>" (FILE, the file libconfig names, may be an @include), returns -1 */
+int cfg_syntax_error(const char *file, int line, const char *text);
 /* every range again plus the cross-key rules; needs no file */
 int cfg_validate(const Config *c);
 /* K for a dataset of C classes (ignores c->C); error unless 1 <= K <= C*N */
@@ -116,8 +121,8 @@ int cfg_write_attrs(const Config *c, hid_t loc);
 /* FNV-1a 64 of the canonical dump of the keys that shape the training
  * trajectory. Keys that can change when resuming a run (name, epochs,
  * eval_epochs, recall_ks, kmeans_restarts, threads, checkpoint_every,
- * check_sync_every) are left out; --help marks them. Stable as long as the
- * set of keys is. */
+ * check_sync_every, dump_grads, collective_timeout) are left out; --help
+ * marks them. Stable as long as the set of keys is. */
 uint64_t cfg_hash(const Config *c);
 
 /* the schedule, in the keys' own conventions (epochs 1-based, 0 = before training) */

@@ -9,7 +9,8 @@
  * is identical on every rank) to a temporary file, flushed with fsync,
  * marked complete by its last attribute, and renamed into place; the two
  * newest are kept. A reader takes the newest complete one and falls back to
- * the previous one when the newest is truncated or corrupt.
+ * the previous one when the newest is truncated or corrupt; it reads the
+ * header first and the payload only when the caller has accepted the header.
  */
 #ifndef PROXYGML_CHECKPOINT_H
 #define PROXYGML_CHECKPOINT_H
@@ -32,16 +33,25 @@ typedef struct {
   float *params;           /* n_params */
   Adam *opt;               /* moments (n_params each) and groups */
   double *loss_trace;      /* step x 3 */
+  int64_t trace_cap;       /* steps loss_trace has room for (checkpoint_load) */
   RunTable *metrics, *timing;
 } Checkpoint;
 
 /* atomically writes DIR/checkpoints/step-<step>.h5 and keeps the two newest */
 int checkpoint_save(const char *run_dir, const Checkpoint *c);
-/* Loads the newest complete checkpoint of run_dir into c (buffers of c must
- * be sized: params and opt for n_params, loss_trace for the run's steps; the
- * tables are appended to). Returns 1 if one was loaded, 0 if there is none,
- * -1 on error. Corrupt newer checkpoints are skipped with a warning on
- * stderr; `used` gets the path of the one loaded. */
-int checkpoint_load_latest(const char *run_dir, Checkpoint *c, char *used, size_t cap);
+/* The header (step, epoch, step_in_epoch, config_hash, ranks, seconds) of the
+ * newest complete checkpoint of run_dir whose step is below `before`
+ * (INT64_MAX: any) goes into c, its path into `path`. No payload is read, so
+ * the caller checks the configuration and the step range before anything
+ * lands in buffers sized for its run. Returns 1 found, 0 none; unreadable
+ * ones are skipped (with a warning on stderr if `warn`). */
+int checkpoint_find_latest(const char *run_dir, int64_t before, int warn, Checkpoint *c, char *path, size_t cap);
+/* The payload of the checkpoint whose header checkpoint_find_latest put in c:
+ * params and opt (sized for n_params), the loss trace (refused beyond
+ * trace_cap steps), the tables (replaced). 0, or -1 with the reason. */
+int checkpoint_load(const char *path, Checkpoint *c);
+/* deletes step-*.h5.tmp files in DIR/checkpoints: writes that a crash cut
+ * short (a later save would overwrite only its own step's); returns how many */
+int checkpoint_remove_partial(const char *run_dir);
 
 #endif

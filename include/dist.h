@@ -4,6 +4,7 @@
  *   Dist d;
  *   dist_init(&d, &argc, &argv);                 // MPI_Init (works without mpirun too)
  *   dist_threads(&d, requested);                 // OpenMP + OpenBLAS threads for this rank
+ *   dist_set_timeout(&d, 600);                   // a call blocked 600 s ends the job
  *   if (!dist_agree(&d, local_ok)) { ...every rank takes the same exit... }
  *   dist_allreduce_sum(&d, grads, n);            // in place, one call per step
  *   dist_finalize(&d);
@@ -12,7 +13,9 @@
  * through CHECK (common.h), which MPI_Aborts every rank; a failure that every
  * rank sees the same way returns a status that every rank acts on; a failure
  * some ranks may see alone (a missing file, a NaN) is first agreed on with
- * dist_agree, so no rank waits for a partner that has left.
+ * dist_agree, so no rank waits for a partner that has left. A crash or a
+ * rank that stops responding still ends the job: dist_init's signal handlers
+ * and the watchdog (docs/contributing.md 3.6).
  */
 #ifndef PROXYGML_DIST_H
 #define PROXYGML_DIST_H
@@ -23,9 +26,16 @@
 #include "common.h"
 
 /* Every MPI call of the project goes through this: a failed call is a local,
- * unrecoverable failure (CHECK: one line naming the call, then MPI_Abort). */
-#define DIST_CHECK(call) \
-  do { int rc_ = (call); CHECK(rc_ == MPI_SUCCESS, "%s failed (MPI error %d)", #call, rc_); } while (0)
+ * unrecoverable failure (CHECK: one line naming the call, then MPI_Abort),
+ * and a call that blocks longer than the watchdog's timeout ends the job
+ * (dist_set_timeout). */
+#define DIST_CHECK(call)                                                                         \
+  do {                                                                                           \
+    dist_watch_begin(#call, __func__);                                                           \
+    int rc_ = (call);                                                                            \
+    dist_watch_end();                                                                            \
+    CHECK(rc_ == MPI_SUCCESS, "%s failed (MPI error %d)", #call, rc_);                           \
+  } while (0)
 
 typedef struct {
   int rank, size;
@@ -33,10 +43,28 @@ typedef struct {
   int local_rank, local_size;   /* within the node (shared-memory communicator) */
   int threads;          /* threads per rank chosen by dist_threads */
   int bound_cpus;       /* CPUs in this rank's affinity mask */
+  int timeout;          /* seconds one MPI call may block (dist_set_timeout); 0 = no watchdog */
 } Dist;
 
+/* MPI_Init, and the handlers of fatal signals (SIGSEGV, SIGBUS, SIGFPE, SIGILL,
+ * SIGABRT) in place of Open MPI's: one line "proxygml: [rank r] fatal signal
+ * SIGSEGV (...)" written with write(2), then the default action, so the rank
+ * dies at once and mpirun ends the job (docs/contributing.md 3.6). */
 void dist_init(Dist *d, int *argc, char ***argv);
 void dist_finalize(Dist *d);
+/* The watchdog: from now on an MPI call made through DIST_CHECK that has not
+ * returned after `seconds` writes "proxygml: [rank r] watchdog: MPI_Allreduce
+ * in dist_agree has not returned after N s ..." and ends this process with
+ * exit code DIST_EXIT_HUNG, without MPI_Finalize, which makes mpirun kill the
+ * other ranks. Time during which this process was stopped (SIGSTOP, a
+ * suspended job) does not count. 0 turns it off; so does a single rank. Not
+ * collective, but every rank sets the same value. Returns the previous timeout, so that a wait known to be long can be
+ * exempted: `int t = dist_set_timeout(d, 0); ...; dist_set_timeout(d, t);`. */
+int dist_set_timeout(Dist *d, int seconds);
+enum { DIST_EXIT_HUNG = 3 };   /* the trainer's "the training failed" */
+/* used by DIST_CHECK: the call text and function are string literals */
+void dist_watch_begin(const char *call, const char *func);
+void dist_watch_end(void);
 /* Threads for this rank: `requested` if > 0, else OMP_NUM_THREADS if set,
  * else the CPUs this rank is bound to when bound, else cores / ranks on the
  * node (so ranks x threads <= cores). Sets OpenMP and OpenBLAS; returns it. */

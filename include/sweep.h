@@ -29,14 +29,18 @@
  * file, an empty grid or grid key, a value listed twice, a key in both grid
  * and set, k together with r, and every grid point: its full Config is built
  * (cfg_load + cfg_set of each value + cfg_validate) and two points may not
- * give the same configuration or the same directory name.
+ * give the same configuration or the same directory name. `sweep plan` then
+ * makes the checks train makes before it reads a row (train_check_sizes:
+ * the dataset readable, C, K, batch and recall_ks against its splits, the
+ * architecture against its rows) for every task, before anything is
+ * submitted, and warns about tasks with K <= N (they learn nothing).
  *
  *   Sweep s;
  *   if (sweep_load(&s, "experiments/fmnist_kn.sweep") != 0) { puts(err_msg()); ... }
  *   SweepTask t;
  *   sweep_task(&s, 3, &t);               // t.run_dir, t.argv: the training arguments
- *   char st[16];
- *   sweep_task_status(&s, 3, st, sizeof st);   // "complete", "missing", ...
+ *   char st[16], why[1024];
+ *   sweep_task_status(&s, 3, st, sizeof st, why, sizeof why);   // "complete", "missing", ...
  *   sweep_free(&s);
  *
  * Memory: sweep_load allocates the values and one Config per task (for the
@@ -86,10 +90,16 @@ int sweep_load(Sweep *s, const char *path);
 void sweep_free(Sweep *s);
 /* task `id` (0 <= id < ntasks): its directory and training arguments */
 int sweep_task(const Sweep *s, int id, SweepTask *t);
-/* status of the run of task `id`, from its run.h5: complete, running,
- * preempted, failed, missing (no run.h5), unreadable, or foreign (a run of
- * another configuration: train --resume auto would refuse it) */
-void sweep_task_status(const Sweep *s, int id, char *status, size_t cap);
+/* status of the run of task `id`, from its run.h5: complete, extendable
+ * (complete, with fewer epochs than the task asks now: train --resume auto
+ * continues it), running, preempted, failed, missing (no run.h5),
+ * unreadable, or foreign (a run of another configuration: train --resume
+ * auto would refuse it). A task whose newest job log (RUN_DIR/slurm-*_<id>.out,
+ * RUN_DIR/local.out, OUT/logs/slurm-*_<id>.out) ends in a failure after the
+ * run file was last written (or without one) is failed too. `why` (may be
+ * NULL) gets the reason of a failed or unreadable task: the run file's
+ * message or the log's last error line; "" otherwise. */
+void sweep_task_status(const Sweep *s, int id, char *status, size_t cap, char *why, size_t why_cap);
 /* OUT/manifest.tsv (task, run_dir, set), written to a temporary file and renamed */
 int sweep_write_manifest(const Sweep *s);
 

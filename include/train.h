@@ -26,8 +26,31 @@
 #ifndef PROXYGML_TRAIN_H
 #define PROXYGML_TRAIN_H
 
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cfg.h"
+#include "dataset.h"
+
 enum { TRAIN_EXIT_OK = 0, TRAIN_EXIT_BAD_INPUT = 2, TRAIN_EXIT_FAILED = 3, TRAIN_EXIT_REQUEUE = 75 };
 
 int train_cmd_train(int argc, char **argv);
+
+/* the sizes of a run, from its configuration and its dataset's splits */
+typedef struct {
+  int C, N, M, K, D;
+  int G;                       /* global batch */
+  int64_t steps_per_epoch;
+} TrainSizes;
+
+/* What `proxygml train` checks before it reads a row, and `proxygml sweep
+ * plan` for every task: the splits hold the same kind of rows, C covers the
+ * training labels, 1 <= K <= C*N, the batch fits the training split (and
+ * divides over `ranks` ranks; 0 = not checked), the test split can be searched
+ * (2 rows or more, one per rank, more than the largest recall k), the
+ * architecture takes these rows. 0 with *s filled, or -1 with one line. */
+int train_check_sizes(const Config *c, const DatasetInfo *tr, const DatasetInfo *te, int ranks, TrainSizes *s);
+/* sizes that train but learn nothing (K <= N): 1 and the warning in buf, else 0 */
+int train_sizes_warning(const TrainSizes *s, char *buf, size_t cap);
 
 #endif

@@ -74,6 +74,8 @@ for ((task = 0; task < ntasks; task++)); do
   if ! mkdir -p "$run_dir" 2>/dev/null; then
     echo "== task $task: cannot create the run directory '$run_dir'"; failed=$((failed + 1)); continue
   fi
+  # the start and the end of each attempt go into local.out too: sweep status reads the verdict there
+  echo "== task $task/$ntasks: $run_dir ($status) at $(date -u +%FT%TZ)" >>"$run_dir/local.out"
   # shellcheck disable=SC2086  # LAUNCHER is a command with its options
   $LAUNCHER "$BIN" train "${args[@]}" --resume auto > >(tee -a "$run_dir/local.out") 2>&1 &
   pid=$!
@@ -83,9 +85,9 @@ for ((task = 0; task < ntasks; task++)); do
   while [ "$rc" -gt 128 ] && kill -0 "$pid" 2>/dev/null; do rc=0; wait "$pid" || rc=$?; done
   pid=
   case $rc in
-    0) done_n=$((done_n + 1)) ;;
-    75) echo "== task $task stopped at a checkpoint: run this script again to resume" ;;
-    *) echo "== task $task failed (exit $rc)"; failed=$((failed + 1)) ;;
+    0) done_n=$((done_n + 1)); echo "== task $task complete" >>"$run_dir/local.out" ;;
+    75) echo "== task $task stopped at a checkpoint: run this script again to resume" | tee -a "$run_dir/local.out" ;;
+    *) echo "== task $task failed (exit $rc)" | tee -a "$run_dir/local.out"; failed=$((failed + 1)) ;;
   esac
   if [ -n "$stop" ]; then echo "== interrupted ($stop)"; exit 75; fi
 done

@@ -92,6 +92,10 @@ static const Key KEYS[] = {
   {"checkpoint_every", T_INT, FLD(checkpoint_every), "0", 0, IMAX, F_RESUME, NULL, "steps between checkpoints; 0 = none"},
   {"check_sync_every", T_INT, FLD(check_sync_every), "0", 0, IMAX, F_RESUME, NULL,
    "steps between checks that all ranks hold the same parameters; 0 = never"},
+  {"dump_grads", T_I64, FLD(dump_grads), "0", 0, 1000, F_RESUME, NULL,
+   "diagnostics: the summed gradient of the first n steps goes to DIR/grads.h5 (n x parameters)"},
+  {"collective_timeout", T_I64, FLD(collective_timeout), "600", 0, BIG, F_RESUME, NULL,
+   "seconds one MPI call may wait for the other ranks before the job is ended as hung (exit 3); 0 = never"},
 };
 #define NKEYS ((int)(sizeof KEYS / sizeof KEYS[0]))
 
@@ -461,6 +465,24 @@ static int load_root(Config *c, const config_t *lc, const char *path) {
   return 0;
 }
 
+int cfg_syntax_error(const char *file, int line, const char *text) {
+  char src[160] = "";
+  int found = 0;
+  FILE *f = line > 0 ? fopen(file, "r") : NULL;
+  int opened = f != NULL;
+  for (int n = 1; f && fgets(src, sizeof src, f); n++) {
+    if ((found = n == line)) break;
+    src[0] = 0;
+  }
+  if (f) fclose(f);
+  src[strcspn(src, "\r\n")] = 0;
+  trim(src);
+  if (opened && !found)   /* libconfig reached the end of the file inside something */
+    return err_set("%s:%d: %s at the end of the file (a string, ( [ or { that is never closed?)", file, line, text);
+  if (!src[0]) return err_set("%s:%d: %s", file, line, text);
+  return err_set("%s:%d: %s, in: %s", file, line, text, src);
+}
+
 int cfg_load(Config *c, const char *path) {
   FILE *f = fopen(path, "r");   /* libconfig reports a missing file without the reason */
   if (!f) return err_set("cannot open config file '%s': %s", path, strerror(errno));
@@ -475,8 +497,8 @@ int cfg_load(Config *c, const char *path) {
   config_set_include_dir(&lc, dir);
   int rc;
   if (!config_read_file(&lc, path))
-    rc = err_set("%s:%d: %s", config_error_file(&lc) ? config_error_file(&lc) : path, config_error_line(&lc),
-                 config_error_text(&lc));
+    rc = cfg_syntax_error(config_error_file(&lc) ? config_error_file(&lc) : path, config_error_line(&lc),
+                          config_error_text(&lc));
   else
     rc = load_root(c, &lc, path);
   config_destroy(&lc);
@@ -506,7 +528,7 @@ int cfg_resolve_k(const Config *c, int C, int *K) {
   if (c->N < 1 || M > INT_MAX) return err_set("config keys 'C' and 'N': C*N = %d*%d is out of range", C, c->N);
   double Kd;
   if (c->k > 0) Kd = c->k;
-  else Kd = ceil(c->r * C * c->N);   /* (r*C)*N in double: the published rounding (math 2.5) */
+  else Kd = ceil(c->r * C * c->N);   /* (r*C)*N in double: the published rounding (docs/loss.md 2) */
   if (Kd < 1 || Kd > (double)M) {
     if (c->k > 0)
       return err_set("config key 'k': K = %d must be between 1 and C*N = %lld (C = %d, N = %d)", c->k,

@@ -130,21 +130,65 @@ int checkpoint_save(const char *run_dir, const Checkpoint *c) {
   return 0;
 }
 
-static int load_file(const char *path, Checkpoint *c) {
+/* the attributes: everything a caller checks before it reads the payload */
+static int read_header(hid_t f, Checkpoint *c) {
+  int64_t complete = 0, v;
+  char hash[32];
+  if (h5io_attr_i64(f, "complete", &complete) || complete != 1) return err_set("not marked complete");
+  if (h5io_attr_i64(f, "format_version", &v) || v != CKPT_FORMAT) return err_set("unknown format version");
+  if (h5io_attr_i64(f, "step", &v)) return -1;
+  if (v < 0) return err_set("negative step %lld", (long long)v);
+  c->step = v;
+  if (h5io_attr_i64(f, "epoch", &v)) return -1;
+  c->epoch = (int)v;
+  if (h5io_attr_i64(f, "step_in_epoch", &v)) return -1;
+  c->step_in_epoch = v;
+  if (h5io_attr_i64(f, "ranks", &v)) return -1;
+  c->ranks = (int)v;
+  if (h5io_attr_f64(f, "train_seconds", &c->train_seconds)) return -1;
+  if (h5io_attr_f64(f, "wall_seconds", &c->wall_seconds)) return -1;
+  if (h5io_attr_str(f, "config_hash", hash, sizeof hash)) return -1;
+  c->config_hash = strtoull(hash, NULL, 16);
+  return 0;
+}
+
+int checkpoint_find_latest(const char *run_dir, int64_t before, int warn, Checkpoint *c, char *path, size_t cap) {
+  char dir[4096];
+  snprintf(dir, sizeof dir, "%s/checkpoints", run_dir);
+  long long steps[256];
+  int n = list_steps(dir, steps, 256);
+  for (int i = 0; i < n; i++) {
+    if (steps[i] >= before) continue;
+    snprintf(path, cap, "%s/step-%09lld.h5", dir, steps[i]);
+    hid_t f;
+    int rc = h5io_open(path, &f);
+    if (rc == 0) {
+      rc = read_header(f, c);
+      H5Fclose(f);
+    }
+    /* the caller's next `before` is this step: a renamed file whose header is
+     * newer than its name would be found again and again */
+    if (rc == 0 && c->step != steps[i])
+      rc = err_set("its header says step %lld, its name step %lld", (long long)c->step, steps[i]);
+    if (rc == 0) return 1;
+    if (warn) fprintf(stderr, "warning: checkpoint %s is truncated or corrupt (%s); trying an older one\n", path, err_msg());
+  }
+  path[0] = 0;
+  return 0;
+}
+
+int checkpoint_load(const char *path, Checkpoint *c) {
+  runtable_free_rows(c->metrics);
+  runtable_free_rows(c->timing);
   hid_t f;
   if (h5io_open(path, &f)) return -1;
-  int64_t complete = 0, v;
-  int rc = 0;
-  if (h5io_attr_i64(f, "complete", &complete) || complete != 1) rc = err_set("not marked complete");
-  if (!rc && (h5io_attr_i64(f, "format_version", &v) || v != CKPT_FORMAT)) rc = err_set("unknown format version");
-  char hash[32];
-  if (!rc && !h5io_attr_i64(f, "step", &v)) c->step = v; else if (!rc) rc = -1;
-  if (!rc && !h5io_attr_i64(f, "epoch", &v)) c->epoch = (int)v; else if (!rc) rc = -1;
-  if (!rc && !h5io_attr_i64(f, "step_in_epoch", &v)) c->step_in_epoch = v; else if (!rc) rc = -1;
-  if (!rc && !h5io_attr_i64(f, "ranks", &v)) c->ranks = (int)v; else if (!rc) rc = -1;
-  if (!rc && !h5io_attr_f64(f, "train_seconds", &c->train_seconds)) {} else if (!rc) rc = -1;
-  if (!rc && !h5io_attr_f64(f, "wall_seconds", &c->wall_seconds)) {} else if (!rc) rc = -1;
-  if (!rc && !h5io_attr_str(f, "config_hash", hash, sizeof hash)) c->config_hash = strtoull(hash, NULL, 16); else if (!rc) rc = -1;
+  Checkpoint h = *c;
+  int rc = read_header(f, &h);
+  /* the header the caller checked, and a trace that fits its buffer */
+  if (!rc && (h.step != c->step || h.config_hash != c->config_hash))
+    rc = err_set("changed since its header was read (step %lld, then %lld)", (long long)c->step, (long long)h.step);
+  if (!rc && c->step > c->trace_cap)
+    rc = err_set("holds %lld steps, the loss trace has room for %lld", (long long)c->step, (long long)c->trace_cap);
   Adam *o = c->opt;
   if (!rc) rc = h5io_read(f, "params", H5T_NATIVE_FLOAT, c->params, c->n_params);
   if (!rc) rc = h5io_read(f, "adam/m", H5T_NATIVE_FLOAT, o->m, c->n_params);
@@ -160,26 +204,28 @@ static int load_file(const char *path, Checkpoint *c) {
   if (!rc) rc = read_table(f, "metrics", c->metrics);
   if (!rc) rc = read_table(f, "timing", c->timing);
   H5Fclose(f);
+  if (rc) {
+    runtable_free_rows(c->metrics);
+    runtable_free_rows(c->timing);
+  }
   return rc;
 }
 
-int checkpoint_load_latest(const char *run_dir, Checkpoint *c, char *used, size_t cap) {
+int checkpoint_remove_partial(const char *run_dir) {
   char dir[4096];
   snprintf(dir, sizeof dir, "%s/checkpoints", run_dir);
-  long long steps[256];
-  int n = list_steps(dir, steps, 256);
-  for (int i = 0; i < n; i++) {
-    char path[4200];
-    snprintf(path, sizeof path, "%s/step-%09lld.h5", dir, steps[i]);
-    runtable_free_rows(c->metrics);
-    runtable_free_rows(c->timing);
-    if (load_file(path, c) == 0) {
-      snprintf(used, cap, "%s", path);
-      return 1;
-    }
-    fprintf(stderr, "warning: checkpoint %s is truncated or corrupt (%s); trying an older one\n", path, err_msg());
+  DIR *dh = opendir(dir);
+  if (!dh) return 0;
+  int removed = 0;
+  struct dirent *e;
+  while ((e = readdir(dh))) {
+    long long s;
+    size_t len = strlen(e->d_name);
+    if (len < 8 || strcmp(e->d_name + len - 7, ".h5.tmp") || sscanf(e->d_name, "step-%lld.h5", &s) != 1) continue;
+    char p[4400];
+    snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+    removed += unlink(p) == 0;
   }
-  runtable_free_rows(c->metrics);
-  runtable_free_rows(c->timing);
-  return 0;
+  closedir(dh);
+  return removed;
 }

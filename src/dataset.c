@@ -474,6 +474,7 @@ int dataset_writer_init(DatasetWriter *w, const char *out, int n_classes, const 
     w->class_names[i] = strdup(class_names[i] ? class_names[i] : "");
     CHECK(w->class_names[i], "out of memory");
   }
+  if (common_mkdir_parent(out) != 0) return -1;
   h5io_quiet();
   hid_t fcpl = H5Pcreate(H5P_FILE_CREATE);
   hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);

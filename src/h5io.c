@@ -3,15 +3,57 @@
 
 #include "common.h"
 
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 void h5io_quiet(void) { if (!getenv("PROXYGML_H5_DEBUG")) H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
+
+/* HDF5's signature sits at byte 0, 512, 1024, 2048, ... (a user block may come first) */
+static int has_signature(FILE *f, long long size) {
+  static const unsigned char SIG[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+  for (long long off = 0; off + 8 <= size; off = off ? 2 * off : 512) {
+    unsigned char b[8];
+    if (fseeko(f, (off_t)off, SEEK_SET) != 0 || fread(b, 1, 8, f) != 8) return 0;
+    if (!memcmp(b, SIG, 8)) return 1;
+  }
+  return 0;
+}
+
+static herr_t find_truncated(unsigned n, const H5E_error2_t *e, void *found) {
+  (void)n;
+  if (e->desc && strstr(e->desc, "truncated")) *(int *)found = 1;
+  return 0;
+}
+
+/* why H5Fopen failed, in the words a user can act on: missing, unreadable,
+ * not HDF5 at all, cut short (a copy or write that did not finish), corrupt */
+static int open_failed(const char *path) {
+  int truncated = 0;
+  H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, find_truncated, &truncated);
+  struct stat st;
+  if (stat(path, &st) != 0) {
+    if (errno == ENOENT) return err_set("%s: no such file", path);
+    return err_set("%s: cannot read it: %s", path, strerror(errno));
+  }
+  if (S_ISDIR(st.st_mode)) return err_set("%s: is a directory, not an HDF5 file", path);
+  FILE *f = fopen(path, "rb");
+  if (!f) return err_set("%s: cannot read it: %s", path, strerror(errno));
+  int sig = has_signature(f, (long long)st.st_size);
+  fclose(f);
+  if (!sig) return err_set("%s: not an HDF5 file (%lld bytes, no HDF5 signature)", path, (long long)st.st_size);
+  if (truncated)
+    return err_set("%s: truncated HDF5 file (%lld bytes, shorter than its header says: an interrupted write or copy?)",
+                   path, (long long)st.st_size);
+  return err_set("%s: corrupt HDF5 file (it has the HDF5 signature but cannot be opened)", path);
+}
 
 static int open_with(const char *path, hid_t fapl, hid_t *file) {
   h5io_quiet();
   *file = H5Fopen(path, H5F_ACC_RDONLY, fapl);
-  if (*file < 0) return err_set("%s: cannot open as HDF5 (missing, unreadable or corrupt)", path);
+  if (*file < 0) return open_failed(path);
   return 0;
 }
 

@@ -70,12 +70,21 @@ static void add_maxpool2(Model *m) {
   l->oh = l->h / 2; l->ow = l->w / 2;
 }
 
+int model_check(const char *arch, int in_c, int in_h, int in_w, int embed_dim) {
+  if (in_c < 1 || in_h < 1 || in_w < 1 || embed_dim < 1)
+    return err_set("model: bad sizes (input %d x %d x %d, embedding %d)", in_c, in_h, in_w, embed_dim);
+  if ((long)in_c * in_h * in_w > (1L << 30)) return err_set("model: input %d x %d x %d too large", in_c, in_h, in_w);
+  if (strcmp(arch, "mlp") && strcmp(arch, "cnn") && strcmp(arch, "linear"))
+    return err_set("unknown architecture '%s' (known: mlp, cnn, linear)", arch);
+  if (!strcmp(arch, "cnn") && (in_h < 4 || in_w < 4))
+    return err_set("model: cnn needs an input of at least 4 x 4, got %d x %d", in_h, in_w);
+  return 0;
+}
+
 int model_init(Model *m, const char *arch, int in_c, int in_h, int in_w, int embed_dim, int B_max) {
   memset(m, 0, sizeof *m);
-  if (in_c < 1 || in_h < 1 || in_w < 1 || embed_dim < 1 || B_max < 1)
-    return err_set("model: bad sizes (input %d x %d x %d, embedding %d, batch %d)", in_c, in_h, in_w, embed_dim,
-                   B_max);
-  if ((long)in_c * in_h * in_w > (1L << 30)) return err_set("model: input %d x %d x %d too large", in_c, in_h, in_w);
+  if (B_max < 1) return err_set("model: bad batch size %d", B_max);
+  if (model_check(arch, in_c, in_h, in_w, embed_dim) != 0) return -1;
   m->in_c = in_c; m->in_h = in_h; m->in_w = in_w;
   m->embed_dim = embed_dim; m->B_max = B_max;
   m->in_size = in_c * in_h * in_w;
@@ -86,7 +95,6 @@ int model_init(Model *m, const char *arch, int in_c, int in_h, int in_w, int emb
     add_linear(m, "body.3", 512); add_relu(m);
     add_linear(m, "embedding", embed_dim);
   } else if (!strcmp(arch, "cnn")) {
-    if (in_h < 4 || in_w < 4) return err_set("model: cnn needs an input of at least 4 x 4, got %d x %d", in_h, in_w);
     /* relu(maxpool(x)) = maxpool(relu(x)), with the same gradients (both are
      * zero where the window's maximum is <= 0), and pooling first runs the
      * relu on a quarter of the values */
@@ -96,10 +104,6 @@ int model_init(Model *m, const char *arch, int in_c, int in_h, int in_w, int emb
     add_linear(m, "embedding", embed_dim);
   } else if (!strcmp(arch, "linear")) {
     add_linear(m, "embedding", embed_dim);
-  } else {
-    int r = err_set("unknown architecture '%s' (known: mlp, cnn, linear)", arch);
-    memset(m, 0, sizeof *m);
-    return r;
   }
   snprintf(m->arch, sizeof m->arch, "%s", arch);
 

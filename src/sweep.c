@@ -5,8 +5,11 @@
 #include "sweep.h"
 
 #include "common.h"
+#include "dataset.h"
 #include "h5io.h"
+#include "train.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <libconfig.h>
 #include <stdio.h>
@@ -321,8 +324,8 @@ int sweep_load(Sweep *s, const char *path) {
   config_init(&lc);
   int rc;
   if (!config_read_file(&lc, path))
-    rc = err_set("%s:%d: %s", config_error_file(&lc) ? config_error_file(&lc) : path, config_error_line(&lc),
-                 config_error_text(&lc));
+    rc = cfg_syntax_error(config_error_file(&lc) ? config_error_file(&lc) : path, config_error_line(&lc),
+                          config_error_text(&lc));
   else
     rc = read_file(s, &lc);
   config_destroy(&lc);
@@ -361,15 +364,92 @@ int sweep_task(const Sweep *s, int id, SweepTask *t) {
   return 0;
 }
 
-void sweep_task_status(const Sweep *s, int id, char *status, size_t cap) {
-  char path[CFG_PATH_MAX + SWEEP_DIR_MAX + 16], dir[SWEEP_DIR_MAX];
+/* slurm-<job>_<id>.out: the log of array task `id` */
+static int is_task_log(const char *name, int id) {
+  int t, n = 0;
+  return sscanf(name, "slurm-%*d_%d.out%n", &t, &n) == 1 && n > 0 && !name[n] && t == id;
+}
+
+static double mtime_of(const struct stat *st) { return (double)st->st_mtim.tv_sec + 1e-9 * (double)st->st_mtim.tv_nsec; }
+
+/* the newest non-empty one of dir/slurm-*_<id>.out and dir/local.out (if `local`) into best */
+static void newest_in(const char *dir, int id, int local, char *best, size_t cap, double *mtime) {
+  DIR *dh = opendir(dir);
+  struct dirent *e;
+  while (dh && (e = readdir(dh))) {
+    if (!is_task_log(e->d_name, id) && !(local && !strcmp(e->d_name, "local.out"))) continue;
+    char p[CFG_PATH_MAX + SWEEP_DIR_MAX + 300];
+    struct stat st;
+    snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+    if (stat(p, &st) == 0 && st.st_size > 0 && (!best[0] || mtime_of(&st) > *mtime)) {
+      snprintf(best, cap, "%s", p);
+      *mtime = mtime_of(&st);
+    }
+  }
+  if (dh) closedir(dh);
+}
+
+/* The verdict of a task's log: 1 if its last attempt failed, with the last
+ * error line of that attempt in why. Job scripts end an attempt with a "== "
+ * line (slurm/sweep.sbatch, run_local_sweep.sh); a job script that could not
+ * start the task says so in a "sweep.sbatch: " line. */
+static int log_failed(const char *path, char *why, size_t cap) {
+  FILE *f = fopen(path, "r");
+  if (!f) return 0;
+  if (fseek(f, 0, SEEK_END) == 0 && ftell(f) > 65536) fseek(f, -65536, SEEK_END);
+  else rewind(f);
+  char line[1024], err[1024] = "";
+  int failed = 0;
+  while (fgets(line, sizeof line, f)) {
+    line[strcspn(line, "\r\n")] = 0;
+    /* "proxygml train: ..." and the like; the banner "proxygml 0.1.0: ..." is not one */
+    if ((!strncmp(line, "proxygml ", 9) && line[9] >= 'a' && line[9] <= 'z') || !strncmp(line, "sweep.sbatch: ", 14)) {
+      snprintf(err, sizeof err, "%s", line);
+      if (failed) snprintf(why, cap, "%s", err);   /* output that reached the log after the verdict */
+    }
+    if (!strncmp(line, "sweep.sbatch: ", 14)) {
+      failed = 1;
+      snprintf(why, cap, "%s", err);
+    } else if (!strncmp(line, "== ", 3)) {
+      failed = strstr(line, "bad input (exit") || strstr(line, "failed (exit");
+      if (failed) snprintf(why, cap, "%s", err[0] ? err : line + 3);
+      err[0] = 0;
+    }
+  }
+  fclose(f);
+  return failed;
+}
+
+void sweep_task_status(const Sweep *s, int id, char *status, size_t cap, char *why, size_t why_cap) {
+  char path[CFG_PATH_MAX + SWEEP_DIR_MAX + 16], dir[SWEEP_DIR_MAX], rundir[CFG_PATH_MAX + SWEEP_DIR_MAX + 8];
+  char logs[CFG_PATH_MAX + 8], log[CFG_PATH_MAX + SWEEP_DIR_MAX + 300] = "", reason[1024] = "";
+  if (why && why_cap) why[0] = 0;
   if (task_dir(s, id, dir, sizeof dir) != 0) { snprintf(status, cap, "unreadable"); return; }
-  snprintf(path, sizeof path, "%s/%s/run.h5", s->out, dir);
-  if (access(path, F_OK) != 0) { snprintf(status, cap, "missing"); return; }
+  snprintf(rundir, sizeof rundir, "%s/%s", s->out, dir);
+  snprintf(path, sizeof path, "%s/run.h5", rundir);
+  snprintf(logs, sizeof logs, "%s/logs", s->out);
+  double log_time = 0;
+  newest_in(rundir, id, 1, log, sizeof log, &log_time);
+  newest_in(logs, id, 0, log, sizeof log, &log_time);
+  struct stat st;
+  if (stat(path, &st) != 0) {
+    /* no run file: a task that failed before writing one says why in its log */
+    if (log[0] && log_failed(log, reason, sizeof reason)) snprintf(status, cap, "failed");
+    else snprintf(status, cap, "missing");
+    if (why && reason[0]) snprintf(why, why_cap, "%s", reason);
+    return;
+  }
   hid_t h;
-  if (h5io_open(path, &h) != 0) { snprintf(status, cap, "unreadable"); return; }
-  char st[32] = "", hash[32] = "", want[32];
-  if (h5io_attr_str(h, "status", st, sizeof st) != 0) snprintf(st, sizeof st, "unreadable");
+  if (h5io_open(path, &h) != 0) {
+    snprintf(status, cap, "unreadable");
+    if (why) snprintf(why, why_cap, "%s", err_msg());
+    return;
+  }
+  char st_text[32] = "", hash[32] = "", want[32], message[512] = "";
+  int64_t epochs_done = 0;
+  if (h5io_attr_str(h, "status", st_text, sizeof st_text) != 0) snprintf(st_text, sizeof st_text, "unreadable");
+  h5io_attr_str(h, "message", message, sizeof message);
+  h5io_attr_i64(h, "epochs_done", &epochs_done);
   hid_t g = H5Gopen2(h, "config", H5P_DEFAULT);
   if (g >= 0) {
     h5io_attr_str(g, "config_hash", hash, sizeof hash);
@@ -377,27 +457,19 @@ void sweep_task_status(const Sweep *s, int id, char *status, size_t cap) {
   }
   H5Fclose(h);
   snprintf(want, sizeof want, "%016llx", (unsigned long long)cfg_hash(&s->cfgs[id]));
-  if (strcmp(hash, want)) snprintf(st, sizeof st, "foreign");   /* --resume auto would refuse it */
-  snprintf(status, cap, "%s", st);
-}
-
-static int mkdir_p(const char *dir) {
-  char buf[CFG_PATH_MAX];
-  snprintf(buf, sizeof buf, "%s", dir);
-  for (char *p = buf + 1;; p++) {
-    if (*p != '/' && *p) continue;
-    char c = *p;
-    *p = 0;
-    if (mkdir(buf, 0777) != 0 && errno != EEXIST) return err_set("cannot create directory '%s': %s", buf, strerror(errno));
-    struct stat st;
-    if (stat(buf, &st) != 0 || !S_ISDIR(st.st_mode)) return err_set("cannot create directory '%s': a file is in the way", buf);
-    if (!(*p = c)) break;
-  }
-  return 0;
+  if (strcmp(hash, want)) snprintf(st_text, sizeof st_text, "foreign");   /* --resume auto would refuse it */
+  else if (!strcmp(st_text, "complete") && epochs_done < s->cfgs[id].epochs)
+    snprintf(st_text, sizeof st_text, "extendable");   /* --resume auto continues it */
+  else if (!strcmp(st_text, "failed")) snprintf(reason, sizeof reason, "%s", message);
+  else if ((!strcmp(st_text, "running") || !strcmp(st_text, "preempted")) && log[0] && log_time > mtime_of(&st) &&
+           log_failed(log, reason, sizeof reason))   /* a later attempt stopped before touching the run file */
+    snprintf(st_text, sizeof st_text, "failed");
+  snprintf(status, cap, "%s", st_text);
+  if (why && reason[0]) snprintf(why, why_cap, "%s", reason);
 }
 
 int sweep_write_manifest(const Sweep *s) {
-  if (mkdir_p(s->out) != 0) return -1;
+  if (common_mkdir_p(s->out) != 0) return -1;
   char path[CFG_PATH_MAX + 32], tmp[CFG_PATH_MAX + 64];
   snprintf(path, sizeof path, "%s/manifest.tsv", s->out);
   snprintf(tmp, sizeof tmp, "%s/.manifest.tsv.tmp.%d", s->out, (int)getpid());
@@ -438,8 +510,12 @@ static void usage(FILE *out) {
           "trains into OUT/<key=value_...>, e.g. runs/fmnist_kn/k=8_N=4_seed=0.\n"
           "Run a sweep with slurm/submit_sweep.sh FILE (a Slurm job array) or\n"
           "slurm/run_local_sweep.sh FILE (one task after the other, here); docs/slurm.md.\n"
-          "Status: complete, running, preempted, failed, missing (no run.h5), unreadable,\n"
-          "foreign (run.h5 of another configuration: train --resume auto refuses it).\n"
+          "plan checks every task as train would before it reads a row (the dataset, C, K, batch,\n"
+          "recall_ks, arch) and writes OUT/manifest.tsv; nothing is submitted.\n"
+          "Status: complete, extendable (complete, but the sweep now asks for more epochs: a\n"
+          "resubmission continues it), running, preempted, failed (with the reason from the run\n"
+          "file or the task's log), missing (no run.h5), unreadable, foreign (run.h5 of another\n"
+          "configuration: train --resume auto refuses it).\n"
           "Exit codes: 0 ok, 2 bad input (one line says what).\n");
 }
 
@@ -448,8 +524,49 @@ static int fail(const char *what) {
   return 2;
 }
 
+/* What train checks before it reads a row, for every task: the dataset
+ * (each file read once) and the sizes that follow from it. The rank count is
+ * the job's, unknown here. Tasks that would learn nothing (K <= N) get one
+ * warning line on stderr. */
+static int check_data(const Sweep *s) {
+  enum { CACHE = 8 };
+  struct { const char *path; DatasetInfo tr, te; int rc; char msg[1024]; } cache[CACHE];
+  int ncache = 0, nwarn = 0, first_warn = -1;
+  char warn[256] = "", dir[SWEEP_DIR_MAX];
+  for (int id = 0; id < s->ntasks; id++) {
+    const Config *c = &s->cfgs[id];
+    int hit = -1;
+    for (int i = 0; i < ncache && hit < 0; i++)
+      if (!strcmp(cache[i].path, c->data)) hit = i;
+    if (hit < 0) {
+      hit = ncache < CACHE ? ncache++ : CACHE - 1;
+      cache[hit].path = c->data;
+      cache[hit].rc = dataset_info(c->data, "train", &cache[hit].tr) != 0 || dataset_info(c->data, "test", &cache[hit].te) != 0;
+      snprintf(cache[hit].msg, sizeof cache[hit].msg, "%s", cache[hit].rc ? err_msg() : "");
+    }
+    TrainSizes z;
+    int rc = cache[hit].rc ? err_set("%s", cache[hit].msg) : train_check_sizes(c, &cache[hit].tr, &cache[hit].te, 0, &z);
+    if (rc != 0) {
+      task_dir(s, id, dir, sizeof dir);
+      return err_set("%s: task %d (%s): %s", s->path, id, dir, err_msg());
+    }
+    char w[sizeof warn];
+    if (train_sizes_warning(&z, w, sizeof w) && nwarn++ == 0) {
+      first_warn = id;
+      memcpy(warn, w, sizeof warn);
+    }
+  }
+  if (nwarn) {
+    task_dir(s, first_warn, dir, sizeof dir);
+    fprintf(stderr, "proxygml sweep plan: warning: task %d (%s)", first_warn, dir);
+    if (nwarn > 1) fprintf(stderr, " and %d more task%s", nwarn - 1, nwarn > 2 ? "s" : "");
+    fprintf(stderr, ": %s\n", warn);
+  }
+  return 0;
+}
+
 static int cmd_plan(const Sweep *s) {
-  if (sweep_write_manifest(s) != 0) return fail("plan");
+  if (check_data(s) != 0 || sweep_write_manifest(s) != 0) return fail("plan");
   printf("%s: %d task%s (", s->path, s->ntasks, s->ntasks == 1 ? "" : "s");
   for (int a = 0; a < s->naxes; a++) printf("%s%s %d", a ? " x " : "", s->axes[a].key, s->axes[a].n);
   printf("), manifest %s/manifest.tsv\n", s->out);
@@ -457,16 +574,19 @@ static int cmd_plan(const Sweep *s) {
 }
 
 static int cmd_status(const Sweep *s) {
-  static const char *const ORDER[] = {"complete", "running", "preempted", "failed", "missing", "unreadable", "foreign"};
+  static const char *const ORDER[] = {"complete", "extendable", "running", "preempted", "failed", "missing",
+                                      "unreadable", "foreign"};
   enum { NST = sizeof ORDER / sizeof ORDER[0] };
   int count[NST] = {0};
-  char dir[SWEEP_DIR_MAX];
+  char dir[SWEEP_DIR_MAX], why[1024];
   printf("%-5s %-10s %s\n", "task", "status", "run");
   for (int id = 0; id < s->ntasks; id++) {
     char st[32];
-    sweep_task_status(s, id, st, sizeof st);
+    sweep_task_status(s, id, st, sizeof st, why, sizeof why);
     task_dir(s, id, dir, sizeof dir);
-    printf("%-5d %-10s %s/%s\n", id, st, s->out, dir);
+    printf("%-5d %-10s %s/%s", id, st, s->out, dir);
+    if (why[0]) printf("  (%s)", why);
+    printf("\n");
     for (int i = 0; i < NST; i++)
       if (!strcmp(st, ORDER[i])) count[i]++;
   }

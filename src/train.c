@@ -1,6 +1,7 @@
 /* train.c: `proxygml train` (see include/train.h): setup with collective
  * error handling, the data-parallel training loop, distributed evaluation
- * and the run file. Checkpoints and signals come with the Slurm work. */
+ * and the run file, checkpoints with exact resume, and preemption on
+ * SIGUSR1/SIGTERM (checkpoint, exit 75). */
 #include "train.h"
 
 #include "cfg.h"
@@ -49,6 +50,7 @@ typedef struct {
   char data_abs[CFG_PATH_MAX + 16], cwd[CFG_PATH_MAX];
   double session_start, wall_before;   /* now_sec() at start; wall seconds of earlier sessions */
   int force, resume;
+  int complete_epochs;         /* epochs of a complete DIR/run.h5 being resumed, else -1 */
   /* sizes */
   int C, N, M, K, D;
   int G, B;                    /* global and per-rank batch */
@@ -96,6 +98,9 @@ typedef struct {
   RunTable metrics, timing;
   double phase[NPHASE];        /* seconds in the current epoch */
   double *loss_trace;          /* steps x 3: loss, loss_cls, loss_reg of every step */
+  float *grad_dump;            /* dump_grads x n_params on rank 0: the reduced gradients (diagnostics) */
+  float dump_margin[1000];     /* the least top-K margin over the global batch of each dumped step */
+  int grads_dumped;
   int start_epoch;             /* where the loop starts (after a resume) */
   int64_t start_step_in_epoch;
   /* test-only fault injection (PROXYGML_INJECT_FAULT=rank:step:kind) */
@@ -103,6 +108,7 @@ typedef struct {
   int64_t fault_step;
   int64_t step;
   int epochs_done;
+  int evaluated;               /* emb_local, sub_idx, sel_count hold an evaluation of this session */
   double train_seconds;
 } Trainer;
 
@@ -126,8 +132,13 @@ static int agree(Trainer *T, int ok) {
 /* Test-only: PROXYGML_INJECT_FAULT="RANK:STEP:KIND" makes one rank fail on
  * purpose, so the tests can check that every rank stops, fast, with one
  * message. KIND: nan (a non-finite loss on that rank at STEP), io (that rank
- * cannot read its data; STEP ignored), crash (that rank dies at STEP). */
-enum { FAULT_NONE, FAULT_NAN, FAULT_IO, FAULT_CRASH };
+ * cannot read its data; STEP ignored), and at STEP, just before the gradient
+ * allreduce: crash (abort), segv (SIGSEGV), heap (a double free: glibc aborts
+ * holding its allocator lock), stop (SIGSTOP: the others wait for it until the
+ * watchdog, collective_timeout, ends the job). */
+enum { FAULT_NONE, FAULT_NAN, FAULT_IO, FAULT_CRASH, FAULT_SEGV, FAULT_HEAP, FAULT_STOP };
+static const char *const FAULT_NAMES[] = {"", "nan", "io", "crash", "segv", "heap", "stop"};
+_Static_assert((int)DIST_EXIT_HUNG == (int)TRAIN_EXIT_FAILED, "the watchdog exits with 'the training failed'");
 
 static void parse_fault(Trainer *T) {
   const char *e = getenv("PROXYGML_INJECT_FAULT");
@@ -137,11 +148,30 @@ static void parse_fault(Trainer *T) {
   long long step = 0;
   if (sscanf(e, "%d:%lld:%15s", &T->fault_rank, &step, kind) != 3) return;
   T->fault_step = step;
-  T->fault_kind = !strcmp(kind, "nan") ? FAULT_NAN : !strcmp(kind, "io") ? FAULT_IO : !strcmp(kind, "crash") ? FAULT_CRASH : FAULT_NONE;
+  for (int f = FAULT_NAN; f <= FAULT_STOP; f++)
+    if (!strcmp(kind, FAULT_NAMES[f])) T->fault_kind = f;
 }
 
 static int fault_here(const Trainer *T, int kind, int64_t step) {
   return T->fault_kind == kind && T->fault_rank == T->d.rank && (kind == FAULT_IO || T->fault_step == step);
+}
+
+static void fault_crash(const Trainer *T) {
+  if (T->fault_kind < FAULT_CRASH || !fault_here(T, T->fault_kind, T->step)) return;
+  fprintf(stderr, "proxygml train: [rank %d] injected %s at step %lld\n", T->d.rank, FAULT_NAMES[T->fault_kind],
+          (long long)T->step);
+  fflush(stderr);
+  if (T->fault_kind == FAULT_SEGV) raise(SIGSEGV);
+  if (T->fault_kind == FAULT_STOP) {
+    raise(SIGSTOP);
+    _exit(TRAIN_EXIT_FAILED);   /* continued by mpirun while it ends the job: leave quietly */
+  }
+  if (T->fault_kind == FAULT_HEAP) {
+    char *volatile p = malloc(100000);   /* below the mmap threshold: freed under the arena lock */
+    free(p);
+    free(p);
+  }
+  abort();
 }
 
 static double peak_rss_mib(void) {
@@ -161,8 +191,9 @@ static void usage(FILE *out) {
           "  --out DIR       output directory (created if missing)\n"
           "  --force         replace an existing DIR/run.h5 (and its checkpoints)\n"
           "  --resume auto   continue from the newest complete checkpoint in DIR (a fresh start\n"
-          "                  if there is none; nothing to do if DIR/run.h5 is complete); refuses\n"
-          "                  a directory of another configuration\n"
+          "                  if there is none; nothing to do if DIR/run.h5 is complete, unless\n"
+          "                  epochs was raised: then it continues); refuses a directory of another\n"
+          "                  configuration, and a run or checkpoint beyond this run's epochs\n"
           "Signals: SIGUSR1 or SIGTERM finish the current step, write a checkpoint, mark the run\n"
           "preempted and exit 75 (requeue, then --resume auto).\n"
           "Exit codes: 0 complete, 2 bad input, 3 training failed, 75 stopped to be requeued.\n\n"
@@ -170,41 +201,38 @@ static void usage(FILE *out) {
   cfg_print_help(out);
 }
 
-static int mkdir_p(const char *dir) {
-  char buf[CFG_PATH_MAX];
-  snprintf(buf, sizeof buf, "%s", dir);
-  for (char *p = buf + 1; *p; p++)
-    if (*p == '/') {
-      *p = 0;
-      if (mkdir(buf, 0777) != 0 && errno != EEXIST) return err_set("cannot create directory '%s': %s", buf, strerror(errno));
-      *p = '/';
-    }
-  if (mkdir(buf, 0777) != 0 && errno != EEXIST) return err_set("cannot create directory '%s': %s", buf, strerror(errno));
-  return 0;
-}
-
 /* rank 0: the output directory exists, is writable, and holds no run we would clobber */
 static int prepare_out_dir(Trainer *T) {
-  if (mkdir_p(T->out_dir) != 0) return -1;
+  if (common_mkdir_p(T->out_dir) != 0) return -1;
   char probe[CFG_PATH_MAX + 32];
   snprintf(probe, sizeof probe, "%s/.write-test.%d", T->out_dir, (int)getpid());
   FILE *f = fopen(probe, "w");
   if (!f) return err_set("output directory '%s' is not writable: %s", T->out_dir, strerror(errno));
   fclose(f);
   unlink(probe);
+  T->complete_epochs = -1;
   if (access(T->run_path, F_OK) == 0 && T->resume) {
     /* the directory must hold a run of this very configuration */
-    char hash[32] = "", want[32];
+    char hash[32] = "", want[32], status[32] = "";
+    int64_t epochs_done = 0;
     hid_t h;
-    if (h5io_open(T->run_path, &h) == 0) {
-      hid_t g = H5Gopen2(h, "config", H5P_DEFAULT);
-      if (g >= 0) { h5io_attr_str(g, "config_hash", hash, sizeof hash); H5Gclose(g); }
-      H5Fclose(h);
-    }
+    if (h5io_open(T->run_path, &h) != 0)
+      return err_set("cannot resume: %s; move it away to resume from the checkpoints", err_msg());
+    hid_t g = H5Gopen2(h, "config", H5P_DEFAULT);
+    if (g >= 0) { h5io_attr_str(g, "config_hash", hash, sizeof hash); H5Gclose(g); }
+    h5io_attr_str(h, "status", status, sizeof status);
+    h5io_attr_i64(h, "epochs_done", &epochs_done);
+    H5Fclose(h);
+    if (!hash[0]) return err_set("%s has no config/config_hash: not a run file of proxygml; refusing to resume into it",
+                                 T->run_path);
     snprintf(want, sizeof want, "%016llx", (unsigned long long)cfg_hash(&T->cfg));
     if (strcmp(hash, want))
       return err_set("%s belongs to another experiment (config hash %s, this one %s): refusing to resume into it",
-                     T->run_path, hash[0] ? hash : "unreadable", want);
+                     T->run_path, hash, want);
+    if (epochs_done > T->cfg.epochs)
+      return err_set("%s has %lld epochs done (status %s), more than the %d asked for: refusing to resume; train "
+                     "a shorter run into another --out", T->run_path, (long long)epochs_done, status, T->cfg.epochs);
+    if (!strcmp(status, "complete")) T->complete_epochs = (int)epochs_done;
   } else if (access(T->run_path, F_OK) == 0 && !T->force) {
     char status[64] = "unreadable";
     hid_t h;
@@ -228,6 +256,9 @@ static int prepare_out_dir(Trainer *T) {
     }
     if (dh) closedir(dh);
   }
+  int partial = checkpoint_remove_partial(T->out_dir);
+  if (partial > 0) printf("removed %d partial checkpoint file%s (step-*.h5.tmp) that a crash left in %s/checkpoints\n",
+                          partial, partial > 1 ? "s" : "", T->out_dir);
   return 0;
 }
 
@@ -268,32 +299,63 @@ static int parse_args(Trainer *T, int argc, char **argv) {
   return 0;
 }
 
-/* sizes and dataset checks that need the dataset's info (same on every rank) */
+int train_check_sizes(const Config *c, const DatasetInfo *tr, const DatasetInfo *te, int ranks, TrainSizes *s) {
+  memset(s, 0, sizeof *s);
+  if (tr->kind != te->kind || tr->row_size != te->row_size)
+    return err_set("%s: train and test rows differ in kind or size", c->data);
+  s->C = c->C > 0 ? c->C : tr->label_max + 1;
+  if (tr->label_max >= s->C)
+    return err_set("config key 'C': the training split has label %d, but C = %d", tr->label_max, s->C);
+  s->N = c->N;
+  s->M = s->C * s->N;
+  s->D = c->embed_dim;
+  if (cfg_resolve_k(c, s->C, &s->K) != 0) return -1;
+  s->G = c->batch;
+  if (s->G > tr->n)
+    return err_set("config key 'batch': %d is larger than the training split (%lld rows)", s->G, (long long)tr->n);
+  if (ranks > 0 && s->G % ranks != 0)
+    return err_set("config key 'batch': the global batch %d does not divide over %d ranks", s->G, ranks);
+  if (te->n < 2) return err_set("%s: the test split needs at least 2 rows for retrieval", c->data);
+  if (ranks > 0 && te->n < ranks) return err_set("%s: fewer test rows than ranks", c->data);
+  if (c->recall_ks.n < 1) return err_set("config key 'recall_ks': give at least one k");
+  if (c->recall_ks.n > METRICS_MAXK) return err_set("config key 'recall_ks': at most %d values", METRICS_MAXK);
+  /* a query ranks the other n_test - 1 rows: a larger k would always count as a hit */
+  int kmax = c->recall_ks.v[c->recall_ks.n - 1];
+  if (kmax > te->n - 1)
+    return err_set("config key 'recall_ks': k = %d, but a query of the test split has only %lld other rows to "
+                   "retrieve (R@%d would be 1.0 by construction)", kmax, (long long)te->n - 1, kmax);
+  const char *arch = cfg_arch_name(c->arch);
+  if (c->arch == CFG_ARCH_CNN && tr->kind == DATASET_FEATURES)
+    return err_set("config key 'arch': cnn needs images, but %s holds feature vectors (%d values per row): use mlp "
+                   "or linear", c->data, tr->F);
+  int in_c = tr->kind == DATASET_IMAGES ? tr->channels : tr->F;
+  int in_h = tr->kind == DATASET_IMAGES ? tr->H : 1, in_w = tr->kind == DATASET_IMAGES ? tr->W : 1;
+  if (model_check(arch, in_c, in_h, in_w, s->D) != 0)
+    return err_set("config key 'arch': %s rows (%d x %d x %d): %s", c->data, in_c, in_h, in_w, err_msg());
+  s->steps_per_epoch = tr->n / s->G;   /* the last partial batch is dropped: every step has G samples */
+  if (c->max_steps_per_epoch > 0 && c->max_steps_per_epoch < s->steps_per_epoch)
+    s->steps_per_epoch = c->max_steps_per_epoch;
+  return 0;
+}
+
+int train_sizes_warning(const TrainSizes *s, char *buf, size_t cap) {
+  if (s->K > s->N) return 0;
+  /* the N proxies of the sample's own class enter every subgraph first */
+  snprintf(buf, cap, "K = %d <= N = %d: every subgraph holds only the sample's own class, so the classification "
+           "loss is constant and the network learns nothing from it (choose K > N)", s->K, s->N);
+  return 1;
+}
+
+/* the dataset's splits and the sizes that follow from them (same on every rank) */
 static int check_sizes(Trainer *T) {
   const Config *c = &T->cfg;
   if (dataset_info(c->data, "train", &T->tr_info) != 0 || dataset_info(c->data, "test", &T->te_info) != 0) return -1;
-  if (T->tr_info.kind != T->te_info.kind || T->tr_info.row_size != T->te_info.row_size)
-    return err_set("%s: train and test rows differ in kind or size", c->data);
-  T->C = c->C > 0 ? c->C : T->tr_info.label_max + 1;
-  if (T->tr_info.label_max >= T->C)
-    return err_set("config key 'C': the training split has label %d, but C = %d", T->tr_info.label_max, T->C);
-  T->N = c->N;
-  T->M = T->C * T->N;
-  T->D = c->embed_dim;
-  if (cfg_resolve_k(c, T->C, &T->K) != 0) return -1;
-  T->G = c->batch;
-  if (T->G > T->tr_info.n)
-    return err_set("config key 'batch': %d is larger than the training split (%lld rows)", T->G,
-                   (long long)T->tr_info.n);
-  if (T->G % T->d.size != 0)
-    return err_set("config key 'batch': the global batch %d does not divide over %d ranks", T->G, T->d.size);
+  TrainSizes s;
+  if (train_check_sizes(c, &T->tr_info, &T->te_info, T->d.size, &s) != 0) return -1;
+  T->C = s.C; T->N = s.N; T->M = s.M; T->K = s.K; T->D = s.D; T->G = s.G;
   T->B = T->G / T->d.size;
-  if (T->te_info.n < 2) return err_set("%s: the test split needs at least 2 rows for retrieval", c->data);
-  if (T->te_info.n < T->d.size) return err_set("%s: fewer test rows than ranks", c->data);
-  T->steps_per_epoch = T->tr_info.n / T->G;   /* the last partial batch is dropped: every step has G samples */
-  if (c->max_steps_per_epoch > 0 && c->max_steps_per_epoch < T->steps_per_epoch) T->steps_per_epoch = c->max_steps_per_epoch;
+  T->steps_per_epoch = s.steps_per_epoch;
   T->nk = c->recall_ks.n;
-  if (T->nk > METRICS_MAXK) return err_set("config key 'recall_ks': at most %d values", METRICS_MAXK);
   for (int i = 0; i < T->nk; i++) T->ks[i] = c->recall_ks.v[i];
   return 0;
 }
@@ -345,10 +407,9 @@ static int load_init(Trainer *T) {
       if (!isfinite(T->params[i])) rc = err_set("model/parameters holds a non-finite value at element %zu", i);
   } else if (h5io_has(f, "params")) {
     rc = model_params_read(&T->model, f, "params");
-    if (rc == 0 && (h5io_shape(f, "params/proxies", &nd, dims) != 0 ||
-                    ((nd != 2 || dims[0] != T->M || dims[1] != T->D) &&
-                     err_set("params/proxies must be M x D = %d x %d", T->M, T->D))))
-      rc = -1;
+    if (rc == 0) rc = h5io_shape(f, "params/proxies", &nd, dims);
+    if (rc == 0 && (nd != 2 || dims[0] != T->M || dims[1] != T->D))
+      rc = err_set("params/proxies must be M x D = %d x %d", T->M, T->D);
     if (rc == 0) rc = h5io_read(f, "params/proxies", H5T_NATIVE_FLOAT, T->proxies, (size_t)T->M * T->D);
     for (size_t i = 0; rc == 0 && i < (size_t)T->M * T->D; i++)
       if (!isfinite(T->proxies[i])) rc = err_set("params/proxies holds a non-finite value at element %zu", i);
@@ -490,6 +551,7 @@ static void build(Trainer *T) {
   for (int p = 0; p < NPHASE; p++) tcols[p + 2] = PHASE_NAMES[p];
   runtable_init(&T->timing, NPHASE + 2, tcols);
   T->loss_trace = xmalloc((size_t)(T->steps_per_epoch * c->epochs + 1) * 3 * sizeof(double));
+  if (c->dump_grads > 0 && T->d.rank == 0) T->grad_dump = xmalloc_f32((size_t)c->dump_grads * T->n_params);
   T->start_epoch = 1;
 }
 
@@ -504,7 +566,7 @@ static void trainer_free(Trainer *T) {
   runtable_free(&T->timing);
   void *bufs[] = {T->params, T->grads, T->tr_labels, T->perm, T->orders, T->counts, T->cursor, T->sendbuf, T->recvbuf, T->rows, T->order,
                   T->iota, T->x, T->y, T->dx, T->emb_local, T->emb_all, T->te_labels_all, T->recv_counts, T->enorm, T->wn,
-                  T->sim, T->sub_idx, T->sub_sim, T->sel_count, T->topk_v, T->topk_i, T->loss_trace};
+                  T->sim, T->sub_idx, T->sub_sim, T->sel_count, T->topk_v, T->topk_i, T->loss_trace, T->grad_dump};
   for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
 }
 
@@ -548,8 +610,8 @@ static void train_gather_batch(Trainer *T, int64_t step) {
     T->order[q] = cur[o]++;
     T->y[q] = T->tr_labels[g[r * B + q]];
   }
-  CHECK(MPI_Alltoallv(T->sendbuf, T->counts, T->displs, MPI_BYTE, T->recvbuf, T->rcounts, T->rdispls, MPI_BYTE,
-                      T->d.comm) == MPI_SUCCESS, "MPI_Alltoallv of the batch failed");
+  DIST_CHECK(MPI_Alltoallv(T->sendbuf, T->counts, T->displs, MPI_BYTE, T->recvbuf, T->rcounts, T->rdispls, MPI_BYTE,
+                           T->d.comm));
   for (int q = 0; q < B; q++) memcpy(T->rows + (size_t)q * rb, T->recvbuf + (size_t)T->order[q] * rb, rb);
   DatasetSplit view = T->tr;   /* the batch rows as a split of B rows */
   view.row0 = 0;
@@ -558,6 +620,23 @@ static void train_gather_batch(Trainer *T, int64_t step) {
   view.features = T->tr.features ? (float *)T->rows : NULL;
   view.labels = T->y;
   dataset_batch(T->x, NULL, &view, T->iota, B);
+}
+
+/* dump_grads: keep the reduced gradient, and how near the step's subgraphs
+ * were to a tie (a tie broken differently on another rank count changes the
+ * gradient by more than float rounding) */
+static void dump_step(Trainer *T) {
+  float margin = INFINITY;
+  for (int b = 0; b < T->B; b++) {
+    float m = proxygml_topk_margin(&T->loss, b, T->y[b]);
+    margin = m < margin ? m : margin;
+  }
+  DIST_CHECK(MPI_Allreduce(MPI_IN_PLACE, &margin, 1, MPI_FLOAT, MPI_MIN, T->d.comm));
+  if (T->grad_dump) {
+    T->dump_margin[T->grads_dumped] = margin;
+    memcpy(T->grad_dump + (size_t)T->grads_dumped * T->n_params, T->grads, T->n_params * sizeof(float));
+  }
+  T->grads_dumped++;
 }
 
 static float train_step(Trainer *T, int64_t step) {
@@ -577,12 +656,10 @@ static float train_step(Trainer *T, int64_t step) {
   stats[0] = T->loss.loss; stats[1] = T->loss.loss_cls; stats[2] = T->loss.loss_reg;
   stats[3] = g_stop_signal ? 1.0f : 0.0f;
   if (fault_here(T, FAULT_NAN, T->step)) stats[0] = NAN;
-  if (fault_here(T, FAULT_CRASH, T->step)) {
-    fprintf(stderr, "proxygml train: [rank %d] injected crash at step %lld\n", T->d.rank, (long long)T->step);
-    abort();
-  }
+  fault_crash(T);
   dist_allreduce_sum(&T->d, T->grads, T->n_params + LOSS_SLOTS);
   double t5 = now_sec();
+  if (T->grads_dumped < T->cfg.dump_grads) dump_step(T);
   if (isfinite(stats[0])) adam_step(&T->opt, T->params, T->grads);   /* the same verdict on every rank */
   double t6 = now_sec();
   T->phase[PH_DATA] += t1 - t0; T->phase[PH_FORWARD] += t2 - t1; T->phase[PH_LOSS] += t3 - t2;
@@ -597,6 +674,7 @@ static float train_step(Trainer *T, int64_t step) {
  * rank 0 (broadcast), and the inference subgraphs of this rank's rows. */
 static void evaluate(Trainer *T, Metrics *m) {
   const int D = T->D, M = T->M, K = T->K, P = T->d.size;
+  T->evaluated = 1;
   const int64_t nl = T->te.nrows, nt = T->te_info.n;
   for (int64_t s = 0; s < nl; s += T->eval_chunk) {
     int cnt = (int)(nl - s < T->eval_chunk ? nl - s : T->eval_chunk);
@@ -615,8 +693,8 @@ static void evaluate(Trainer *T, Metrics *m) {
     T->recv_counts[r] = (int)((b - a) * D);
     T->recv_displs[r] = (int)(a * D);
   }
-  CHECK(MPI_Allgatherv(T->emb_local, (int)(nl * D), MPI_FLOAT, T->emb_all, T->recv_counts, T->recv_displs, MPI_FLOAT,
-                       T->d.comm) == MPI_SUCCESS, "MPI_Allgatherv of the test embeddings failed");
+  DIST_CHECK(MPI_Allgatherv(T->emb_local, (int)(nl * D), MPI_FLOAT, T->emb_all, T->recv_counts, T->recv_displs,
+                            MPI_FLOAT, T->d.comm));
   MetricsSums sums;
   metrics_sums_reset(&sums, T->ks, T->nk);
   int q0 = (int)T->te.row0;
@@ -637,7 +715,11 @@ static void evaluate(Trainer *T, Metrics *m) {
     free(assign);
     free(cent);
   }
+  /* the other ranks wait here while rank 0 runs k-means, which may outlast
+   * collective_timeout on a large test set: this one wait is not watched */
+  int watch = dist_set_timeout(&T->d, 0);
   dist_bcast(&T->d, &nmi, sizeof nmi);
+  dist_set_timeout(&T->d, watch);
   m->nmi = nmi;
 
   /* inference subgraphs: the K most similar proxies of each test row */
@@ -663,8 +745,7 @@ static void evaluate(Trainer *T, Metrics *m) {
     }
   }
   if (P > 1)
-    CHECK(MPI_Allreduce(MPI_IN_PLACE, T->sel_count, M, MPI_INT64_T, MPI_SUM, T->d.comm) == MPI_SUCCESS,
-          "MPI_Allreduce of the selection counts failed");
+    DIST_CHECK(MPI_Allreduce(MPI_IN_PLACE, T->sel_count, M, MPI_INT64_T, MPI_SUM, T->d.comm));
 }
 
 /* ------------------------------------------------------------ record */
@@ -680,14 +761,14 @@ static int write_run(Trainer *T, const char *status, const char *message) {
     .C = T->C, .N = T->N, .K = T->K, .D = T->D, .n_train = T->tr_info.n, .n_test = T->te_info.n,
     .n_params = (int64_t)T->n_params, .steps_done = T->step, .epochs_done = T->epochs_done,
     .metrics = &T->metrics, .timing = &T->timing,
-    .emb = T->metrics.nrows ? T->emb_local : NULL, .emb_labels = T->te.labels, .emb_row0 = T->te.row0,
+    .emb = T->evaluated ? T->emb_local : NULL, .emb_labels = T->te.labels, .emb_row0 = T->te.row0,
     .emb_rows = T->te.nrows, .proxies = T->proxies,
-    .sub_idx = T->metrics.nrows ? T->sub_idx : NULL, .sub_sim = T->sub_sim,
-    .sel_count = T->metrics.nrows ? T->sel_count : NULL,
+    .sub_idx = T->evaluated ? T->sub_idx : NULL, .sub_sim = T->sub_sim,
+    .sel_count = T->evaluated ? T->sel_count : NULL,
     .loss_trace = T->loss_trace, .params = T->params,
   };
   double rss = peak_rss_mib();
-  CHECK(MPI_Allreduce(&rss, &s.peak_rss_mib, 1, MPI_DOUBLE, MPI_MAX, T->d.comm) == MPI_SUCCESS, "MPI_Allreduce failed");
+  DIST_CHECK(MPI_Allreduce(&rss, &s.peak_rss_mib, 1, MPI_DOUBLE, MPI_MAX, T->d.comm));
   return runfile_write(&s, &T->d);
 }
 
@@ -719,18 +800,34 @@ static int replicas_agree(Trainer *T) {
   uint64_t h = 1469598103934665603ULL;
   for (size_t i = 0; i < T->n_params * sizeof(float); i++) h = (h ^ p[i]) * 1099511628211ULL;
   uint64_t lo = h, hi = h;
-  CHECK(MPI_Allreduce(MPI_IN_PLACE, &lo, 1, MPI_UINT64_T, MPI_MIN, T->d.comm) == MPI_SUCCESS, "MPI_Allreduce failed");
-  CHECK(MPI_Allreduce(MPI_IN_PLACE, &hi, 1, MPI_UINT64_T, MPI_MAX, T->d.comm) == MPI_SUCCESS, "MPI_Allreduce failed");
+  DIST_CHECK(MPI_Allreduce(MPI_IN_PLACE, &lo, 1, MPI_UINT64_T, MPI_MIN, T->d.comm));
+  DIST_CHECK(MPI_Allreduce(MPI_IN_PLACE, &hi, 1, MPI_UINT64_T, MPI_MAX, T->d.comm));
   return lo == hi;
 }
 
 /* ------------------------------------------------------------ progress */
 
+/* A bar only on a terminal that a person watches. mpirun hands rank 0 a
+ * pseudo-terminal even when its own output goes to a file (a Slurm job's
+ * log), so under a launcher the answer is lines unless PROXYGML_PROGRESS=bar;
+ * PROXYGML_PROGRESS=lines forces lines anywhere. */
+static int progress_bar_wanted(void) {
+  const char *want = getenv("PROXYGML_PROGRESS");
+  if (want && !strcmp(want, "bar")) return 1;
+  if (want && !strcmp(want, "lines")) return 0;
+  int launched = getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMI_RANK") || getenv("PMIX_RANK") || getenv("SLURM_STEP_ID");
+  return !launched && isatty(fileno(stdout));
+}
+
 static void progress(Trainer *T, int epoch, int64_t done, int64_t total, double loss, double t_epoch, double t_run,
                      int64_t steps_left, int final) {
   if (T->d.rank != 0) return;
-  int tty = isatty(fileno(stdout));
-  if (!final && !tty) return;
+  /* a terminal gets a bar redrawn in place; a file (Slurm's output, a pipe)
+   * gets plain lines: one a minute within an epoch, and one at its end */
+  static double last_plain;
+  int tty = progress_bar_wanted();
+  if (!final && !tty && t_run - last_plain < 60) return;
+  if (!tty) last_plain = t_run;
   double sps = t_epoch > 0 ? (double)done * T->G / t_epoch : 0;
   double per_step = done > 0 ? t_epoch / (double)done : 0;
   double eta = per_step * (double)steps_left;
@@ -774,7 +871,7 @@ static void print_summary(Trainer *T) {
 /* a signal that arrived during an evaluation: agreed on at the epoch's end */
 static int g_stop_signal_agreed(Trainer *T) {
   int mine = g_stop_signal != 0, any = 0;
-  MPI_Allreduce(&mine, &any, 1, MPI_INT, MPI_MAX, T->d.comm);
+  DIST_CHECK(MPI_Allreduce(&mine, &any, 1, MPI_INT, MPI_MAX, T->d.comm));
   return any;
 }
 
@@ -785,7 +882,7 @@ static Checkpoint checkpoint_view(Trainer *T, int epoch, int64_t step_in_epoch) 
                       .config_hash = cfg_hash(&T->cfg), .ranks = T->d.size, .train_seconds = T->train_seconds,
                       .wall_seconds = T->wall_before + now_sec() - T->session_start,
                       .n_params = T->n_params, .params = T->params, .opt = &T->opt, .loss_trace = T->loss_trace,
-                      .metrics = &T->metrics, .timing = &T->timing};
+                      .trace_cap = T->steps_per_epoch * T->cfg.epochs, .metrics = &T->metrics, .timing = &T->timing};
 }
 
 /* rank 0 writes (the state is the same on every rank); all agree on the outcome */
@@ -795,25 +892,53 @@ static int save_checkpoint(Trainer *T, int epoch, int64_t step_in_epoch) {
 }
 
 /* --resume auto: every rank loads the newest complete checkpoint (the same
- * file: the ranks check that they agree on its step). Returns 1 resumed,
- * 0 fresh start, -1 refused (message printed). */
+ * file: the ranks check that they agree on its step and hash). Its header is
+ * checked against this configuration before the payload is read into buffers
+ * sized for it. Returns 1 resumed, 0 fresh start, -1 refused (message
+ * printed). */
 static int resume(Trainer *T) {
   Checkpoint c = checkpoint_view(T, 1, 0);
+  const uint64_t want = cfg_hash(&T->cfg);
+  const int64_t total = T->steps_per_epoch * T->cfg.epochs;
   char used[4200] = "";
-  int got = checkpoint_load_latest(T->out_dir, &c, used, sizeof used);
-  int ok = got >= 0;
-  if (ok && got == 1 && c.config_hash != cfg_hash(&T->cfg))
-    ok = err_set("%s was written by another configuration (hash %016llx, this one %016llx): refusing to resume", used,
-                 (unsigned long long)c.config_hash, (unsigned long long)cfg_hash(&T->cfg));
-  if (ok && got == 1 && c.step > T->steps_per_epoch * T->cfg.epochs)
-    ok = err_set("%s is at step %lld, beyond this configuration's %lld steps", used, (long long)c.step,
-                 (long long)(T->steps_per_epoch * T->cfg.epochs));
-  if (!agree(T, ok)) return -1;
-  long long mine[2] = {got == 1 ? c.step : -1, got == 1 ? -c.step : 1}, all[2];
-  MPI_Allreduce(mine, all, 2, MPI_LONG_LONG, MPI_MIN, T->d.comm);
-  if (!agree(T, all[0] == -all[1] || err_set("the ranks see different checkpoints (is %s shared?)", T->out_dir)))
-    return -1;
-  if (got == 0) return 0;
+  int64_t before = INT64_MAX;
+  for (int tried = 0;; tried++) {
+    int got = checkpoint_find_latest(T->out_dir, before, T->d.rank == 0, &c, used, sizeof used);
+    int rc = 0;
+    if (got == 1 && c.config_hash != want)
+      rc = err_set("%s was written by another configuration (hash %016llx, this one %016llx): refusing to resume",
+                   used, (unsigned long long)c.config_hash, (unsigned long long)want);
+    else if (got == 1 && c.step > total)
+      rc = err_set("%s is at step %lld (epoch %d), beyond the %lld steps of this configuration (epochs = %d): "
+                   "refusing to resume; train a shorter run into another --out", used, (long long)c.step, c.epoch,
+                   (long long)total, T->cfg.epochs);
+    else if (got == 1 && (c.epoch < 1 || c.step_in_epoch < 0 || c.step_in_epoch >= T->steps_per_epoch ||
+                          c.step != (int64_t)(c.epoch - 1) * T->steps_per_epoch + c.step_in_epoch))
+      rc = err_set("%s: epoch %d, step %lld of the epoch and step %lld do not fit %lld steps per epoch: corrupt",
+                   used, c.epoch, (long long)c.step_in_epoch, (long long)c.step, (long long)T->steps_per_epoch);
+    else if (got == 0 && tried > 0)   /* the parameters may hold part of a checkpoint: no fresh start on them */
+      rc = err_set("every checkpoint in %s/checkpoints is truncated or corrupt: move them away to start over",
+                   T->out_dir);
+    if (!agree(T, rc == 0)) return -1;
+    long long step[2] = {got == 1 ? c.step : -1, got == 1 ? -c.step : 1};
+    uint64_t hash[2] = {got == 1 ? c.config_hash : 0, got == 1 ? ~c.config_hash : ~0ULL};
+    DIST_CHECK(MPI_Allreduce(MPI_IN_PLACE, step, 2, MPI_LONG_LONG, MPI_MIN, T->d.comm));
+    DIST_CHECK(MPI_Allreduce(MPI_IN_PLACE, hash, 2, MPI_UINT64_T, MPI_MIN, T->d.comm));
+    int same = step[0] == -step[1] && hash[0] == ~hash[1];
+    char lo[32] = "no checkpoint";
+    if (step[0] >= 0) snprintf(lo, sizeof lo, "step %lld", step[0]);
+    if (!same)
+      err_set("the ranks see different checkpoints in %s (one %s, another step %lld): is it on a file system that "
+              "every rank shares?", T->out_dir, lo, -step[1]);
+    if (!agree(T, same)) return -1;
+    if (got == 0) return 0;
+    int loaded = checkpoint_load(used, &c) == 0;
+    int first = dist_first_failing(&T->d, !loaded);
+    if (first < 0) break;
+    if (T->d.rank == first)
+      fprintf(stderr, "warning: checkpoint %s is truncated or corrupt (%s); trying an older one\n", used, err_msg());
+    before = c.step;
+  }
   T->step = c.step;
   T->start_epoch = c.epoch;
   T->start_step_in_epoch = c.step_in_epoch;
@@ -855,6 +980,24 @@ static int stop_preempted(Trainer *T, int epoch, int64_t step_in_epoch) {
   if (!agree(T, write_run(T, "preempted", msg) == 0)) return TRAIN_EXIT_FAILED;
   dist_log(&T->d, "\n%s\n", msg);
   return TRAIN_EXIT_REQUEUE;
+}
+
+/* dump_grads: DIR/grads.h5, dataset grads (steps x n_params), the summed
+ * gradient of [backbone | proxies] as Adam received it */
+static int write_grad_dump(Trainer *T) {
+  if (!T->grad_dump) return 0;
+  char path[CFG_PATH_MAX + 16];
+  snprintf(path, sizeof path, "%s/grads.h5", T->out_dir);
+  hid_t f;
+  if (h5io_create(path, &f) != 0) return -1;
+  int64_t dims[2] = {T->grads_dumped, (int64_t)T->n_params};
+  int rc = h5io_write(f, "grads", H5T_NATIVE_FLOAT, 2, dims, T->grad_dump);
+  if (rc == 0) rc = h5io_set_attr_i64(f, "n_backbone", (int64_t)T->n_backbone);
+  if (rc == 0) rc = h5io_set_attr_i64(f, "ranks", T->d.size);
+  int64_t mdims[1] = {T->grads_dumped};
+  if (rc == 0) rc = h5io_write(f, "topk_margin", H5T_NATIVE_FLOAT, 1, mdims, T->dump_margin);
+  if (H5Fclose(f) < 0 && rc == 0) rc = err_set("%s: cannot close", path);
+  return rc;
 }
 
 static int run(Trainer *T) {
@@ -941,6 +1084,7 @@ static int run(Trainer *T) {
     if (!last && g_stop_signal_agreed(T)) return stop_preempted(T, epoch + 1, 0);
   }
   if (c->epochs == 0 && !agree(T, write_run(T, "complete", "") == 0)) return TRAIN_EXIT_FAILED;
+  if (!agree(T, T->d.rank != 0 || write_grad_dump(T) == 0)) return TRAIN_EXIT_FAILED;
   print_summary(T);
   return TRAIN_EXIT_OK;
 }
@@ -965,28 +1109,23 @@ int train_cmd_train(int argc, char **argv) {
    * rank 0's struct is then broadcast so that all ranks hold the same bytes */
   if (!agree(&T, parse_args(&T, argc, argv) == 0)) goto done;
   dist_bcast(&T.d, &T.cfg, sizeof T.cfg);
+  dist_set_timeout(&T.d, (int)T.cfg.collective_timeout);
   if (!realpath(T.cfg.data, T.data_abs)) snprintf(T.data_abs, sizeof T.data_abs, "%s", T.cfg.data);
   if (!getcwd(T.cwd, sizeof T.cwd)) T.cwd[0] = 0;
   if (!agree(&T, check_sizes(&T) == 0)) goto done;
   if (!agree(&T, T.d.rank != 0 || prepare_out_dir(&T) == 0)) goto done;
-  if (T.resume) {   /* nothing to do for a complete run: resubmitting a sweep finishes only what is missing */
-    int complete = 0;
-    if (T.d.rank == 0 && access(T.run_path, F_OK) == 0) {
-      char status[32] = "";
-      hid_t h;
-      if (h5io_open(T.run_path, &h) == 0) {
-        h5io_attr_str(h, "status", status, sizeof status);
-        H5Fclose(h);
-      }
-      complete = !strcmp(status, "complete");
-    }
-    dist_bcast(&T.d, &complete, sizeof complete);
-    if (complete) {
-      dist_log(&T.d, "%s is complete: nothing to do\n", T.run_path);
-      rc = TRAIN_EXIT_OK;
-      goto done;
-    }
+  /* a complete run has nothing to do (resubmitting a sweep finishes only what
+   * is missing), unless `epochs` was raised: then it continues */
+  dist_bcast(&T.d, &T.complete_epochs, sizeof T.complete_epochs);
+  if (T.resume && T.complete_epochs == T.cfg.epochs) {
+    dist_log(&T.d, "%s is complete (%d epochs): nothing to do; raise epochs to continue it\n", T.run_path,
+             T.cfg.epochs);
+    rc = TRAIN_EXIT_OK;
+    goto done;
   }
+  if (T.resume && T.complete_epochs >= 0)
+    dist_log(&T.d, "%s is complete after %d epochs; epochs = %d: continuing it\n", T.run_path, T.complete_epochs,
+             T.cfg.epochs);
   if (!agree(&T, load_data(&T) == 0)) goto done;
   dist_threads(&T.d, T.cfg.threads);
   build(&T);
@@ -1000,6 +1139,9 @@ int train_cmd_train(int argc, char **argv) {
            "%lld steps/epoch, %zu parameters\n",
            PROXYGML_VERSION, cfg_arch_name(T.cfg.arch), T.cfg.data, T.d.size, T.d.size > 1 ? "s" : "", T.d.threads,
            T.d.threads > 1 ? "s" : "", T.C, T.N, T.K, T.D, T.G, T.B, (long long)T.steps_per_epoch, T.n_params);
+  char warning[256];
+  if (train_sizes_warning(&(TrainSizes){.K = T.K, .N = T.N}, warning, sizeof warning))
+    dist_log(&T.d, "warning: %s\n", warning);
   if (T.d.bound_cpus < T.d.threads)
     dist_log(&T.d, "warning: %d threads on %d bound CPU(s): run mpirun with --bind-to none or --map-by slot:pe=%d\n",
              T.d.threads, T.d.bound_cpus, T.d.threads);

@@ -2,7 +2,7 @@
 Fashion-MNIST (3000 training rows, 1000 test rows), so the whole suite stays fast.
 
 - `sweep`:    k in {5, 10} x N in {2, 4} x seed in {0, 1}, plus k=5 N=3 seed=0 whose status
-              is then set to "running" (a run killed mid-way), and a `logs/` directory.
+              is then set to "running" (a run killed mid-way), and a sweep's `logs/` directory.
 - `failing`:  one run that really fails (huge learning rates: non-finite loss) beside a copy
               of a complete run.
 - `zeroshot`: one run on a zero-shot subset (train classes 0-4, test classes 5-9).
@@ -83,7 +83,8 @@ def sweep(fmnist, tmp_path_factory):
     with h5py.File(root / "k=5_N=3_seed=0" / "run.h5", "r+") as f:
         f.attrs["status"] = "running"
         f.attrs["end_time"] = ""
-    (root / "logs").mkdir()
+    (root / "logs").mkdir()   # as slurm/submit_sweep.sh leaves it: Slurm's own output, no run
+    (root / "logs" / "slurm-7_0.out").write_text("")
     return root
 
 

@@ -63,10 +63,10 @@ def test_cli_csv_and_markdown(sweep, tmp_path, capsys):
     finals = [float(r["map_at_r_final_mean"]) for r in points if r["map_at_r_final_mean"]]
     assert finals == sorted(finals, reverse=True)
     assert points[-1]["n_seeds"] == "0" and points[-1]["status"] == "1 running"
-    # the incomplete run and the directory without a run file are listed, in CSV and Markdown
+    # the incomplete run is listed, in CSV and Markdown; the sweep's logs/ holds no run.h5: not a run
     listed = {r["runs"]: r["status"] for r in rows if r["row"] == "run"}
-    assert listed == {"k=5_N=3_seed=0": "running", "logs": "missing"}
-    assert "## Runs not complete (2)" in md
+    assert listed == {"k=5_N=3_seed=0": "running"}
+    assert "## Runs not complete (1)" in md and "| logs |" not in md
     assert "| k=5_N=3_seed=0 | 5 | 3 | 0 | running |" in md
 
 

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # test_data.sh: `proxygml data` on the real Fashion-MNIST: both protocols
 # converted into a temp dir, the counts and class ids checked in the written
-# HDF5 (h5py through Debian's /usr/bin/python3, else h5dump), `data info`, and
-# bad input (missing IDX dir, unknown protocol, invalid file) -> exit 2 and no
-# output file. Skips (exit 77) when the IDX files are not installed.
+# HDF5 (h5py through Debian's /usr/bin/python3, else h5dump), `data info`, an
+# output directory that does not exist yet (made), and bad input (missing IDX
+# dir, unknown protocol; missing, non-HDF5 and truncated files, each named)
+# -> exit 2 and no output file. Skips (exit 77) when the IDX files are not installed.
 set -u
 BIN=${PROXYGML_BIN:?PROXYGML_BIN is not set (run through meson test)}
 IDX=${FMNIST_DIR:-/usr/share/datasets/fashion-mnist}
@@ -68,6 +69,10 @@ for proto in seen zeroshot; do
 done
 ls "$T" | grep -q '\.tmp\.' && fail "a temp file was left behind"
 
+# the output's missing parent directories are made (`data/` of a fresh checkout)
+expect_exit 0 "$BIN" data fashion-mnist "$T/new/data/zs.h5" --protocol zeroshot --idx-dir "$IDX"
+[ -f "$T/new/data/zs.h5" ] || fail "no output file in a directory that did not exist: $(cat "$T/err")"
+
 # FMNIST_DIR is the default when --idx-dir is absent
 FMNIST_DIR="$T/nowhere" expect_exit 2 "$BIN" data fashion-mnist "$T/env.h5" --protocol seen
 grep -q "$T/nowhere" "$T/err" || fail "FMNIST_DIR was not used: $(cat "$T/err")"
@@ -93,8 +98,12 @@ cmp -s "$T/seen.h5" "$T/keep.h5" || fail "a failed conversion changed the existi
 # data info on invalid files
 head -c 5000 /dev/urandom >"$T/junk.h5"
 expect_exit 2 "$BIN" data info "$T/junk.h5"
-grep -q "junk.h5" "$T/err" || fail "data info junk: unclear message: $(cat "$T/err")"
+grep -q "junk.h5: not an HDF5 file" "$T/err" || fail "data info junk: unclear message: $(cat "$T/err")"
 expect_exit 2 "$BIN" data info "$T/none.h5"
+grep -q "none.h5: no such file" "$T/err" || fail "data info on a missing file: unclear message: $(cat "$T/err")"
+head -c 300000 "$T/seen.h5" >"$T/cut.h5"
+expect_exit 2 "$BIN" data info "$T/cut.h5"
+grep -q "cut.h5: truncated HDF5 file" "$T/err" || fail "data info on a truncated file: unclear message: $(cat "$T/err")"
 expect_exit 2 "$BIN" data frobnicate
 expect_exit 0 "$BIN" data --help
 grep -q -- "--protocol" "$T/out" || fail "data --help does not document --protocol"

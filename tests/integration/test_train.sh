@@ -142,6 +142,14 @@ print(("ok   " if good else "FAIL ") + "order_from: reordering inside batches ch
 sys.exit(0 if ok and good else 1)
 PYEOF
 
+# K <= N: every subgraph holds only the sample's own proxies, nothing is learnt: one warning line up front
+$T "$BIN" train --config "$CFG" --set "data=$tmp/fm.h5" --set k=4 --set N=4 --set epochs=1 --set max_steps_per_epoch=2 \
+  --set eval_epochs=[] --out "$tmp/k_le_n" >"$tmp/out" 2>"$tmp/err"
+rc=$?
+n=$(grep -c "^warning: K = 4 <= N = 4: .*classification loss is constant" "$tmp/out")
+if [ $rc -eq 0 ] && [ "$n" = 1 ] && ! grep -q "warning: K = " "$tmp/log"; then echo "ok   K <= N: $(grep "warning: K" "$tmp/out")"
+else echo "FAIL K <= N: exit $rc, $n warning lines (want 1; none for K = 10 > N = 4)"; cat "$tmp/out" "$tmp/err"; fail=1; fi
+
 # an existing run is not clobbered
 $T "$BIN" train --config "$CFG" "${SMALL[@]}" --out "$tmp/run" >"$tmp/out" 2>"$tmp/err"
 rc=$?
@@ -175,15 +183,22 @@ def nan_features(f):
         x = f[split]["images"][()].reshape(len(f[split]["images"]), -1).astype(np.float32) / 255
         x[3, 7] = np.nan
         del f[split]["images"]; f[split]["features"] = x
+def features(f):
+    for split in ("train", "test"):
+        x = f[split]["images"][()].reshape(len(f[split]["images"]), -1).astype(np.float32) / 255
+        del f[split]["images"]; f[split]["features"] = x
 try:
     make("labels_out_of_range", labels_out_of_range)
     make("wrong_shape", wrong_shape)
     make("empty_split", empty_split)
     make("nan_features", nan_features)
+    make("features", features)
 except Exception as e:
     print("note: could not build a bad dataset:", e)
 PYEOF
 head -c 100000 /dev/urandom >"$tmp/corrupt.h5"
+head -c 1000000 "$tmp/fm.h5" >"$tmp/truncated.h5"
+printf 'epochs = 1;\n# the next line misses a value\nlr = 0.1 +;\n' >"$tmp/syntax.cfg"
 touch "$tmp/a_file"
 bad() {   # bad DESCRIPTION PATTERN ARGS...: exit 2, one line matching PATTERN, no successful run file
   local what=$1 pat=$2; shift 2
@@ -196,8 +211,14 @@ bad() {   # bad DESCRIPTION PATTERN ARGS...: exit 2, one line matching PATTERN, 
   if [ -f "$tmp/bad/run.h5" ]; then echo "FAIL $what: left a run file"; fail=1; return; fi
   echo "ok   $what: $(cat "$tmp/err")"
 }
-bad "missing dataset"        "missing|cannot open"  --set data="$tmp/nope.h5"
-bad "corrupt dataset"        "cannot open|corrupt"  --set data="$tmp/corrupt.h5"
+bad "missing dataset"        "nope.h5: no such file"  --set data="$tmp/nope.h5"
+bad "not an HDF5 file"       "corrupt.h5: not an HDF5 file"  --set data="$tmp/corrupt.h5"
+bad "truncated dataset"      "truncated.h5: truncated HDF5 file"  --set data="$tmp/truncated.h5"
+bad "config syntax error"    "syntax.cfg:3: syntax error, in: lr = 0.1 \+;"  --config "$tmp/syntax.cfg"
+bad "cnn on features"        "config key 'arch': cnn needs images, but .*features.h5 holds feature vectors \(784 values per row\)" \
+  --set data="$tmp/features.h5" --set arch=cnn
+bad "recall_ks beyond the test split" "'recall_ks': k = 20000, but .* only 9999 other rows" --set data="$tmp/fm.h5" --set recall_ks=1,20000
+bad "recall_ks empty"        "'recall_ks': give at least one k"  --set data="$tmp/fm.h5" --set recall_ks=
 bad "labels out of range"    "label"                --set data="$tmp/labels_out_of_range.h5" --set C=10
 bad "wrong shapes"           "labels|rows|shape"    --set data="$tmp/wrong_shape.h5"
 bad "empty split"            "empty|no rows|test"   --set data="$tmp/empty_split.h5"

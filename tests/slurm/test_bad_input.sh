@@ -2,12 +2,14 @@
 # Bad input around sweeps and Slurm jobs: one clear line, exit 2, no job
 # submitted, and nothing a user had is overwritten.
 #  - sweep files: an unknown key, an empty grid, a duplicate point, a missing
-#    config (proxygml sweep plan, and submit_sweep.sh which submits nothing);
+#    config, a missing dataset, a batch beyond the dataset (proxygml sweep
+#    plan, and submit_sweep.sh which submits nothing);
 #  - resuming into the run directory of another experiment (train --resume
 #    auto directly, and as a Slurm job: FAILED with exit 2, not requeued; the
 #    sweep lists it as foreign and submit_sweep.sh leaves it alone);
 #  - a run directory that cannot be written (a path below a regular file:
-#    root ignores permissions), for train, a sweep, and a Slurm job.
+#    root ignores permissions), for train, a sweep, and a Slurm job;
+#  - a task that fails in its job (exit 2): sweep status says failed, and why.
 . "$(dirname "$0")/lib.sh"
 ensure_slurm
 make_data
@@ -38,6 +40,10 @@ sweep_file empty_key 'grid = { k = [ ]; };'
 sweep_file duplicate 'grid = { k = [4, 8]; seed = [0, 1, 0]; };'
 sweep_file duplicate_cfg 'grid = { scale = (1, 1.0); };'
 printf 'config = "missing.cfg";\nout = "keep";\ngrid = { k = [4]; };\n' >missing.sweep
+sweep_file nodata 'grid = { k = [4, 8]; };
+set = { data = "nope.h5"; };'
+sweep_file big_batch 'grid = { k = [4, 8]; };
+set = { data = "fm.h5"; batch = 70000; };'
 nq=$(squeue -h | wc -l)
 expect_fail 2 "unknown.sweep:4: unknown sweep key 'sets'" "unknown top-level key" "$BIN" sweep plan unknown.sweep
 expect_fail 2 "unknown config key 'kk' \(did you mean 'k'\?\)" "unknown config key in grid" "$BIN" sweep plan unknown_cfg.sweep
@@ -46,10 +52,14 @@ expect_fail 2 "grid key 'k' has no values" "grid key without values" "$BIN" swee
 expect_fail 2 "the value 0 is listed twice \(a duplicate grid point\)" "duplicate value" "$BIN" sweep plan duplicate.sweep
 expect_fail 2 "give the same configuration \(a duplicate grid point\)" "duplicate point" "$BIN" sweep plan duplicate_cfg.sweep
 expect_fail 2 "cannot open config file '.*missing.cfg': No such file" "missing config" "$BIN" sweep plan missing.sweep
+# what train checks before it reads a row, checked for every task before anything is submitted
+expect_fail 2 "nodata.sweep: task 0 \(k=4\): nope.h5: no such file" "missing dataset" "$BIN" sweep plan nodata.sweep
+expect_fail 2 "task 0 \(k=4\): config key 'batch': 70000 is larger than the training split \(60000 rows\)" \
+  "batch larger than the dataset's training split" "$BIN" sweep plan big_batch.sweep
 sweep_file two 'grid = { k = [4, 8]; };'
 expect_fail 2 "task 7 does not exist: two.sweep has 2 tasks \(0-1\)" "sweep args of a task out of range" \
   "$BIN" sweep args two.sweep 7
-for f in unknown empty duplicate missing; do
+for f in unknown empty duplicate missing nodata; do
   "$SRC/slurm/submit_sweep.sh" $f.sweep >out.txt 2>err.txt
   rc=$?
   [ $rc -eq 2 ] && [ ! -s out.txt ] || bad "submit_sweep.sh $f.sweep: exit $rc, stdout '$(cat out.txt)'"
@@ -86,9 +96,9 @@ md5sum -c --quiet other.md5 && ok "the other experiment's run.h5 kept its bytes"
 
 # --- a run directory that cannot be written -----------------------------------------------
 echo "a file, not a directory" >plain
-expect_fail 2 "cannot create directory 'plain/run'|not writable" "train --out below a regular file" \
+expect_fail 2 "cannot create directory 'plain(/run)?'|not writable" "train --out below a regular file" \
   "$BIN" train --config "$CFG" "${SMALL[@]}" --out plain/run --resume auto
-printf 'config = "%s";\nout = "plain/sweep";\ngrid = { k = [4]; };\n' "$CFG" >plain.sweep
+printf 'config = "%s";\nout = "plain/sweep";\ngrid = { k = [4]; };\nset = { data = "fm.h5"; };\n' "$CFG" >plain.sweep
 expect_fail 2 "cannot create directory 'plain': a file is in the way" "sweep with out below a regular file" "$BIN" sweep plan plain.sweep
 jid=$(sbatch --parsable --output="$tmp/plain-%j.out" "$SRC/slurm/train.sbatch" --config "$CFG" "${SMALL[@]}" --out plain/run)
 jobs_submitted+=("$jid")
@@ -98,4 +108,14 @@ if [ "$st" = FAILED ] && grep -q "cannot write the run directory 'plain/run'" "p
   ok "as a Slurm job: FAILED: $(cat "plain-$jid.out")"
 else bad "job with an unwritable run directory: $st"; cat "plain-$jid.out"; fi
 [ "$(cat plain)" = "a file, not a directory" ] && ok "the regular file is untouched" || bad "the regular file changed"
+
+# --- tasks that fail where sweep plan cannot see it (the rank count is the job's) ---------
+printf 'config = "%s";\nout = "odd";\ngrid = { k = [4]; };\nset = { data = "fm.h5"; batch = 63; epochs = 1; };\n' "$CFG" >odd.sweep
+jid=$("$SRC/slurm/submit_sweep.sh" odd.sweep 2>err.txt)
+jobs_submitted+=("$jid")
+wait_jobs "$jid" 300 || exit 1
+"$BIN" sweep status odd.sweep >status.txt
+if grep -qE "^0 +failed +odd/k=4  \(proxygml train: .*config key 'batch': the global batch 63 does not divide over 2 ranks\)" status.txt &&
+   tail -1 status.txt | grep -q "1 task: 1 failed"; then ok "sweep status: a task that failed without a run file: $(head -2 status.txt | tail -1)"
+else bad "sweep status of a failed task:"; cat status.txt; fi
 exit $fail

@@ -3,7 +3,8 @@
 # (srun --mpi=pmix): every run file complete with its K and N, every array
 # task COMPLETED in the job-completion log; then resubmitting finishes nothing
 # new (submit_sweep.sh submits nothing, and the array script itself skips
-# complete tasks without touching their run files).
+# complete tasks without touching their run files); plan warns about the
+# K <= N task, and raising epochs makes the complete runs extendable.
 . "$(dirname "$0")/lib.sh"
 ensure_slurm
 make_data
@@ -22,6 +23,9 @@ rc=$?
 jobs_submitted+=("$jid")
 if [ $rc -ne 0 ] || [ -z "$jid" ]; then bad "submit_sweep.sh exit $rc"; cat submit.err; exit 1; fi
 grep -q "submitted 4 of 4 tasks (0-3)" submit.err && ok "submitted: $(tail -1 submit.err)" || { bad "submit output"; cat submit.err; }
+# k = 4, N = 4: every subgraph holds only the sample's own class; said once, before anything runs
+[ "$(grep -c "warning: task 1 (k=4_N=4): K = 4 <= N = 4: .*learns nothing" submit.err)" = 1 ] &&
+  ok "plan warns about K <= N: $(grep warning submit.err)" || { bad "no K <= N warning"; cat submit.err; }
 # task order: grid keys in file order, the last varying fastest
 want=$(printf 'task\trun_dir\tset\n'
        for kv in "4 2" "4 4" "8 2" "8 4"; do
@@ -60,4 +64,9 @@ wait_jobs "$jid3" 300 || exit 1
 n=$(cat sweep/*/slurm-"${jid3}"_*.out 2>/dev/null | grep -c "is complete: task [0-3] skipped")
 [ "$n" = 4 ] && ok "sweep.sbatch skipped the 4 complete tasks" || { bad "sweep.sbatch skipped $n of 4"; cat sweep/*/slurm-"${jid3}"_*.out; }
 md5sum -c --quiet before.md5 && ok "run files unchanged by the resubmissions" || bad "a run file changed"
+
+# raising epochs: the complete runs become extendable (a resubmission would continue them)
+sed 's/epochs = 2;/epochs = 3;/' kn.sweep >kn3.sweep
+"$BIN" sweep status kn3.sweep >status3.txt
+tail -1 status3.txt | grep -q "4 tasks: 4 extendable" && ok "epochs raised: $(tail -1 status3.txt)" || { bad "sweep status after raising epochs"; cat status3.txt; }
 exit $fail

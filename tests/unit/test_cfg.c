@@ -233,6 +233,14 @@ Test(cfg, syntax_errors_name_file_and_line) {
   ASSERT_MSG("no/such/dir/x.cfg", "No such file");
 }
 
+/* "syntax error" alone does not say where to look: the line's text comes along */
+Test(cfg, syntax_errors_quote_the_line) {
+  LOAD_FAILS("N = 4;\nlr = 0.1 +;\nepochs = 2;\n", "bad.cfg:2: syntax error, in: lr = 0.1 +;");
+  LOAD_FAILS("N = 4;\narch = mlp;\n", "bad.cfg:2:", "in: arch = mlp;");
+  LOAD_FAILS("N = 4;\nname = \"x;\n", "bad.cfg:", "end of the file", "never closed");
+  LOAD_FAILS("@include \"nothere.cfg\"\n", "bad.cfg:1:", "include", "in: @include \"nothere.cfg\"");
+}
+
 Test(cfg, include_is_relative_to_the_including_file) {
   const char *base = tmp_file("base.cfg", "N = 6;\nlambda = 0.5;\n");
   char main_path[600];
@@ -406,7 +414,7 @@ Test(cfg, hash_follows_the_trajectory_keys) {
   /* what may change on resume does not count */
   cfg_defaults(&b);
   const char *free_keys[] = {"name=x", "epochs=50", "eval_epochs=0,50", "recall_ks=1", "kmeans_restarts=10",
-                             "threads=8", "checkpoint_every=5", "check_sync_every=5"};
+                             "threads=8", "checkpoint_every=5", "check_sync_every=5", "collective_timeout=30"};
   for (size_t i = 0; i < sizeof free_keys / sizeof free_keys[0]; i++)
     cr_assert_eq(cfg_set(&b, free_keys[i]), 0, "%s", err_msg());
   cr_assert_eq(cfg_hash(&b), h);

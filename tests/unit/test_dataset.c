@@ -310,9 +310,22 @@ Test(dataset, corrupt_and_missing_files) {
   }
   fclose(fp);
   DatasetInfo in;
-  EXPECT_ERR(dataset_info(p, "train", &in), "cannot open as HDF5");
-  cr_assert(strstr(err_msg(), "junk.h5"));
-  EXPECT_ERR(dataset_info(tpath("nope.h5"), "train", &in), "nope.h5");
+  /* each says which of missing, not HDF5, truncated it is */
+  EXPECT_ERR(dataset_info(p, "train", &in), "junk.h5: not an HDF5 file");
+  EXPECT_ERR(dataset_info(tpath("nope.h5"), "train", &in), "nope.h5: no such file");
+  const char *good_file = write_file("good.h5", good(), good(), 1);
+  FILE *src = fopen(good_file, "rb");
+  cr_assert(src);
+  char buf[2048];
+  size_t n = fread(buf, 1, sizeof buf, src);
+  fclose(src);
+  const char *cut = tpath("cut.h5");
+  fp = fopen(cut, "wb");
+  cr_assert(fp && n == sizeof buf);
+  fwrite(buf, 1, n, fp);   /* the header, without the data behind it */
+  fclose(fp);
+  EXPECT_ERR(dataset_info(cut, "train", &in), "cut.h5: truncated HDF5 file (2048 bytes");
+  EXPECT_ERR(dataset_info(tpath(""), "train", &in), "is a directory");
 }
 
 Test(dataset, rows_out_of_range) {
@@ -458,7 +471,20 @@ Test(dataset, convert_count_mismatch) {
   expect_convert_fails(g_dir, "19 labels but");
 }
 
-Test(dataset, convert_unwritable_output) {
+Test(dataset, convert_output_directory) {
   write_idx_set();
-  EXPECT_ERR(dataset_convert_fashion_mnist(tpath("no-dir/x.h5"), g_dir, DATASET_PROTOCOL_SEEN), "cannot create");
+  /* a directory that does not exist yet is made (data/ of a fresh checkout) */
+  char out[512];
+  snprintf(out, sizeof out, "%s", tpath("new-dir/x.h5"));
+  cr_assert_eq(dataset_convert_fashion_mnist(out, g_dir, DATASET_PROTOCOL_SEEN), 0, "%s", err_msg());
+  cr_assert_eq(access(out, F_OK), 0, "no %s", out);
+  unlink(out);
+  rmdir(tpath("new-dir"));
+  /* one that cannot be made is an error naming it */
+  FILE *f = fopen(tpath("plain"), "w");
+  cr_assert(f);
+  fclose(f);
+  EXPECT_ERR(dataset_convert_fashion_mnist(tpath("plain/x.h5"), g_dir, DATASET_PROTOCOL_SEEN),
+             "cannot create directory");
+  cr_assert(strstr(err_msg(), "plain': a file is in the way"), "%s", err_msg());
 }

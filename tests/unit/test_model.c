@@ -162,6 +162,10 @@ Test(model, unknown_architecture) {
   cr_expect(model_init(&m, "cnn", 1, 3, 28, 128, 64) == -1, "a 3-pixel-high input cannot be pooled twice");
   cr_expect(model_init(&m, "mlp", 1, 28, 28, 0, 64) == -1);
   cr_expect(model_init(&m, "mlp", 1, 28, 28, 128, 0) == -1);
+  /* the same checks without allocating: what train and sweep plan ask before building */
+  cr_expect(model_check("cnn", 784, 1, 1, 128) == -1 && strstr(err_msg(), "at least 4 x 4"), "%s", err_msg());
+  cr_expect(model_check("resnet50", 1, 28, 28, 128) == -1 && strstr(err_msg(), "resnet50"), "%s", err_msg());
+  cr_expect(model_check("mlp", 784, 1, 1, 128) == 0 && model_check("cnn", 1, 28, 28, 128) == 0);
 }
 
 static void expect_param(const Model *m, const char *name, int ndim, int d0, int d1, int d2, int d3) {
