@@ -105,6 +105,12 @@ int cfg_set(Config *c, const char *key_eq_value);
 /* a file libconfig could not parse: sets "FILE:LINE: <libconfig's text>, in: <that
  * line>" (FILE, the file libconfig names, may be an @include), returns -1 */
 int cfg_syntax_error(const char *file, int line, const char *text);
+/* Call before libconfig reads path: its scanner ends the process (exit 2,
+ * "input in flex scanner failed") when an `@include` names a directory.
+ * Names resolve as libconfig resolves them: include_dir/NAME, or NAME when
+ * include_dir is NULL; included files are checked too. -1 with
+ * "FILE:LINE: ..." for a directory, else 0 (libconfig reports the rest). */
+int cfg_check_includes(const char *path, const char *include_dir);
 /* every range again plus the cross-key rules; needs no file */
 int cfg_validate(const Config *c);
 /* K for a dataset of C classes (ignores c->C); error unless 1 <= K <= C*N */

@@ -33,12 +33,6 @@ const char *err_msg(void);
 
 double now_sec(void);                        /* monotonic wall clock, seconds */
 
-/* mkdir -p: creates dir and its missing parents; -1 with the message naming
- * the first component that cannot be made (or a file in the way) */
-int common_mkdir_p(const char *dir);
-/* common_mkdir_p of the directory part of a file path (nothing for a bare name) */
-int common_mkdir_parent(const char *path);
-
 /* A hot loop of our own, compiled for the portable baseline (x86-64-v2) and
  * again for x86-64-v3 and -v4; the loader picks the best the CPU runs. The
  * loops are written so that the three give the same results except where an

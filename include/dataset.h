@@ -1,8 +1,8 @@
 /* dataset.h: dataset HDF5 files (schema in docs/dataset-format.md): validated
- * reads of one split or of a row range of it (what one MPI rank holds), the
- * per-step batch conversion to float32, the writer every converter uses,
- * the Fashion-MNIST converter and the `proxygml data` dispatcher (the other
- * converters are in dataset_convert.h). The global sampler is not here.
+ * reads of one split or of a row range of it (what one MPI rank holds) and
+ * the per-step batch conversion to float32. Writing them is the conversion
+ * library's (dataset_writer.h, dataset_convert.h); the global sampler is
+ * sampler.h.
  *
  * A file holds the groups /train and /test. Each holds `images` (uint8,
  * n x H x W x channels) or `features` (float32, n x F), `labels` (int32, n)
@@ -59,8 +59,6 @@ typedef struct {
   char **class_names;     /* n_classes, indexed by class id */
 } DatasetSplit;
 
-typedef enum { DATASET_PROTOCOL_SEEN = 0, DATASET_PROTOCOL_ZEROSHOT = 1 } DatasetProtocol;
-
 /* Validates the file and the split (`split` is "train" or "test") and fills
  * info. Reads the labels (n int32) but not images/features. */
 int dataset_info(const char *path, const char *split, DatasetInfo *info);
@@ -81,64 +79,5 @@ void dataset_split_free(DatasetSplit *s);
  * called every training step. */
 void dataset_batch(float *x /* B x row_size */, int32_t *y /* B, or NULL */, const DatasetSplit *s,
                    const int *idx /* B */, int B);
-
-/* Fashion-MNIST: reads the four gzipped IDX files in idx_dir and writes out
- * atomically (out.tmp.<pid>, validated, then renamed), so a failure leaves no
- * file and never replaces an existing one. seen: all of train -> /train, all
- * of t10k -> /test; zeroshot: classes 0-4 of train -> /train, classes 5-9 of
- * t10k -> /test. */
-int dataset_convert_fashion_mnist(const char *out, const char *idx_dir, DatasetProtocol protocol);
-#define DATASET_FMNIST_DEFAULT_DIR "/usr/share/datasets/fashion-mnist"  /* Debian dataset-fashion-mnist */
-
-/* ---- writing a dataset file (every converter) ----------------------------------
- * A file is written as out.tmp.<pid>, one split after the other, rows appended
- * in blocks (a converter never holds a whole split of images), then closed,
- * read back through dataset_info, fsynced and renamed to out. A failure, or
- * dataset_writer_free without a commit, removes the temp file: never a
- * half-written file under the final name, never a replaced good one.
- *
- *   DatasetWriter w;
- *   if (dataset_writer_init(&w, out, n_classes, class_names, "proxygml ... data glyphs") != 0) fail;
- *   h5io_set_attr_str(w.file, "source", "...");              // root provenance
- *   dataset_writer_begin(&w, "train", DATASET_IMAGES, H, W, channels);   // or FEATURES, F, 0, 0
- *   dataset_writer_append(&w, rows, labels, n);              // as often as needed
- *   h5io_set_attr_str(w.group, "selection", "...");          // split provenance
- *   dataset_writer_end(&w);
- *   ... the same for "test" ...
- *   rc = dataset_writer_commit(&w);
- *   dataset_writer_free(&w);
- *
- * Datasets are chunked by whole rows (about 1 MiB) with shuffle + deflate 4,
- * as h5io_write does, and carry no object timestamps: the same input gives
- * the same bytes apart from the root attribute `created`. */
-typedef struct {
-  char out[4096], tmp[4160];
-  hid_t file, group, data;   /* open file, open split group and its images/features; -1 when closed */
-  DatasetKind kind;
-  int H, W, channels, F;     /* row shape of the open split */
-  size_t row_bytes;
-  int64_t n;                 /* rows appended to the open split */
-  int32_t *labels;           /* n (capacity labels_cap) */
-  int64_t labels_cap;
-  int n_classes;
-  char **class_names;        /* n_classes, copies */
-  int committed;
-} DatasetWriter;
-
-/* creates out.tmp.<pid> with the root attributes format, format_version,
- * n_classes, created and converter; class_names (n_classes) go to each split */
-int dataset_writer_init(DatasetWriter *w, const char *out, int n_classes, const char *const *class_names,
-                        const char *converter);
-int dataset_writer_begin(DatasetWriter *w, const char *split, DatasetKind kind, int d1 /* H or F */, int d2 /* W */,
-                         int d3 /* channels */);
-/* rows: n x H x W x channels uint8, or n x F float32 */
-int dataset_writer_append(DatasetWriter *w, const void *rows, const int32_t *labels /* n */, int64_t n);
-int dataset_writer_end(DatasetWriter *w);       /* writes labels and class_names, closes the group */
-int dataset_writer_commit(DatasetWriter *w);    /* close, validate, fsync, rename */
-void dataset_writer_free(DatasetWriter *w);     /* closes; removes the temp file unless committed */
-
-/* `proxygml data ...` (fashion-mnist, folder, cub, cars, sop, features,
- * glyphs, info); returns the exit code */
-int dataset_cmd_data(int argc, char **argv);
 
 #endif

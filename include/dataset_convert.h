@@ -1,6 +1,10 @@
-/* dataset_convert.h: the converters beyond Fashion-MNIST, each writing a
- * dataset file (docs/dataset-format.md) through DatasetWriter, atomically:
+/* dataset_convert.h: the converters, each writing a dataset file
+ * (docs/dataset-format.md) through DatasetWriter (dataset_writer.h),
+ * atomically; with the writer, imageio and glyphs they make the conversion
+ * library, libproxygml_convert, the only part that links libjpeg, libpng and
+ * FreeType. `proxygml data` (tools/data.c) is their command line.
  *
+ *   fashion-mnist  the gzipped Fashion-MNIST IDX files
  *   folder    ROOT/train/<class>/<image>.jpg|png, ROOT/test/<class>/...
  *   cub       CUB-200-2011 (images.txt, image_class_labels.txt, images/)
  *   cars      Cars196 (a CSV/TXT export of cars_annos.mat: relative_im_path,class)
@@ -26,7 +30,16 @@
 #define PROXYGML_DATASET_CONVERT_H
 
 #include <stdint.h>
-#include <stdio.h>
+
+typedef enum { DATASET_PROTOCOL_SEEN = 0, DATASET_PROTOCOL_ZEROSHOT = 1 } DatasetProtocol;
+
+/* Fashion-MNIST: reads the four gzipped IDX files in idx_dir and writes out
+ * atomically (out.tmp.<pid>, validated, then renamed), so a failure leaves no
+ * file and never replaces an existing one. seen: all of train -> /train, all
+ * of t10k -> /test; zeroshot: classes 0-4 of train -> /train, classes 5-9 of
+ * t10k -> /test. */
+int dataset_convert_fashion_mnist(const char *out, const char *idx_dir, DatasetProtocol protocol);
+#define DATASET_FMNIST_DEFAULT_DIR "/usr/share/datasets/fashion-mnist"  /* Debian dataset-fashion-mnist */
 
 typedef enum { DATASET_ON_ERROR_FAIL = 0, DATASET_ON_ERROR_SKIP = 1 } DatasetOnError;
 
@@ -74,11 +87,5 @@ typedef struct {
   int progress_every;        /* glyphs between progress lines when not a terminal; 0 = quiet */
 } DatasetGlyphsOpts;
 int dataset_convert_glyphs(const char *out, const DatasetGlyphsOpts *o);
-
-/* `proxygml data folder|cub|cars|sop|features|glyphs ...`: argv[0] is the
- * subcommand; returns the exit code (0 ok, 2 bad arguments or input) */
-int dataset_convert_cmd(int argc, char **argv);
-/* one line per subcommand, for `proxygml data --help` */
-void dataset_convert_usage(FILE *out);
 
 #endif

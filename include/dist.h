@@ -73,6 +73,10 @@ int dist_threads(Dist *d, int requested);
 int dist_agree(const Dist *d, int ok);
 /* lowest rank whose `bad` is nonzero, or -1: who to name in the message */
 int dist_first_failing(const Dist *d, int bad);
+/* the collective verdict on a local `ok`: 1 if every rank is ok; else 0 on
+ * every rank, and the lowest failing rank prints "who: [rank r] err_msg()"
+ * (no rank prefix on one rank): one line, once */
+int dist_verdict(const Dist *d, int ok, const char *who);
 void dist_allreduce_sum(const Dist *d, float *buf, size_t n);
 void dist_allreduce_sum_f64(const Dist *d, double *buf, size_t n);
 void dist_bcast(const Dist *d, void *buf, size_t bytes);

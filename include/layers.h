@@ -30,8 +30,6 @@ void l2norm_backward(float *dinp /* B x D */, const float *dout /* B x D */, con
 void l2norm_forward_ref(double *out, double *norm, const double *inp, int B, int D);
 void l2norm_backward_ref(double *dinp, const double *dout, const double *out, const double *norm, int B, int D);
 
-/* [the other layers (linear, conv3x3, relu, maxpool2) are declared below this line] */
-
 /* Linear (PyTorch nn.Linear): out = inp W^T + b, W stored Fout x Fin
  * (out features x in features).
  * Threads own blocks of output (input, for dinp) features, each one

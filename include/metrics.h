@@ -34,8 +34,8 @@
  * (also for any thread count). NMI is sklearn's normalized_mutual_info_score
  * with average_method='arithmetic', labels and clusters arbitrary ints.
  *
- * Kernels return void and CHECK their preconditions; metrics_cmd_check is the
- * `proxygml check-metrics` subcommand.
+ * Kernels return void and CHECK their preconditions. (`proxygml check-metrics`,
+ * tools/check_metrics.c, holds them against an HDF5 file of expected values.)
  */
 #ifndef PROXYGML_METRICS_H
 #define PROXYGML_METRICS_H
@@ -131,8 +131,5 @@ double metrics_nmi(const int *a, const int *b, int n);
  * km is not NULL, NMI of k-means (k = distinct labels) against the labels. */
 void metrics_evaluate(Metrics *m, const float *emb, const int *labels, int n, int D, const int *ks, int nk,
                       const MetricsKmeansOpts *km);
-
-/* proxygml check-metrics FILE.h5: exit 0 all match, 1 mismatch, 2 bad input */
-int metrics_cmd_check(int argc, char **argv);
 
 #endif

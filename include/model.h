@@ -43,7 +43,7 @@
 #define MODEL_MAX_LAYERS 16
 #define MODEL_MAX_PARAMS 16
 
-typedef enum { MODEL_LINEAR, MODEL_CONV3X3, MODEL_RELU, MODEL_MAXPOOL2 } ModelOp;
+typedef enum { MODEL_OP_LINEAR, MODEL_OP_CONV3X3, MODEL_OP_RELU, MODEL_OP_MAXPOOL2 } ModelOp;
 
 typedef struct {
   char name[32];       /* PyTorch state_dict name */

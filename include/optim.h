@@ -9,7 +9,7 @@
  *   int net = adam_add_group(&opt, 0, n_backbone, 1e-3f);        // [begin, end)
  *   int prx = adam_add_group(&opt, n_backbone, n_params, 0.03f);
  *   for each step: adam_step(&opt, params, grads);
- *   at the start of 0-based epoch e: optim_decay_lr(&opt, e, decay_epochs, n_decay, 0.1f);
+ *   at the start of 0-based epoch e: adam_decay_lr(&opt, e, decay_epochs, n_decay, 0.1f);
  *   adam_free(&opt);
  *
  * Each group counts its own steps t (as PyTorch counts per parameter), so a
@@ -50,6 +50,6 @@ void adam_step(Adam *o, float *params /* n */, const float *grads /* n */);
 void adam_step_ref(double *params, double *m, double *v, const double *grads, size_t n, long t, double lr,
                    double beta1, double beta2, double eps, double weight_decay);
 /* at the start of 0-based epoch e: if e+1 is listed, every group's lr *= rate */
-void optim_decay_lr(Adam *o, int epoch0, const int *decay_epochs, int n_decay, double rate);
+void adam_decay_lr(Adam *o, int epoch0, const int *decay_epochs, int n_decay, double rate);
 
 #endif

@@ -1,7 +1,7 @@
-/* sweep.h: `proxygml sweep`: a grid of training runs (K x N sweeps) from one
- * sweep file, as numbered tasks for a Slurm job array or a local loop. It
- * plans, lists and reports; it does not train or submit anything (the
- * scripts in slurm/ do: docs/slurm.md).
+/* sweep.h: a grid of training runs (K x N sweeps) from one sweep file, as
+ * numbered tasks for a Slurm job array or a local loop (`proxygml sweep`,
+ * tools/sweep.c). It plans, lists and reports; it does not train or submit
+ * anything (the scripts in slurm/ do: docs/slurm.md).
  *
  * A sweep file is libconfig, like a config file:
  *
@@ -30,13 +30,16 @@
  * and set, k together with r, and every grid point: its full Config is built
  * (cfg_load + cfg_set of each value + cfg_validate) and two points may not
  * give the same configuration or the same directory name. `sweep plan` then
- * makes the checks train makes before it reads a row (train_check_sizes:
+ * makes the checks train makes before it reads a row (trainer_check_sizes:
  * the dataset readable, C, K, batch and recall_ks against its splits, the
  * architecture against its rows) for every task, before anything is
- * submitted, and warns about tasks with K <= N (they learn nothing).
+ * submitted, and warns about tasks with K <= N (they learn nothing):
+ * sweep_check_data.
  *
  *   Sweep s;
  *   if (sweep_load(&s, "experiments/fmnist_kn.sweep") != 0) { puts(err_msg()); ... }
+ *   char warning[1024];
+ *   if (sweep_check_data(&s, warning, sizeof warning) != 0) { puts(err_msg()); ... }
  *   SweepTask t;
  *   sweep_task(&s, 3, &t);               // t.run_dir, t.argv: the training arguments
  *   char st[16], why[1024];
@@ -90,6 +93,13 @@ int sweep_load(Sweep *s, const char *path);
 void sweep_free(Sweep *s);
 /* task `id` (0 <= id < ntasks): its directory and training arguments */
 int sweep_task(const Sweep *s, int id, SweepTask *t);
+/* the directory name of task `id` alone (k=8_N=4_seed=0), below s->out */
+int sweep_task_dir(const Sweep *s, int id, char *dir, size_t cap);
+/* What train checks before it reads a row, for every task (each dataset
+ * read once): 0, or -1 with err_msg() naming the sweep file, the task and
+ * the reason. warning (cap bytes) gets "" or one line about the tasks that
+ * would learn nothing (K <= N): "task 0 (k=2_N=4) and 3 more tasks: ...". */
+int sweep_check_data(const Sweep *s, char *warning, size_t cap);
 /* status of the run of task `id`, from its run.h5: complete, extendable
  * (complete, with fewer epochs than the task asks now: train --resume auto
  * continues it), running, preempted, failed, missing (no run.h5),
@@ -102,8 +112,5 @@ int sweep_task(const Sweep *s, int id, SweepTask *t);
 void sweep_task_status(const Sweep *s, int id, char *status, size_t cap, char *why, size_t why_cap);
 /* OUT/manifest.tsv (task, run_dir, set), written to a temporary file and renamed */
 int sweep_write_manifest(const Sweep *s);
-
-/* proxygml sweep plan|status|args ...: returns the exit code */
-int sweep_cmd(int argc, char **argv);
 
 #endif

@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 /* no padding anywhere, so byte copies, broadcasts and memcmp see only fields */
 _Static_assert(sizeof(Config) == offsetof(Config, recall_ks) + sizeof(CfgList), "Config has tail padding");
@@ -483,6 +484,34 @@ int cfg_syntax_error(const char *file, int line, const char *text) {
   return err_set("%s:%d: %s, in: %s", file, line, text, src);
 }
 
+/* 1: nesting deeper than libconfig follows (it reports that itself), stop */
+static int check_includes(const char *path, const char *dir, int depth) {
+  if (depth > 10) return 1;
+  FILE *f = fopen(path, "r");
+  if (!f) return 0;   /* libconfig reports it */
+  char line[CFG_PATH_MAX + 64], full[2 * CFG_PATH_MAX + 64];
+  int rc = 0;
+  for (int n = 1; rc == 0 && fgets(line, sizeof line, f); n++) {
+    const char *p = line + strspn(line, " \t");   /* libconfig: ^[ \t]*@include[ \t]+"NAME" */
+    if (strncmp(p, "@include", 8) || !strchr(" \t", p[8])) continue;
+    p += 8 + strspn(p + 8, " \t");
+    if (*p++ != '"') continue;
+    int len = (int)strcspn(p, "\"");
+    if (dir) snprintf(full, sizeof full, "%s/%.*s", dir, len, p);
+    else snprintf(full, sizeof full, "%.*s", len, p);
+    struct stat st;
+    if (stat(full, &st) != 0) continue;   /* libconfig reports a missing file */
+    if (S_ISDIR(st.st_mode)) rc = err_set("%s:%d: @include \"%.*s\" is a directory, not a file", path, n, len, p);
+    else rc = check_includes(full, dir, depth + 1);
+  }
+  fclose(f);
+  return rc;
+}
+
+int cfg_check_includes(const char *path, const char *include_dir) {
+  return check_includes(path, include_dir, 0) < 0 ? -1 : 0;
+}
+
 int cfg_load(Config *c, const char *path) {
   FILE *f = fopen(path, "r");   /* libconfig reports a missing file without the reason */
   if (!f) return err_set("cannot open config file '%s': %s", path, strerror(errno));
@@ -492,6 +521,7 @@ int cfg_load(Config *c, const char *path) {
   char *slash = strrchr(dir, '/');
   if (slash) slash[slash == dir ? 1 : 0] = 0;
   else strcpy(dir, ".");
+  if (cfg_check_includes(path, dir) != 0) return -1;
   config_t lc;
   config_init(&lc);
   config_set_include_dir(&lc, dir);

@@ -1,6 +1,8 @@
 /* checkpoint.c: checkpoints for exact resume (see include/checkpoint.h). */
 #include "checkpoint.h"
 
+#include "fsutil.h"
+
 #include "common.h"
 #include "h5io.h"
 
@@ -14,14 +16,6 @@
 #include <unistd.h>
 
 #define CKPT_FORMAT 1
-
-static int fsync_path(const char *path) {
-  int fd = open(path, O_RDONLY);
-  if (fd < 0) return -1;
-  int rc = fsync(fd);
-  close(fd);
-  return rc;
-}
 
 static int write_table(hid_t f, const char *name, const RunTable *t) {
   char cols[RUNTABLE_MAXCOLS * 33] = "";
@@ -111,15 +105,11 @@ static int list_steps(const char *dir, long long *steps, int cap) {
 int checkpoint_save(const char *run_dir, const Checkpoint *c) {
   char dir[4096], path[4200], tmp[4300];
   snprintf(dir, sizeof dir, "%s/checkpoints", run_dir);
-  if (mkdir(dir, 0777) != 0 && errno != EEXIST) return err_set("cannot create '%s': %s", dir, strerror(errno));
+  if (fsutil_mkdir_p(dir) != 0) return -1;
   snprintf(path, sizeof path, "%s/step-%09lld.h5", dir, (long long)c->step);
   snprintf(tmp, sizeof tmp, "%s.tmp", path);
   if (write_file(tmp, c) != 0) { unlink(tmp); return -1; }
-  if (fsync_path(tmp) != 0 || rename(tmp, path) != 0) {
-    unlink(tmp);
-    return err_set("%s: cannot move the checkpoint into place: %s", path, strerror(errno));
-  }
-  fsync_path(dir);   /* the rename itself */
+  if (fsutil_commit(tmp, path) != 0) return err_set("cannot move the checkpoint into place: %s", err_msg());
   long long steps[256];
   int n = list_steps(dir, steps, 256);
   for (int i = 2; i < n; i++) {   /* keep the two newest */

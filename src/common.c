@@ -62,32 +62,6 @@ int err_set(const char *fmt, ...) {
 
 const char *err_msg(void) { return g_err[0] ? g_err : "unknown error"; }
 
-int common_mkdir_p(const char *dir) {
-  char buf[4096];
-  if (!dir[0]) return 0;
-  if (snprintf(buf, sizeof buf, "%s", dir) >= (int)sizeof buf) return err_set("directory name too long: '%.60s...'", dir);
-  for (char *p = buf + 1;; p++) {
-    if (*p != '/' && *p) continue;
-    char c = *p;
-    *p = 0;
-    if (mkdir(buf, 0777) != 0 && errno != EEXIST) return err_set("cannot create directory '%s': %s", buf, strerror(errno));
-    struct stat st;
-    if (stat(buf, &st) != 0 || !S_ISDIR(st.st_mode)) return err_set("cannot create directory '%s': a file is in the way", buf);
-    if (!(*p = c)) break;
-  }
-  return 0;
-}
-
-int common_mkdir_parent(const char *path) {
-  const char *slash = strrchr(path, '/');
-  if (!slash || slash == path) return 0;
-  char dir[4096];
-  if ((size_t)(slash - path) >= sizeof dir) return err_set("path too long: '%.60s...'", path);
-  memcpy(dir, path, (size_t)(slash - path));
-  dir[slash - path] = 0;
-  return common_mkdir_p(dir);
-}
-
 double now_sec(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);

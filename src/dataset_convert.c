@@ -1,13 +1,14 @@
-/* dataset_convert.c: the converters of include/dataset_convert.h (image
- * folders, CUB-200-2011, Cars196, Stanford Online Products, precomputed
- * features, rendered CJK glyphs) and their `proxygml data` subcommands.
- * The file layout, atomic write and validation are DatasetWriter's
- * (src/dataset.c); decoding is imageio's, rendering glyphs'. */
+/* dataset_convert.c: the converters of include/dataset_convert.h
+ * (Fashion-MNIST, image folders, CUB-200-2011, Cars196, Stanford Online
+ * Products, precomputed features, rendered CJK glyphs). The file layout,
+ * atomic write and validation are DatasetWriter's (src/dataset_writer.c);
+ * decoding is imageio's, rendering glyphs'. */
 #include "dataset_convert.h"
 
 #include "common.h"
 #include "config.h"
 #include "dataset.h"
+#include "dataset_writer.h"
 #include "glyphs.h"
 #include "h5io.h"
 #include "imageio.h"
@@ -25,6 +26,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #define MAX_CLASSES (1 << 24)   /* the reader's limit on n_classes */
 
@@ -144,6 +146,202 @@ static void progress_step(Progress *p, int64_t done) {
     while (p->next <= done) p->next += p->every;
     fprintf(stderr, "  %s: %lld/%lld %s (%.0f/s)\n", p->what, (long long)done, (long long)p->total, p->unit, rate);
   }
+}
+
+/* ---- Fashion-MNIST: the IDX files ------------------------------------------------------- */
+
+static const char *const FMNIST_CLASSES[10] = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                                                "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
+
+static uint32_t be32(const unsigned char *b) {
+  return (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | (uint32_t)b[3];
+}
+
+/* gzread of exactly `want` bytes, in pieces (gzread takes an unsigned int) */
+static int gz_exact(gzFile gz, const char *path, void *buf, size_t want, const char *what) {
+  size_t got = 0;
+  while (got < want) {
+    size_t part = want - got > (1u << 30) ? (1u << 30) : want - got;
+    int r = gzread(gz, (char *)buf + got, (unsigned)part);
+    if (r < 0) {
+      int zerr;
+      const char *m = gzerror(gz, &zerr);
+      return err_set("%s: corrupt gzip data in the %s (%s)", path, what, m);
+    }
+    if (r == 0) break;
+    got += (size_t)r;
+  }
+  if (got < want) return err_set("%s: truncated: %zu of %zu bytes of the %s", path, got, want, what);
+  return 0;
+}
+
+/* One IDX file of uint8 values: magic 0x00000800 | ndim (0x803 images
+ * n x rows x cols, 0x801 labels n), big-endian uint32 dims, then the data.
+ * dims gets ndim values; *data is owned by the caller. */
+static int idx_read(const char *path, int ndim, int64_t dims[3], uint8_t **data) {
+  *data = NULL;
+  errno = 0;
+  gzFile gz = gzopen(path, "rb");
+  if (!gz) return err_set("%s: cannot open (%s)", path, errno ? strerror(errno) : "zlib error");
+  gzbuffer(gz, 1u << 20);
+  unsigned char hdr[16];
+  size_t hlen = 4 + 4 * (size_t)ndim;
+  int rc = gz_exact(gz, path, hdr, hlen, "header");
+  uint32_t magic = rc == 0 ? be32(hdr) : 0;
+  if (rc == 0 && magic != (0x800u | (uint32_t)ndim))
+    rc = err_set("%s: bad magic 0x%08x, expected 0x%08x (IDX %s file)", path, magic, 0x800u | (uint32_t)ndim,
+                 ndim == 3 ? "image" : "label");
+  size_t count = 1;
+  for (int i = 0; rc == 0 && i < ndim; i++) {
+    dims[i] = be32(hdr + 4 + 4 * i);
+    if (dims[i] < 1 || dims[i] > 100000000)
+      rc = err_set("%s: implausible dimension %d = %lld in the header", path, i, (long long)dims[i]);
+    count *= (size_t)dims[i];   /* at most 2^34 * 10^8 < 2^64: cannot overflow */
+    if (rc == 0 && count > ((size_t)1 << 34)) rc = err_set("%s: the header announces more than 2^34 values", path);
+  }
+  if (rc == 0) {
+    *data = xmalloc(count);
+    rc = gz_exact(gz, path, *data, count, "data");
+  }
+  if (rc == 0) {
+    char extra;
+    if (gzread(gz, &extra, 1) != 0)
+      rc = err_set("%s: more bytes than the header announces (%zu values)", path, count);
+  }
+  gzclose(gz);
+  if (rc != 0) {
+    free(*data);
+    *data = NULL;
+  }
+  return rc;
+}
+
+typedef struct {
+  int64_t n;
+  int H, W;
+  uint8_t *images;   /* n x H x W */
+  int32_t *labels;   /* n */
+} Idx;
+
+static void idx_free(Idx *d) {
+  free(d->images);
+  free(d->labels);
+  memset(d, 0, sizeof *d);
+}
+
+static int idx_pair_read(Idx *d, const char *dir, const char *prefix) {
+  memset(d, 0, sizeof *d);
+  char ip[4096], lp[4096];
+  snprintf(ip, sizeof ip, "%s/%s-images-idx3-ubyte.gz", dir, prefix);
+  snprintf(lp, sizeof lp, "%s/%s-labels-idx1-ubyte.gz", dir, prefix);
+  int64_t idims[3], ldims[3];
+  uint8_t *lab8 = NULL;
+  if (idx_read(ip, 3, idims, &d->images) != 0) return -1;
+  if (idx_read(lp, 1, ldims, &lab8) != 0) {
+    idx_free(d);
+    return -1;
+  }
+  int rc = 0;
+  if (ldims[0] != idims[0])
+    rc = err_set("%s: %lld labels but %s has %lld images", lp, (long long)ldims[0], ip, (long long)idims[0]);
+  d->n = idims[0];
+  d->H = (int)idims[1];
+  d->W = (int)idims[2];
+  d->labels = xmalloc((size_t)d->n * sizeof *d->labels);
+  for (int64_t i = 0; rc == 0 && i < d->n; i++) {
+    if (lab8[i] > 9) rc = err_set("%s: label %d at row %lld, Fashion-MNIST has classes 0-9", lp, lab8[i], (long long)i);
+    d->labels[i] = lab8[i];
+  }
+  free(lab8);
+  if (rc != 0) idx_free(d);
+  return rc;
+}
+
+/* rows of d with label in [lo, hi], in file order */
+static void idx_select(Idx *out, const Idx *d, int lo, int hi) {
+  int64_t n = 0;
+  for (int64_t i = 0; i < d->n; i++) n += d->labels[i] >= lo && d->labels[i] <= hi;
+  size_t px = (size_t)d->H * (size_t)d->W;
+  out->n = n;
+  out->H = d->H;
+  out->W = d->W;
+  out->images = xmalloc((size_t)n * px);
+  out->labels = xmalloc((size_t)n * sizeof *out->labels);
+  int64_t k = 0;
+  for (int64_t i = 0; i < d->n; i++)
+    if (d->labels[i] >= lo && d->labels[i] <= hi) {
+      memcpy(out->images + (size_t)k * px, d->images + (size_t)i * px, px);
+      out->labels[k++] = d->labels[i];
+    }
+}
+
+/* ---- Fashion-MNIST: writing ------------------------------------------------------------- */
+
+static int write_split(DatasetWriter *w, const char *split, const Idx *d, const char *prefix, const char *selection,
+                       int64_t n_source) {
+  char src[256];
+  int rc = dataset_writer_begin(w, split, DATASET_IMAGES, d->H, d->W, 1);
+  if (rc == 0) rc = dataset_writer_append(w, d->images, d->labels, d->n);
+  snprintf(src, sizeof src, "%s-images-idx3-ubyte.gz", prefix);
+  if (rc == 0) rc = h5io_set_attr_str(w->group, "source_images", src);
+  snprintf(src, sizeof src, "%s-labels-idx1-ubyte.gz", prefix);
+  if (rc == 0) rc = h5io_set_attr_str(w->group, "source_labels", src);
+  if (rc == 0) rc = h5io_set_attr_str(w->group, "selection", selection);
+  if (rc == 0) rc = h5io_set_attr_i64(w->group, "n_source_rows", n_source);
+  if (rc == 0) rc = dataset_writer_end(w);
+  return rc;
+}
+
+static int write_fmnist(const char *out, const Idx *tr, const Idx *te, const Idx *tr_src, const Idx *te_src,
+                        const char *idx_dir, DatasetProtocol protocol) {
+  DatasetWriter w;
+  int zs = protocol == DATASET_PROTOCOL_ZEROSHOT;
+  int rc = dataset_writer_init(&w, out, 10, FMNIST_CLASSES, "proxygml " PROXYGML_VERSION " data fashion-mnist");
+  if (rc == 0) rc = h5io_set_attr_str(w.file, "source", "Fashion-MNIST (Xiao, Rasul, Vollgraf 2017, arXiv:1708.07747), gzipped IDX files");
+  if (rc == 0) rc = h5io_set_attr_str(w.file, "source_dir", idx_dir);
+  if (rc == 0) rc = h5io_set_attr_str(w.file, "protocol", zs ? "zeroshot" : "seen");
+  if (rc == 0)
+    rc = h5io_set_attr_str(w.file, "protocol_description",
+                           zs ? "train: classes 0-4 of the train file; test: classes 5-9 of the t10k file (disjoint classes)"
+                              : "train: the whole train file; test: the whole t10k file (same 10 classes)");
+  if (rc == 0) rc = write_split(&w, "train", tr, "train", zs ? "rows with label 0-4" : "all rows", tr_src->n);
+  if (rc == 0) rc = write_split(&w, "test", te, "t10k", zs ? "rows with label 5-9" : "all rows", te_src->n);
+  if (rc == 0) rc = dataset_writer_commit(&w);
+  dataset_writer_free(&w);
+  return rc;
+}
+
+int dataset_convert_fashion_mnist(const char *out, const char *idx_dir, DatasetProtocol protocol) {
+  struct stat sb;
+  if (stat(idx_dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
+    return err_set("%s: no such directory (the Fashion-MNIST IDX files; see --idx-dir)", idx_dir);
+  if (protocol != DATASET_PROTOCOL_SEEN && protocol != DATASET_PROTOCOL_ZEROSHOT)
+    return err_set("unknown protocol %d", (int)protocol);
+  Idx tr = {0}, te = {0}, trs = {0}, tes = {0};
+  if (idx_pair_read(&tr, idx_dir, "train") != 0) return -1;
+  if (idx_pair_read(&te, idx_dir, "t10k") != 0) {
+    idx_free(&tr);
+    return -1;
+  }
+  int rc = 0;
+  if (tr.H != te.H || tr.W != te.W)
+    rc = err_set("%s: train images are %d x %d but t10k images are %d x %d", idx_dir, tr.H, tr.W, te.H, te.W);
+  const Idx *wtr = &tr, *wte = &te;
+  if (rc == 0 && protocol == DATASET_PROTOCOL_ZEROSHOT) {
+    idx_select(&trs, &tr, 0, 4);
+    idx_select(&tes, &te, 5, 9);
+    wtr = &trs;
+    wte = &tes;
+  }
+  if (rc == 0 && (wtr->n == 0 || wte->n == 0))
+    rc = err_set("%s: the %s split would be empty (no rows of its classes in the IDX files)", idx_dir,
+                 wtr->n == 0 ? "train" : "test");
+  if (rc == 0) rc = write_fmnist(out, wtr, wte, &tr, &te, idx_dir, protocol);
+  idx_free(&tr);
+  idx_free(&te);
+  idx_free(&trs);
+  idx_free(&tes);
+  return rc;
 }
 
 /* ---- images -> a split ------------------------------------------------------------------ */
@@ -1142,241 +1340,4 @@ int dataset_convert_glyphs(const char *out, const DatasetGlyphsOpts *o) {
   free(perm);
   glyphs_free(&g);
   return rc;
-}
-
-/* ---- proxygml data <converter> ---------------------------------------------------------------- */
-
-void dataset_convert_usage(FILE *out) {
-  fprintf(out,
-          "       proxygml data folder ROOT OUT.h5 [--size S] [--on-error skip|fail]\n"
-          "       proxygml data cub ROOT OUT.h5 [--size S] [--on-error skip|fail]\n"
-          "       proxygml data cars ROOT OUT.h5 [--annos FILE.csv] [--size S] [--on-error skip|fail]\n"
-          "       proxygml data sop ROOT OUT.h5 [--size S] [--on-error skip|fail]\n"
-          "       proxygml data features OUT.h5 --train-x SRC --train-y SRC --test-x SRC --test-y SRC\n"
-          "       proxygml data features OUT.h5 --h5 IN.h5 --x NAME --y NAME\n"
-          "       proxygml data glyphs OUT.h5 [--train-classes 1000] [--test-classes 1000] [--size 32]\n"
-          "                            [--augment 3] [--seed 0] [--fonts LIST] [--font-dir DIR]\n");
-}
-
-static void convert_help(FILE *out) {
-  fprintf(out, "usage: ");
-  dataset_convert_usage(out);
-  fprintf(out,
-          "\n"
-          "folder    ROOT/train/<class>/*.jpg|png and ROOT/test/<class>/*: class names are the folder\n"
-          "          names, ids = the train classes sorted, then the test-only classes sorted\n"
-          "cub       CUB-200-2011: images.txt, image_class_labels.txt, [classes.txt], images/;\n"
-          "          classes 1-100 -> /train, 101-200 -> /test, stored as ids 0-199\n"
-          "cars      Cars196: a CSV/TXT export of cars_annos.mat with the columns relative_im_path,class\n"
-          "          [,class_name] (default ROOT/cars_annos.csv; see docs/datasets.md);\n"
-          "          classes 1-98 -> /train, 99-196 -> /test, ids 0-195\n"
-          "sop       Stanford Online Products: Ebay_train.txt -> /train, Ebay_test.txt -> /test, id = class_id - 1\n"
-          "  --size S            images are RGB S x S: shorter side resized to S, centre crop (default %d)\n"
-          "  --on-error skip     report an undecodable image by path and leave it out (counted in the\n"
-          "                      attribute n_skipped); fail (the default): stop, exit 2\n"
-          "features  precomputed features. SRC is X.npy (float32/float64 2-d, int 1-d; little-endian, C order)\n"
-          "          or FILE.h5:DATASET. --h5 IN.h5 --x NAME --y NAME reads IN.h5's /train/NAME and /test/NAME.\n"
-          "          Labels are class ids (>= 0, global over both splits). --class-names FILE: line i names class i\n"
-          "glyphs    CJK ideographs (U+4E00..U+9FFF) covered by every font face, rendered with FreeType in\n"
-          "          grayscale S x S; each face x --augment seeded augmentations is a sample; the first\n"
-          "          --train-classes characters of a seeded shuffle -> /train, the next --test-classes -> /test\n"
-          "  --fonts LIST        comma-separated: paths or file names found under --font-dir (default %s),\n"
-          "                      '#i' picks face i of a collection, else every face of the file counts;\n"
-          "                      default: %s\n"
-          "  --progress-every N  items between progress lines when stderr is not a terminal (0 = quiet)\n"
-          "\n"
-          "Every converter writes OUT.h5.tmp.<pid>, validates it and renames it: a failure leaves no OUT.h5.\n"
-          "exit status: 0 ok, 2 bad arguments or invalid input (one line on stderr)\n",
-          DATASET_IMAGE_SIZE_DEFAULT, GLYPHS_FONT_DIR, GLYPHS_DEFAULT_FONTS);
-}
-
-typedef struct {
-  const char *name;
-  const char *value;   /* NULL = not given */
-} Opt;
-
-/* --name value / --name=value into opts; other arguments are positionals.
- * Returns 0, or the exit code (0 after --help, 2 on a bad argument). */
-static int parse_args(const char *cmd, int argc, char **argv, Opt *opts, int nopts, const char **pos, int maxpos,
-                      int *npos, int *done) {
-  *npos = 0;
-  *done = 0;
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i];
-    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-      convert_help(stdout);
-      *done = 1;
-      return 0;
-    }
-    if (a[0] == '-' && a[1] == '-') {
-      const char *eq = strchr(a, '=');
-      size_t len = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
-      int k;
-      for (k = 0; k < nopts; k++)
-        if (strlen(opts[k].name) == len && !strncmp(opts[k].name, a + 2, len)) break;
-      if (k == nopts) {
-        fprintf(stderr, "proxygml data %s: unknown option '%s' (see proxygml data %s --help)\n", cmd, a, cmd);
-        *done = 1;
-        return 2;
-      }
-      if (eq) opts[k].value = eq + 1;
-      else if (i + 1 < argc) opts[k].value = argv[++i];
-      else {
-        fprintf(stderr, "proxygml data %s: %s needs a value\n", cmd, a);
-        *done = 1;
-        return 2;
-      }
-    } else if (*npos < maxpos) {
-      pos[(*npos)++] = a;
-    } else {
-      fprintf(stderr, "proxygml data %s: unexpected argument '%s'\n", cmd, a);
-      *done = 1;
-      return 2;
-    }
-  }
-  return 0;
-}
-
-static int opt_int(const char *cmd, const Opt *o, int lo, int hi, int dflt, int *out) {
-  *out = dflt;
-  if (!o->value) return 0;
-  int64_t v;
-  if (parse_i64(o->value, &v) != 0 || v < lo || v > hi) {
-    fprintf(stderr, "proxygml data %s: --%s '%s' is not an integer in [%d, %d]\n", cmd, o->name, o->value, lo, hi);
-    return -1;
-  }
-  *out = (int)v;
-  return 0;
-}
-
-static int finish(const char *cmd, int rc, const char *out, double t0) {
-  if (rc != 0) {
-    fprintf(stderr, "proxygml data %s: %s\n", cmd, err_msg());
-    return 2;
-  }
-  DatasetInfo a, b;
-  if (dataset_info(out, "train", &a) != 0 || dataset_info(out, "test", &b) != 0) {
-    fprintf(stderr, "proxygml data %s: %s\n", cmd, err_msg());
-    return 2;
-  }
-  if (a.kind == DATASET_IMAGES)
-    printf("wrote %s: /train %lld x %dx%dx%d (%d classes, ids %d-%d), /test %lld x %dx%dx%d (%d classes, ids %d-%d) "
-           "in %.1f s\n",
-           out, (long long)a.n, a.H, a.W, a.channels, a.n_distinct, a.label_min, a.label_max, (long long)b.n, b.H, b.W,
-           b.channels, b.n_distinct, b.label_min, b.label_max, now_sec() - t0);
-  else
-    printf("wrote %s: /train %lld x %d features (%d classes, ids %d-%d), /test %lld x %d (%d classes, ids %d-%d) in "
-           "%.1f s\n",
-           out, (long long)a.n, a.F, a.n_distinct, a.label_min, a.label_max, (long long)b.n, b.F, b.n_distinct,
-           b.label_min, b.label_max, now_sec() - t0);
-  return 0;
-}
-
-static int cmd_images(const char *cmd, int argc, char **argv) {
-  Opt opts[] = {{"size", NULL}, {"on-error", NULL}, {"progress-every", NULL}, {"annos", NULL}};
-  int nopts = !strcmp(cmd, "cars") ? 4 : 3;
-  const char *pos[2];
-  int npos, done;
-  int ex = parse_args(cmd, argc, argv, opts, nopts, pos, 2, &npos, &done);
-  if (done) return ex;
-  if (npos != 2) {
-    fprintf(stderr, "proxygml data %s: ROOT and OUT.h5 are required (see proxygml data %s --help)\n", cmd, cmd);
-    return 2;
-  }
-  DatasetImageOpts o = {0};
-  if (opt_int(cmd, &opts[0], 1, 4096, DATASET_IMAGE_SIZE_DEFAULT, &o.size) != 0 ||
-      opt_int(cmd, &opts[2], 0, INT_MAX, DATASET_PROGRESS_EVERY, &o.progress_every) != 0)
-    return 2;
-  const char *oe = opts[1].value ? opts[1].value : "fail";
-  if (!strcmp(oe, "skip")) o.on_error = DATASET_ON_ERROR_SKIP;
-  else if (!strcmp(oe, "fail")) o.on_error = DATASET_ON_ERROR_FAIL;
-  else {
-    fprintf(stderr, "proxygml data %s: --on-error takes skip or fail, got '%s'\n", cmd, oe);
-    return 2;
-  }
-  double t0 = now_sec();
-  int rc;
-  if (!strcmp(cmd, "folder")) rc = dataset_convert_folder(pos[1], pos[0], &o);
-  else if (!strcmp(cmd, "cub")) rc = dataset_convert_cub(pos[1], pos[0], &o);
-  else if (!strcmp(cmd, "cars")) rc = dataset_convert_cars(pos[1], pos[0], opts[3].value, &o);
-  else rc = dataset_convert_sop(pos[1], pos[0], &o);
-  return finish(cmd, rc, pos[1], t0);
-}
-
-static int cmd_features(int argc, char **argv) {
-  Opt opts[] = {{"train-x", NULL}, {"train-y", NULL}, {"test-x", NULL}, {"test-y", NULL},
-                {"h5", NULL},      {"x", NULL},       {"y", NULL},      {"class-names", NULL}};
-  const char *pos[1];
-  int npos, done;
-  int ex = parse_args("features", argc, argv, opts, 8, pos, 1, &npos, &done);
-  if (done) return ex;
-  if (npos != 1) {
-    fprintf(stderr, "proxygml data features: OUT.h5 is required (see proxygml data features --help)\n");
-    return 2;
-  }
-  char spec[4][4200];
-  DatasetFeatureSources s = {opts[0].value, opts[1].value, opts[2].value, opts[3].value, opts[7].value};
-  if (opts[4].value) {
-    if (!opts[5].value || !opts[6].value) {
-      fprintf(stderr, "proxygml data features: --h5 needs --x NAME and --y NAME\n");
-      return 2;
-    }
-    if (s.train_x || s.train_y || s.test_x || s.test_y) {
-      fprintf(stderr, "proxygml data features: give either --h5 with --x/--y, or the four --train-/--test- sources\n");
-      return 2;
-    }
-    const char *nm[4] = {opts[5].value, opts[6].value, opts[5].value, opts[6].value};
-    for (int i = 0; i < 4; i++)
-      snprintf(spec[i], sizeof spec[i], "%s:/%s/%s", opts[4].value, i < 2 ? "train" : "test",
-               nm[i][0] == '/' ? nm[i] + 1 : nm[i]);
-    s.train_x = spec[0];
-    s.train_y = spec[1];
-    s.test_x = spec[2];
-    s.test_y = spec[3];
-  } else if (opts[5].value || opts[6].value) {
-    fprintf(stderr, "proxygml data features: --x and --y go with --h5 IN.h5\n");
-    return 2;
-  }
-  if (!s.train_x || !s.train_y || !s.test_x || !s.test_y) {
-    fprintf(stderr, "proxygml data features: --train-x, --train-y, --test-x and --test-y are required (or --h5)\n");
-    return 2;
-  }
-  double t0 = now_sec();
-  return finish("features", dataset_convert_features(pos[0], &s), pos[0], t0);
-}
-
-static int cmd_glyphs(int argc, char **argv) {
-  Opt opts[] = {{"train-classes", NULL}, {"test-classes", NULL}, {"size", NULL},     {"augment", NULL},
-                {"seed", NULL},          {"fonts", NULL},        {"font-dir", NULL}, {"progress-every", NULL}};
-  const char *pos[1];
-  int npos, done;
-  int ex = parse_args("glyphs", argc, argv, opts, 8, pos, 1, &npos, &done);
-  if (done) return ex;
-  if (npos != 1) {
-    fprintf(stderr, "proxygml data glyphs: OUT.h5 is required (see proxygml data glyphs --help)\n");
-    return 2;
-  }
-  DatasetGlyphsOpts o = {0};
-  int seed;
-  if (opt_int("glyphs", &opts[0], 1, 20992, 1000, &o.train_classes) != 0 ||
-      opt_int("glyphs", &opts[1], 1, 20992, 1000, &o.test_classes) != 0 ||
-      opt_int("glyphs", &opts[2], 8, 1024, 32, &o.size) != 0 || opt_int("glyphs", &opts[3], 1, 1000, 3, &o.augment) != 0 ||
-      opt_int("glyphs", &opts[4], 0, INT_MAX, 0, &seed) != 0 ||
-      opt_int("glyphs", &opts[7], 0, INT_MAX, 20000, &o.progress_every) != 0)
-    return 2;
-  o.seed = (uint64_t)seed;
-  o.fonts = opts[5].value;
-  o.font_dir = opts[6].value;
-  double t0 = now_sec();
-  return finish("glyphs", dataset_convert_glyphs(pos[0], &o), pos[0], t0);
-}
-
-int dataset_convert_cmd(int argc, char **argv) {
-  const char *cmd = argv[0];
-  if (!strcmp(cmd, "folder") || !strcmp(cmd, "cub") || !strcmp(cmd, "cars") || !strcmp(cmd, "sop"))
-    return cmd_images(cmd, argc, argv);
-  if (!strcmp(cmd, "features")) return cmd_features(argc, argv);
-  if (!strcmp(cmd, "glyphs")) return cmd_glyphs(argc, argv);
-  fprintf(stderr, "proxygml data: unknown converter '%s'\n", cmd);
-  return 2;
 }

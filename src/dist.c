@@ -231,6 +231,17 @@ int dist_first_failing(const Dist *d, int bad) {
   return first == INT_MAX ? -1 : first;
 }
 
+int dist_verdict(const Dist *d, int ok, const char *who) {
+  int first = dist_first_failing(d, !ok);
+  if (first < 0) return 1;
+  if (d->rank == first) {
+    if (d->size > 1) fprintf(stderr, "%s: [rank %d] %s\n", who, first, err_msg());
+    else fprintf(stderr, "%s: %s\n", who, err_msg());
+    fflush(stderr);
+  }
+  return 0;
+}
+
 void dist_allreduce_sum(const Dist *d, float *buf, size_t n) {
   if (d->size == 1) return;
   for (size_t off = 0; off < n; off += (size_t)INT_MAX) {   /* counts are int */

@@ -60,8 +60,6 @@ void l2norm_backward_ref(double *dinp, const double *dout, const double *out, co
   }
 }
 
-/* [the other layers follow below this line] */
-
 /* Threads: every kernel below parallelises with OpenMP itself and calls BLAS
  * single-threaded inside its region. One pool of threads, never two.
  * OpenBLAS's OpenMP build already runs serially inside a parallel region, and

@@ -43,7 +43,7 @@ static ModelLayer *add_layer(Model *m, ModelOp op) {
 }
 
 static void add_linear(Model *m, const char *name, int O) {
-  ModelLayer *l = add_layer(m, MODEL_LINEAR);
+  ModelLayer *l = add_layer(m, MODEL_OP_LINEAR);
   l->c = l->c * l->h * l->w; l->h = l->w = 1;   /* flatten: a view */
   l->oc = O; l->oh = l->ow = 1;
   char buf[32];
@@ -54,7 +54,7 @@ static void add_linear(Model *m, const char *name, int O) {
 }
 
 static void add_conv3x3(Model *m, const char *name, int Cout) {
-  ModelLayer *l = add_layer(m, MODEL_CONV3X3);
+  ModelLayer *l = add_layer(m, MODEL_OP_CONV3X3);
   l->oc = Cout;
   char buf[32];
   snprintf(buf, sizeof buf, "%s.weight", name);
@@ -63,10 +63,10 @@ static void add_conv3x3(Model *m, const char *name, int Cout) {
   l->bias = add_param(m, buf, 1, (int[]){Cout});
 }
 
-static void add_relu(Model *m) { add_layer(m, MODEL_RELU); }
+static void add_relu(Model *m) { add_layer(m, MODEL_OP_RELU); }
 
 static void add_maxpool2(Model *m) {
-  ModelLayer *l = add_layer(m, MODEL_MAXPOOL2);
+  ModelLayer *l = add_layer(m, MODEL_OP_MAXPOOL2);
   l->oh = l->h / 2; l->ow = l->w / 2;
 }
 
@@ -115,12 +115,12 @@ int model_init(Model *m, const char *arch, int in_c, int in_h, int in_w, int emb
     size_t n = (size_t)B_max * layer_out_size(l);
     l->out = xmalloc_f32(n);
     if (i + 1 < m->nlayers) l->dout = xmalloc_f32(n);   /* the last layer's comes from the caller */
-    if (l->op == MODEL_CONV3X3) {
+    if (l->op == MODEL_OP_CONV3X3) {
       l->cache = xmalloc_f32(conv3x3_cache_size(B_max, l->c, l->h, l->w));
       size_t ns = conv3x3_scratch_size(B_max, l->c, l->oc, l->h, l->w);
       if (ns > scratch) scratch = ns;
     }
-    if (l->op == MODEL_MAXPOOL2) l->idx = xmalloc((n ? n : 1) * sizeof *l->idx);
+    if (l->op == MODEL_OP_MAXPOOL2) l->idx = xmalloc((n ? n : 1) * sizeof *l->idx);
   }
   if (scratch) m->scratch = xmalloc_f32(scratch);
   m->out = m->layers[m->nlayers - 1].out;
@@ -145,7 +145,7 @@ void model_init_params(Model *m, Rng *rng) {
   for (int i = 0; i < m->nlayers; i++) {
     const ModelLayer *l = &m->layers[i];
     if (l->weight < 0) continue;
-    int fan_in = l->op == MODEL_CONV3X3 ? l->c * 9 : l->c;
+    int fan_in = l->op == MODEL_OP_CONV3X3 ? l->c * 9 : l->c;
     /* kaiming_uniform(a = sqrt 5): gain sqrt(2/(1+5)), bound gain*sqrt(3/fan_in) = 1/sqrt(fan_in);
      * PyTorch's bias bound is the same */
     float bound = (float)(1.0 / sqrt((double)fan_in));
@@ -186,7 +186,7 @@ int model_params_read(Model *m, hid_t loc, const char *group) {
 void model_embedding_range(const Model *m, size_t *offset, size_t *count) {
   const ModelLayer *l = &m->layers[m->nlayers - 1];
   const ModelParam *w = &m->params[l->weight], *b = &m->params[l->bias];
-  assert(l->op == MODEL_LINEAR && b->offset == w->offset + w->count);
+  assert(l->op == MODEL_OP_LINEAR && b->offset == w->offset + w->count);
   *offset = w->offset;
   *count = w->count + b->count;
 }
@@ -209,17 +209,17 @@ void model_forward(Model *m, const float *inp, int B) {
   for (int i = 0; i < m->nlayers; i++) {
     ModelLayer *l = &m->layers[i];
     switch (l->op) {
-    case MODEL_LINEAR:
+    case MODEL_OP_LINEAR:
       linear_forward(l->out, x, P + m->params[l->weight].offset, P + m->params[l->bias].offset, B, l->c, l->oc);
       break;
-    case MODEL_CONV3X3:
+    case MODEL_OP_CONV3X3:
       conv3x3_forward(l->out, l->cache, m->scratch, x, P + m->params[l->weight].offset,
                       P + m->params[l->bias].offset, B, l->c, l->oc, l->h, l->w);
       break;
-    case MODEL_RELU:
+    case MODEL_OP_RELU:
       relu_forward(l->out, x, (long)B * layer_out_size(l));
       break;
-    case MODEL_MAXPOOL2:
+    case MODEL_OP_MAXPOOL2:
       maxpool2_forward(l->out, l->idx, x, B, l->c, l->h, l->w);
       break;
     }
@@ -241,18 +241,18 @@ void model_backward(Model *m, const float *dout, int B) {
       zero_f32(dx, (size_t)B * layer_out_size(&m->layers[i - 1]));   /* the layers accumulate */
     }
     switch (l->op) {
-    case MODEL_LINEAR:
+    case MODEL_OP_LINEAR:
       linear_backward(dx, G + m->params[l->weight].offset, G + m->params[l->bias].offset, g, x,
                       P + m->params[l->weight].offset, B, l->c, l->oc);
       break;
-    case MODEL_CONV3X3:
+    case MODEL_OP_CONV3X3:
       conv3x3_backward(dx, G + m->params[l->weight].offset, G + m->params[l->bias].offset, m->scratch, l->cache, g,
                        P + m->params[l->weight].offset, B, l->c, l->oc, l->h, l->w);
       break;
-    case MODEL_RELU:
+    case MODEL_OP_RELU:
       if (dx) relu_backward(dx, g, l->out, (long)B * layer_out_size(l));
       break;
-    case MODEL_MAXPOOL2:
+    case MODEL_OP_MAXPOOL2:
       if (dx) maxpool2_backward(dx, g, l->idx, B, l->c, l->h, l->w);
       break;
     }

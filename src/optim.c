@@ -77,7 +77,7 @@ void adam_step_ref(double *params, double *m, double *v, const double *grads, si
   }
 }
 
-void optim_decay_lr(Adam *o, int epoch0, const int *decay_epochs, int n_decay, double rate) {
+void adam_decay_lr(Adam *o, int epoch0, const int *decay_epochs, int n_decay, double rate) {
   for (int k = 0; k < n_decay; k++)
     if (decay_epochs[k] == epoch0 + 1) {
       for (int g = 0; g < o->ngroups; g++) o->groups[g].lr *= rate;

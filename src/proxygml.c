@@ -1,7 +1,7 @@
 /* proxygml.c: the ProxyGML loss, forward and backward, in float32 (the fast
  * path) and float64 (proxygml_ref, the published structure).
  * reference: docs/loss.md 2-6; bare section numbers in comments below refer to it.
- * The subcommands check-loss and bench-loss live in proxygml_cmd.c. */
+ * The golden-file check is losscheck.c; the benchmark is tools/bench_loss.c. */
 #include "proxygml.h"
 
 #include "common.h"

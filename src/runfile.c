@@ -2,6 +2,8 @@
  * docs/run-file.md for the schema). */
 #include "runfile.h"
 
+#include "fsutil.h"
+
 #include "common.h"
 #include "config.h"
 #include "h5io.h"
@@ -160,12 +162,7 @@ int runfile_write(const RunSnapshot *s, const Dist *d) {
   /* metadata writes are collective, so a failure is seen by every rank alike */
   if (H5Fclose(f) < 0 && !rc) rc = err_set("%s: closing the run file failed (disk full?)", tmp);
   if (!dist_agree(d, rc == 0)) return rc ? -1 : err_set("%s: another rank failed writing the run file", tmp);
-  if (d->rank == 0) {
-    /* flush the data before the rename makes it visible as run.h5 */
-    FILE *fh = fopen(tmp, "rb");
-    if (fh) { fsync(fileno(fh)); fclose(fh); }
-    rc = rename(tmp, s->path) == 0 ? 0 : err_set("%s: cannot rename into place", s->path);
-  }
+  if (d->rank == 0) rc = fsutil_commit(tmp, s->path);   /* the file is complete: one rank renames it */
   if (!dist_agree(d, rc == 0)) return -1;
   return 0;
 }

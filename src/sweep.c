@@ -1,13 +1,16 @@
-/* sweep.c: `proxygml sweep` (include/sweep.h): reading and checking sweep
- * files, numbering the grid points as tasks, their training arguments, the
- * manifest, and the status of each task's run file. Submitting and running
+/* sweep.c: sweeps (include/sweep.h): reading and checking sweep files,
+ * numbering the grid points as tasks, their training arguments, the
+ * manifest, the plan's checks against the datasets, and the status of each
+ * task's run file. The command line is tools/sweep.c; submitting and running
  * the tasks is left to the scripts in slurm/ (job array, local loop). */
 #include "sweep.h"
+
+#include "fsutil.h"
 
 #include "common.h"
 #include "dataset.h"
 #include "h5io.h"
-#include "train.h"
+#include "trainer.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -222,7 +225,7 @@ static void safe_name(const char *in, char *out, size_t cap) {
   if (!n) snprintf(out, cap, "none");   /* an empty list */
 }
 
-static int task_dir(const Sweep *s, int id, char *dir, size_t cap) {
+int sweep_task_dir(const Sweep *s, int id, char *dir, size_t cap) {
   size_t len = 0;
   dir[0] = 0;
   for (int a = 0; a < s->naxes; a++) {
@@ -274,7 +277,7 @@ static int build_tasks(Sweep *s) {
       if (cfg_set(c, s->set[i]) != 0) return err_set("%s: set: %s", s->path, err_msg());
     if (cfg_validate(c) != 0) {
       char dir[SWEEP_DIR_MAX];
-      task_dir(s, id, dir, sizeof dir);
+      sweep_task_dir(s, id, dir, sizeof dir);
       return err_set("%s: task %d (%s): %s", s->path, id, dir, err_msg());
     }
   }
@@ -283,7 +286,7 @@ static int build_tasks(Sweep *s) {
   char (*names)[SWEEP_DIR_MAX] = xmalloc((size_t)n * SWEEP_DIR_MAX);
   int rc = 0;
   for (int id = 0; id < s->ntasks && rc == 0; id++) {
-    rc = task_dir(s, id, names[id], SWEEP_DIR_MAX);
+    rc = sweep_task_dir(s, id, names[id], SWEEP_DIR_MAX);
     k[id] = (Key64){config_bytes_hash(&s->cfgs[id]), id, names[id]};
   }
   if (rc == 0) {
@@ -320,6 +323,7 @@ int sweep_load(Sweep *s, const char *path) {
   FILE *f = fopen(path, "r");   /* libconfig reports a missing file without the reason */
   if (!f) return err_set("cannot open sweep file '%s': %s", path, strerror(errno));
   fclose(f);
+  if (cfg_check_includes(path, NULL) != 0) return -1;   /* @include: relative to the working directory */
   config_t lc;
   config_init(&lc);
   int rc;
@@ -346,7 +350,7 @@ int sweep_task(const Sweep *s, int id, SweepTask *t) {
                    s->ntasks - 1);
   memset(t, 0, sizeof *t);
   t->id = id;
-  if (task_dir(s, id, t->dir, sizeof t->dir) != 0) return -1;
+  if (sweep_task_dir(s, id, t->dir, sizeof t->dir) != 0) return -1;
   snprintf(t->run_dir, sizeof t->run_dir, "%s/%s", s->out, t->dir);
   const size_t cap = sizeof t->argv[0];
   snprintf(t->argv[t->argc++], cap, "--config");
@@ -424,7 +428,7 @@ void sweep_task_status(const Sweep *s, int id, char *status, size_t cap, char *w
   char path[CFG_PATH_MAX + SWEEP_DIR_MAX + 16], dir[SWEEP_DIR_MAX], rundir[CFG_PATH_MAX + SWEEP_DIR_MAX + 8];
   char logs[CFG_PATH_MAX + 8], log[CFG_PATH_MAX + SWEEP_DIR_MAX + 300] = "", reason[1024] = "";
   if (why && why_cap) why[0] = 0;
-  if (task_dir(s, id, dir, sizeof dir) != 0) { snprintf(status, cap, "unreadable"); return; }
+  if (sweep_task_dir(s, id, dir, sizeof dir) != 0) { snprintf(status, cap, "unreadable"); return; }
   snprintf(rundir, sizeof rundir, "%s/%s", s->out, dir);
   snprintf(path, sizeof path, "%s/run.h5", rundir);
   snprintf(logs, sizeof logs, "%s/logs", s->out);
@@ -469,10 +473,10 @@ void sweep_task_status(const Sweep *s, int id, char *status, size_t cap, char *w
 }
 
 int sweep_write_manifest(const Sweep *s) {
-  if (common_mkdir_p(s->out) != 0) return -1;
+  if (fsutil_mkdir_p(s->out) != 0) return -1;
   char path[CFG_PATH_MAX + 32], tmp[CFG_PATH_MAX + 64];
   snprintf(path, sizeof path, "%s/manifest.tsv", s->out);
-  snprintf(tmp, sizeof tmp, "%s/.manifest.tsv.tmp.%d", s->out, (int)getpid());
+  fsutil_temp_name(tmp, sizeof tmp, path);
   FILE *f = fopen(tmp, "w");
   if (!f) return err_set("cannot write '%s': %s", tmp, strerror(errno));
   SweepTask *t = xmalloc(sizeof *t);
@@ -484,51 +488,23 @@ int sweep_write_manifest(const Sweep *s) {
     fprintf(f, "\n");
   }
   free(t);
-  int bad = ferror(f) | (fflush(f) != 0) | (fsync(fileno(f)) != 0);
+  int bad = ferror(f) | (fflush(f) != 0);
+  int e = errno;
   bad |= fclose(f) != 0;
-  if (bad || rename(tmp, path) != 0) {
-    int e = errno;
+  if (bad) {
     unlink(tmp);
-    return err_set("cannot write '%s': %s", path, strerror(e));
+    return err_set("cannot write '%s': %s", tmp, strerror(e));
   }
-  return 0;
+  return fsutil_commit(tmp, path);
 }
 
-/* ------------------------------------------------------------ the command */
-
-static void usage(FILE *out) {
-  fprintf(out,
-          "usage: proxygml sweep plan FILE           check the sweep, write OUT/manifest.tsv, print the task count\n"
-          "       proxygml sweep status FILE         the status of every task's run\n"
-          "       proxygml sweep args FILE TASK_ID   the training arguments of one task, one per line\n\n"
-          "A sweep file (libconfig) runs one training per point of a grid:\n"
-          "  config = \"fmnist_mlp.cfg\";               # base config, relative to the sweep file\n"
-          "  out = \"runs/fmnist_kn\";                  # run directories go below it\n"
-          "  grid = { k = [4, 8]; N = [2, 4]; seed = [0]; };\n"
-          "  set = { epochs = 2; max_steps_per_epoch = 50; };   # the same for every task\n"
-          "Tasks are numbered from 0: grid keys in file order, the last varying fastest. Task t\n"
-          "trains into OUT/<key=value_...>, e.g. runs/fmnist_kn/k=8_N=4_seed=0.\n"
-          "Run a sweep with slurm/submit_sweep.sh FILE (a Slurm job array) or\n"
-          "slurm/run_local_sweep.sh FILE (one task after the other, here); docs/slurm.md.\n"
-          "plan checks every task as train would before it reads a row (the dataset, C, K, batch,\n"
-          "recall_ks, arch) and writes OUT/manifest.tsv; nothing is submitted.\n"
-          "Status: complete, extendable (complete, but the sweep now asks for more epochs: a\n"
-          "resubmission continues it), running, preempted, failed (with the reason from the run\n"
-          "file or the task's log), missing (no run.h5), unreadable, foreign (run.h5 of another\n"
-          "configuration: train --resume auto refuses it).\n"
-          "Exit codes: 0 ok, 2 bad input (one line says what).\n");
-}
-
-static int fail(const char *what) {
-  fprintf(stderr, "proxygml sweep %s: %s\n", what, err_msg());
-  return 2;
-}
+/* ------------------------------------------------------------ plan checks */
 
 /* What train checks before it reads a row, for every task: the dataset
  * (each file read once) and the sizes that follow from it. The rank count is
- * the job's, unknown here. Tasks that would learn nothing (K <= N) get one
- * warning line on stderr. */
-static int check_data(const Sweep *s) {
+ * the job's, unknown here. */
+int sweep_check_data(const Sweep *s, char *warning, size_t cap) {
+  if (cap) warning[0] = 0;
   enum { CACHE = 8 };
   struct { const char *path; DatasetInfo tr, te; int rc; char msg[1024]; } cache[CACHE];
   int ncache = 0, nwarn = 0, first_warn = -1;
@@ -544,96 +520,24 @@ static int check_data(const Sweep *s) {
       cache[hit].rc = dataset_info(c->data, "train", &cache[hit].tr) != 0 || dataset_info(c->data, "test", &cache[hit].te) != 0;
       snprintf(cache[hit].msg, sizeof cache[hit].msg, "%s", cache[hit].rc ? err_msg() : "");
     }
-    TrainSizes z;
-    int rc = cache[hit].rc ? err_set("%s", cache[hit].msg) : train_check_sizes(c, &cache[hit].tr, &cache[hit].te, 0, &z);
+    TrainerSizes z;
+    int rc = cache[hit].rc ? err_set("%s", cache[hit].msg) : trainer_check_sizes(c, &cache[hit].tr, &cache[hit].te, 0, &z);
     if (rc != 0) {
-      task_dir(s, id, dir, sizeof dir);
+      sweep_task_dir(s, id, dir, sizeof dir);
       return err_set("%s: task %d (%s): %s", s->path, id, dir, err_msg());
     }
     char w[sizeof warn];
-    if (train_sizes_warning(&z, w, sizeof w) && nwarn++ == 0) {
+    if (trainer_sizes_warning(&z, w, sizeof w) && nwarn++ == 0) {
       first_warn = id;
       memcpy(warn, w, sizeof warn);
     }
   }
   if (nwarn) {
-    task_dir(s, first_warn, dir, sizeof dir);
-    fprintf(stderr, "proxygml sweep plan: warning: task %d (%s)", first_warn, dir);
-    if (nwarn > 1) fprintf(stderr, " and %d more task%s", nwarn - 1, nwarn > 2 ? "s" : "");
-    fprintf(stderr, ": %s\n", warn);
+    sweep_task_dir(s, first_warn, dir, sizeof dir);
+    size_t len = (size_t)snprintf(warning, cap, "task %d (%s)", first_warn, dir);
+    if (nwarn > 1 && len < cap)
+      len += (size_t)snprintf(warning + len, cap - len, " and %d more task%s", nwarn - 1, nwarn > 2 ? "s" : "");
+    if (len < cap) snprintf(warning + len, cap - len, ": %s", warn);
   }
   return 0;
-}
-
-static int cmd_plan(const Sweep *s) {
-  if (check_data(s) != 0 || sweep_write_manifest(s) != 0) return fail("plan");
-  printf("%s: %d task%s (", s->path, s->ntasks, s->ntasks == 1 ? "" : "s");
-  for (int a = 0; a < s->naxes; a++) printf("%s%s %d", a ? " x " : "", s->axes[a].key, s->axes[a].n);
-  printf("), manifest %s/manifest.tsv\n", s->out);
-  return 0;
-}
-
-static int cmd_status(const Sweep *s) {
-  static const char *const ORDER[] = {"complete", "extendable", "running", "preempted", "failed", "missing",
-                                      "unreadable", "foreign"};
-  enum { NST = sizeof ORDER / sizeof ORDER[0] };
-  int count[NST] = {0};
-  char dir[SWEEP_DIR_MAX], why[1024];
-  printf("%-5s %-10s %s\n", "task", "status", "run");
-  for (int id = 0; id < s->ntasks; id++) {
-    char st[32];
-    sweep_task_status(s, id, st, sizeof st, why, sizeof why);
-    task_dir(s, id, dir, sizeof dir);
-    printf("%-5d %-10s %s/%s", id, st, s->out, dir);
-    if (why[0]) printf("  (%s)", why);
-    printf("\n");
-    for (int i = 0; i < NST; i++)
-      if (!strcmp(st, ORDER[i])) count[i]++;
-  }
-  printf("%d task%s:", s->ntasks, s->ntasks == 1 ? "" : "s");
-  const char *sep = " ";
-  for (int i = 0; i < NST; i++)
-    if (count[i]) { printf("%s%d %s", sep, count[i], ORDER[i]); sep = ", "; }
-  printf("\n");
-  return 0;
-}
-
-static int cmd_args(const Sweep *s, const char *id_text) {
-  char *end;
-  errno = 0;
-  long id = strtol(id_text, &end, 10);
-  if (!*id_text || *end || errno || id < 0 || id > SWEEP_MAX_TASKS)
-    return err_set("TASK_ID must be a task number, got '%s'", id_text), fail("args");
-  SweepTask *t = xmalloc(sizeof *t);
-  int rc = sweep_task(s, (int)id, t);
-  if (rc == 0)
-    for (int i = 0; i < t->argc; i++) printf("%s\n", t->argv[i]);
-  free(t);
-  return rc == 0 ? 0 : fail("args");
-}
-
-int sweep_cmd(int argc, char **argv) {
-  for (int i = 1; i < argc; i++)
-    if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { usage(stdout); return 0; }
-  const char *sub = argc > 1 ? argv[1] : "";
-  int want = !strcmp(sub, "args") ? 4 : (!strcmp(sub, "plan") || !strcmp(sub, "status")) ? 3 : 0;
-  if (!want) {
-    fprintf(stderr, "proxygml sweep: expected plan, status or args, got '%s'\n", sub);
-    usage(stderr);
-    return 2;
-  }
-  if (argc != want) {
-    fprintf(stderr, "proxygml sweep %s: expected %s (see proxygml sweep --help)\n", sub,
-            want == 4 ? "FILE TASK_ID" : "FILE");
-    return 2;
-  }
-  Sweep *s = xcalloc(1, sizeof *s);
-  int rc;
-  if (sweep_load(s, argv[2]) != 0) rc = fail(sub);
-  else if (!strcmp(sub, "plan")) rc = cmd_plan(s);
-  else if (!strcmp(sub, "status")) rc = cmd_status(s);
-  else rc = cmd_args(s, argv[3]);
-  sweep_free(s);
-  free(s);
-  return rc;
 }

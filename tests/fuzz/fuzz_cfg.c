@@ -11,8 +11,9 @@
  *     "a commented libconfig file that cfg_load reads back to the same
  *     struct"), with the same cfg_hash, and cfg_write_attrs writes it
  *     (one valid config in 64: an HDF5 file costs a hundred parses).
- * `@include` may name only files of the working directory: inc.cfg,
- * bad.cfg, list.cfg (written here) or the input itself (fuzz_include_ok).
+ * `@include` may name only what is in the working directory: inc.cfg,
+ * bad.cfg, list.cfg, the directory sub (written here), the input itself or
+ * the directory itself (fuzz_include_ok).
  */
 #include "fuzz_util.h"
 
@@ -25,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define MAX_SETS 64
 
@@ -35,6 +37,7 @@ static void setup(void) {
   fuzz_write("inc.cfg", INC, sizeof INC - 1);
   fuzz_write("bad.cfg", BAD, sizeof BAD - 1);
   fuzz_write("list.cfg", LIST, sizeof LIST - 1);
+  mkdir("sub", 0777);   /* what an @include or config may wrongly name */
 }
 
 static void check_k(const Config *c, int valid) {

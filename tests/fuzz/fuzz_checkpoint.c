@@ -21,6 +21,8 @@
  *     with an empty path;
  *   - a load that succeeds held at most trace_cap steps; one that fails
  *     leaves the tables empty;
+ *   - train's loop ends: after a failed load, the next search (below the
+ *     step of the header) finds an older file, never the same one;
  *   - checkpoint_remove_partial removes every step-*.h5.tmp and nothing else.
  */
 #include "fuzz_util.h"

@@ -2,8 +2,8 @@
  * include/sweep.h).
  *
  * Input: the sweep file. Its `config` may name the base configs written
- * here (base.cfg, r.cfg, bad.cfg, inc.cfg) or any other file of the working
- * directory; inputs whose `config` or `@include` points elsewhere are
+ * here (base.cfg, r.cfg, bad.cfg, inc.cfg, the directory sub) or anything
+ * else in the working directory; inputs whose `config` or `@include` points elsewhere are
  * rejected, so that the fuzzer cannot make libconfig read devices or files
  * outside it. Beyond "no crash, no sanitizer report", for a sweep that loads:
  *   - every task has a directory name that is one path component and
@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define MAX_POINTS 4096
 #define CHECKED_TASKS 64
@@ -38,6 +39,7 @@ static void setup(void) {
   fuzz_write("r.cfg", R, sizeof R - 1);
   fuzz_write("bad.cfg", BAD, sizeof BAD - 1);
   fuzz_write("inc.cfg", INC, sizeof INC - 1);
+  mkdir("sub", 0777);   /* what an @include or config may wrongly name */
 }
 
 static int plain_name(const char *s) { return !strchr(s, '/') && !strstr(s, ".."); }
@@ -45,6 +47,7 @@ static int plain_name(const char *s) { return !strchr(s, '/') && !strstr(s, ".."
 /* The same parse sweep_load makes (config_read_file, no include directory):
  * 1 if the input is safe and small enough to give to sweep_load. */
 static int admissible(const char *path) {
+  if (cfg_check_includes(path, NULL) != 0) return 1;   /* sweep_load refuses it before libconfig exits */
   config_t lc;
   config_init(&lc);
   int ok = 1;

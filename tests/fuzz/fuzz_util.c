@@ -78,7 +78,6 @@ int fuzz_include_ok(const char *text) {
     const char *q = p + 8;
     while (*q == ' ' || *q == '\t') q++;
     if (*q++ != '"') continue;   /* not an include directive */
-    if (*q == '.') return 0;
     for (; isalnum((unsigned char)*q) || *q == '_' || *q == '-' || *q == '.'; q++)
       if (q[0] == '.' && q[1] == '.') return 0;
     if (*q != '"') return 0;

@@ -43,8 +43,8 @@ int fuzz_done(const FuzzIn *in);                          /* 1 when every byte i
 void fuzz_enter(void);
 void fuzz_leave(void);
 void fuzz_write(const char *path, const void *data, size_t n);   /* aborts on failure */
-/* 1 if every libconfig `@include "NAME"` in text names a plain file of the
- * working directory (letters, digits, _ - and inner dots, no ..). libconfig
+/* 1 if every libconfig `@include "NAME"` in text names something in the
+ * working directory (letters, digits, _ - and dots, no ..). libconfig
  * resolves names against the include directory but follows .., and reads
  * anything, devices included: harnesses reject inputs that fail this. */
 int fuzz_include_ok(const char *text);

@@ -16,6 +16,8 @@ SRC=${PROXYGML_SRC:?}
 TORCH_TRAIN=$SRC/bench/torch_train.py
 PY=/usr/bin/python3
 $PY -c "import torch, h5py, sklearn" 2>/dev/null || { echo "SKIP: $PY cannot import torch"; exit 77; }
+# the PyTorch side is most of its time, and init_from/order_from run under ASan in test_train.sh
+[ "${PROXYGML_SANITIZE:-0}" = 1 ] && { echo "SKIP: under sanitizers (a numerical comparison with PyTorch; its code paths run in test_train.sh)"; exit 77; }
 [ -f "$TORCH_TRAIN" ] || { echo "FAIL $TORCH_TRAIN is missing"; exit 1; }
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT

@@ -136,7 +136,7 @@ Test(adam, step_decay_at_listed_epochs) {
   const int decay[] = {20, 40};
   float net[50], prx[50];
   for (int e = 0; e < 50; e++) {
-    optim_decay_lr(&o, e, decay, 2, 0.1f);
+    adam_decay_lr(&o, e, decay, 2, 0.1f);
     net[e] = o.groups[0].lr;
     prx[e] = o.groups[1].lr;
   }

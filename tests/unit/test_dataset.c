@@ -5,6 +5,7 @@
  * by tests/integration/test_data.sh). */
 #include "common.h"
 #include "dataset.h"
+#include "dataset_convert.h"
 #include "h5io.h"
 #include "testutil.h"
 

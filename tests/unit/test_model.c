@@ -89,10 +89,10 @@ static void ref_forward(Ref *r) {
     const double *w = l->weight >= 0 ? r->params + m->params[l->weight].offset : NULL;
     const double *b = l->bias >= 0 ? r->params + m->params[l->bias].offset : NULL;
     switch (l->op) {
-    case MODEL_LINEAR: linear_forward_ref(r->act[i], x, w, b, r->B, l->c, l->oc); break;
-    case MODEL_CONV3X3: conv3x3_forward_ref(r->act[i], x, w, b, r->B, l->c, l->oc, l->h, l->w); break;
-    case MODEL_RELU: relu_forward_ref(r->act[i], x, (long)r->B * layer_size(l)); break;
-    case MODEL_MAXPOOL2: maxpool2_forward_ref(r->act[i], r->idx[i], x, r->B, l->c, l->h, l->w); break;
+    case MODEL_OP_LINEAR: linear_forward_ref(r->act[i], x, w, b, r->B, l->c, l->oc); break;
+    case MODEL_OP_CONV3X3: conv3x3_forward_ref(r->act[i], x, w, b, r->B, l->c, l->oc, l->h, l->w); break;
+    case MODEL_OP_RELU: relu_forward_ref(r->act[i], x, (long)r->B * layer_size(l)); break;
+    case MODEL_OP_MAXPOOL2: maxpool2_forward_ref(r->act[i], r->idx[i], x, r->B, l->c, l->h, l->w); break;
     }
     x = r->act[i];
   }
@@ -111,10 +111,10 @@ static void ref_backward(Ref *r, const double *dout, double *grads) {
     double *dw = l->weight >= 0 ? grads + m->params[l->weight].offset : NULL;
     double *db = l->bias >= 0 ? grads + m->params[l->bias].offset : NULL;
     switch (l->op) {
-    case MODEL_LINEAR: linear_backward_ref(dx, dw, db, g, x, w, r->B, l->c, l->oc); break;
-    case MODEL_CONV3X3: conv3x3_backward_ref(dx, dw, db, g, x, w, r->B, l->c, l->oc, l->h, l->w); break;
-    case MODEL_RELU: if (dx) relu_backward_ref(dx, g, r->act[i], (long)r->B * layer_size(l)); break;
-    case MODEL_MAXPOOL2: if (dx) maxpool2_backward_ref(dx, g, r->idx[i], r->B, l->c, l->h, l->w); break;
+    case MODEL_OP_LINEAR: linear_backward_ref(dx, dw, db, g, x, w, r->B, l->c, l->oc); break;
+    case MODEL_OP_CONV3X3: conv3x3_backward_ref(dx, dw, db, g, x, w, r->B, l->c, l->oc, l->h, l->w); break;
+    case MODEL_OP_RELU: if (dx) relu_backward_ref(dx, g, r->act[i], (long)r->B * layer_size(l)); break;
+    case MODEL_OP_MAXPOOL2: if (dx) maxpool2_backward_ref(dx, g, r->idx[i], r->B, l->c, l->h, l->w); break;
     }
     free(g);
     g = dx;
@@ -136,9 +136,9 @@ static size_t ref_state(const Ref *r, unsigned char *buf) {
   for (int i = 0; i < r->m->nlayers; i++) {
     const ModelLayer *l = &r->m->layers[i];
     size_t n = (size_t)r->B * layer_size(l);
-    if (l->op == MODEL_RELU)
+    if (l->op == MODEL_OP_RELU)
       for (size_t j = 0; j < n; j++) buf[k++] = r->act[i][j] > 0;
-    if (l->op == MODEL_MAXPOOL2)
+    if (l->op == MODEL_OP_MAXPOOL2)
       for (size_t j = 0; j < n; j++) buf[k++] = (unsigned char)r->idx[i][j];
   }
   return k;

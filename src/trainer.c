@@ -1,0 +1,653 @@
+/* trainer.c: the training run (include/trainer.h): setup with collective
+ * error handling, the loop, checkpoints with exact resume, preemption, the
+ * run file. The batch exchange is the sampler's, the evaluation the
+ * evaluator's, the tables the recorder's. */
+#include "trainer.h"
+
+#include "cfg.h"
+#include "checkpoint.h"
+#include "common.h"
+#include "config.h"
+#include "dataset.h"
+#include "dist.h"
+#include "evaluator.h"
+#include "fault.h"
+#include "h5io.h"
+#include "model.h"
+#include "optim.h"
+#include "proxygml.h"
+#include "recorder.h"
+#include "rundir.h"
+#include "rng.h"
+#include "runfile.h"
+#include "sampler.h"
+
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+/* loss, loss_cls, loss_reg and the stop request ride at the end of the
+ * gradient allreduce: every rank learns the same values at the same step */
+enum { LOSS_SLOTS = 4 };
+
+/* SIGUSR1 / SIGTERM: finish the step, checkpoint, exit TRAINER_EXIT_REQUEUE */
+static volatile sig_atomic_t g_stop_signal;
+static void on_stop_signal(int sig) { g_stop_signal = sig; }
+
+void trainer_catch_signals(void) {
+  signal(SIGUSR1, on_stop_signal);
+  signal(SIGTERM, on_stop_signal);
+}
+enum { PH_DATA, PH_FORWARD, PH_LOSS, PH_BACKWARD, PH_ALLREDUCE, PH_OPTIM, PH_EVAL, NPHASE };
+static const char *const PHASE_NAMES[NPHASE] = {"data", "forward", "loss", "backward", "allreduce", "optimizer",
+                                                "evaluation"};
+
+typedef struct {
+  Dist *d;
+  Config cfg;
+  const TrainerArgs *args;
+  char run_path[CFG_PATH_MAX + 16];
+  char start_time[32], data_abs[CFG_PATH_MAX + 16], cwd[CFG_PATH_MAX];
+  double session_start, wall_before;   /* now_sec() at start; wall seconds of earlier sessions */
+  int complete_epochs;         /* epochs of a complete DIR/run.h5 being resumed, else -1 */
+  /* sizes */
+  int C, N, M, K, D;
+  int G, B;                    /* global and per-rank batch */
+  int64_t steps_per_epoch;
+  /* data: this rank's shards, all labels */
+  DatasetInfo tr_info, te_info;
+  DatasetSplit tr, te;
+  int32_t *tr_labels;          /* n_train */
+  int *te_labels;              /* n_test */
+  /* model, loss, optimizer over one flat block [backbone | proxies] (+ loss slots in grads) */
+  Model model;
+  ProxyGML loss;
+  Adam opt;
+  size_t n_backbone, n_params;
+  float *params, *grads;       /* n_params, n_params + LOSS_SLOTS */
+  float *proxies, *dproxies;   /* views: M x D */
+  int group_body, group_head, group_proxy;
+  /* one step */
+  Sampler sampler;
+  float *x;                    /* B x row_size */
+  int32_t *y;                  /* B */
+  float *dx;                   /* B x D */
+  /* evaluation and record */
+  Evaluator eval;
+  int evaluated;               /* eval holds an evaluation of this session */
+  Recorder rec;
+  double phase[NPHASE];        /* seconds in the current epoch */
+  float *grad_dump;            /* dump_grads x n_params on rank 0: the reduced gradients (diagnostics) */
+  float dump_margin[1000];     /* the least top-K margin over the global batch of each dumped step */
+  int grads_dumped;
+  int start_epoch;             /* where the loop starts (after a resume) */
+  int64_t start_step_in_epoch;
+  Fault fault;                 /* test-only (include/fault.h) */
+  int64_t step;
+  int epochs_done;
+  double train_seconds;
+} Trainer;
+
+/* ------------------------------------------------------------ collective errors */
+
+/* Every rank calls this with its local verdict. If any rank failed, the
+ * lowest failing rank prints its one-line reason and every rank returns 0. */
+static int agree(Trainer *T, int ok) { return dist_verdict(T->d, ok, "proxygml train"); }
+
+/* ------------------------------------------------------------ setup */
+
+_Static_assert((int)DIST_EXIT_HUNG == (int)TRAINER_EXIT_FAILED, "the watchdog exits with 'the training failed'");
+
+static double peak_rss_mib(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return ru.ru_maxrss / 1024.0;   /* KiB on Linux */
+}
+
+
+int trainer_check_sizes(const Config *c, const DatasetInfo *tr, const DatasetInfo *te, int ranks, TrainerSizes *s) {
+  memset(s, 0, sizeof *s);
+  if (tr->kind != te->kind || tr->row_size != te->row_size)
+    return err_set("%s: train and test rows differ in kind or size", c->data);
+  s->C = c->C > 0 ? c->C : tr->label_max + 1;
+  if (tr->label_max >= s->C)
+    return err_set("config key 'C': the training split has label %d, but C = %d", tr->label_max, s->C);
+  s->N = c->N;
+  s->M = s->C * s->N;
+  s->D = c->embed_dim;
+  if (cfg_resolve_k(c, s->C, &s->K) != 0) return -1;
+  s->G = c->batch;
+  if (s->G > tr->n)
+    return err_set("config key 'batch': %d is larger than the training split (%lld rows)", s->G, (long long)tr->n);
+  if (ranks > 0 && s->G % ranks != 0)
+    return err_set("config key 'batch': the global batch %d does not divide over %d ranks", s->G, ranks);
+  if (te->n < 2) return err_set("%s: the test split needs at least 2 rows for retrieval", c->data);
+  if (ranks > 0 && te->n < ranks) return err_set("%s: fewer test rows than ranks", c->data);
+  if (c->recall_ks.n < 1) return err_set("config key 'recall_ks': give at least one k");
+  if (c->recall_ks.n > METRICS_MAXK) return err_set("config key 'recall_ks': at most %d values", METRICS_MAXK);
+  /* a query ranks the other n_test - 1 rows: a larger k would always count as a hit */
+  int kmax = c->recall_ks.v[c->recall_ks.n - 1];
+  if (kmax > te->n - 1)
+    return err_set("config key 'recall_ks': k = %d, but a query of the test split has only %lld other rows to "
+                   "retrieve (R@%d would be 1.0 by construction)", kmax, (long long)te->n - 1, kmax);
+  const char *arch = cfg_arch_name(c->arch);
+  if (c->arch == CFG_ARCH_CNN && tr->kind == DATASET_FEATURES)
+    return err_set("config key 'arch': cnn needs images, but %s holds feature vectors (%d values per row): use mlp "
+                   "or linear", c->data, tr->F);
+  int in_c = tr->kind == DATASET_IMAGES ? tr->channels : tr->F;
+  int in_h = tr->kind == DATASET_IMAGES ? tr->H : 1, in_w = tr->kind == DATASET_IMAGES ? tr->W : 1;
+  if (model_check(arch, in_c, in_h, in_w, s->D) != 0)
+    return err_set("config key 'arch': %s rows (%d x %d x %d): %s", c->data, in_c, in_h, in_w, err_msg());
+  s->steps_per_epoch = tr->n / s->G;   /* the last partial batch is dropped: every step has G samples */
+  if (c->max_steps_per_epoch > 0 && c->max_steps_per_epoch < s->steps_per_epoch)
+    s->steps_per_epoch = c->max_steps_per_epoch;
+  return 0;
+}
+
+int trainer_sizes_warning(const TrainerSizes *s, char *buf, size_t cap) {
+  if (s->K > s->N) return 0;
+  /* the N proxies of the sample's own class enter every subgraph first */
+  snprintf(buf, cap, "K = %d <= N = %d: every subgraph holds only the sample's own class, so the classification "
+           "loss is constant and the network learns nothing from it (choose K > N)", s->K, s->N);
+  return 1;
+}
+
+/* the dataset's splits and the sizes that follow from them (same on every rank) */
+static int check_sizes(Trainer *T) {
+  const Config *c = &T->cfg;
+  if (dataset_info(c->data, "train", &T->tr_info) != 0 || dataset_info(c->data, "test", &T->te_info) != 0) return -1;
+  TrainerSizes s;
+  if (trainer_check_sizes(c, &T->tr_info, &T->te_info, T->d->size, &s) != 0) return -1;
+  T->C = s.C; T->N = s.N; T->M = s.M; T->K = s.K; T->D = s.D; T->G = s.G;
+  T->B = T->G / T->d->size;
+  T->steps_per_epoch = s.steps_per_epoch;
+  return 0;
+}
+
+/* this rank's shards, all labels; local failures (I/O) are agreed on by the caller */
+static int load_data(Trainer *T) {
+  const char *path = T->cfg.data;
+  if (fault_at(&T->fault, FAULT_IO, T->d->rank, 0)) return err_set("%s: injected I/O fault (PROXYGML_INJECT_FAULT)", path);
+  int r = T->d->rank, P = T->d->size;
+  int64_t n = T->tr_info.n, nt = T->te_info.n, a, cnt;
+  sampler_shard(n, r, P, &a, &cnt);
+  if (dataset_split_read(&T->tr, path, "train", a, cnt) != 0) return -1;
+  sampler_shard(nt, r, P, &a, &cnt);
+  if (dataset_split_read(&T->te, path, "test", a, cnt) != 0) return -1;
+  T->tr_labels = xmalloc((size_t)n * sizeof(int32_t));
+  if (dataset_labels_read(path, "train", T->tr_labels, n) != 0) return -1;
+  T->te_labels = xmalloc((size_t)nt * sizeof(int));
+  if (dataset_labels_read(path, "test", T->te_labels, nt) != 0) return -1;
+  return 0;
+}
+
+/* init_from: a run file's flat model/parameters, or tensors by name under
+ * params/ (a PyTorch state_dict plus params/proxies, M x D), nothing else */
+static int load_init(Trainer *T) {
+  const char *path = T->cfg.init_from;
+  if (!path[0]) return 0;
+  hid_t f;
+  if (h5io_open(path, &f) != 0) return err_set("init_from %s", err_msg());
+  int rc = 0, nd;
+  int64_t dims[H5IO_MAXDIM];
+  if (h5io_has(f, "model/parameters")) {   /* a run file: the block as it was written */
+    if (h5io_shape(f, "model/parameters", &nd, dims) != 0) rc = -1;
+    else if (nd != 1 || dims[0] != (int64_t)T->n_params)
+      rc = err_set("model/parameters holds %lld values, this %s with M = %d, D = %d has %zu",
+                   (long long)(nd == 1 ? dims[0] : -1), cfg_arch_name(T->cfg.arch), T->M, T->D, T->n_params);
+    else rc = h5io_read(f, "model/parameters", H5T_NATIVE_FLOAT, T->params, T->n_params);
+    for (size_t i = 0; rc == 0 && i < T->n_params; i++)
+      if (!isfinite(T->params[i])) rc = err_set("model/parameters holds a non-finite value at element %zu", i);
+  } else if (h5io_has(f, "params")) {
+    rc = model_params_read(&T->model, f, "params");
+    if (rc == 0) rc = h5io_shape(f, "params/proxies", &nd, dims);
+    if (rc == 0 && (nd != 2 || dims[0] != T->M || dims[1] != T->D))
+      rc = err_set("params/proxies must be M x D = %d x %d", T->M, T->D);
+    if (rc == 0) rc = h5io_read(f, "params/proxies", H5T_NATIVE_FLOAT, T->proxies, (size_t)T->M * T->D);
+    for (size_t i = 0; rc == 0 && i < (size_t)T->M * T->D; i++)
+      if (!isfinite(T->proxies[i])) rc = err_set("params/proxies holds a non-finite value at element %zu", i);
+    /* a tensor the model does not have: most likely another architecture's file */
+    H5G_info_t info = {0};
+    hid_t g = rc == 0 ? H5Gopen2(f, "params", H5P_DEFAULT) : -1;
+    if (rc == 0 && (g < 0 || H5Gget_info(g, &info) < 0)) rc = err_set("'params' is not a readable group");
+    for (hsize_t i = 0; rc == 0 && i < info.nlinks; i++) {
+      char name[256] = "";
+      if (H5Lget_name_by_idx(g, ".", H5_INDEX_NAME, H5_ITER_INC, i, name, sizeof name, H5P_DEFAULT) < 0)
+        rc = err_set("cannot list the tensors of 'params'");
+      else if (strcmp(name, "proxies") && model_param_find(&T->model, name) < 0)
+        rc = err_set("params/%s is not a tensor of the %s model", name, cfg_arch_name(T->cfg.arch));
+    }
+    if (g >= 0) H5Gclose(g);
+  } else {
+    rc = err_set("neither model/parameters (a run file) nor params/ (tensors by name)");
+  }
+  H5Fclose(f);
+  return rc ? err_set("init_from %s: %s", path, err_msg()) : 0;
+}
+
+static void build(Trainer *T) {
+  const Config *c = &T->cfg;
+  int in_c = T->tr_info.kind == DATASET_IMAGES ? T->tr_info.channels : T->tr_info.F;
+  int in_h = T->tr_info.kind == DATASET_IMAGES ? T->tr_info.H : 1, in_w = T->tr_info.kind == DATASET_IMAGES ? T->tr_info.W : 1;
+  const int eval_chunk = T->B > 256 ? T->B : 256;   /* the model's largest batch: training or evaluation */
+  CHECK(model_init(&T->model, cfg_arch_name(c->arch), in_c, in_h, in_w, T->D, eval_chunk) == 0, "%s", err_msg());
+  T->n_backbone = model_num_params(&T->model);
+  T->n_params = T->n_backbone + (size_t)T->M * T->D;
+  T->params = xmalloc_f32(T->n_params);
+  T->grads = xmalloc_f32(T->n_params + LOSS_SLOTS);
+  T->proxies = T->params + T->n_backbone;
+  T->dproxies = T->grads + T->n_backbone;
+  model_bind(&T->model, T->params, T->grads);
+  /* initialisation in PyTorch's order: the network, then the proxies
+   * (kaiming_uniform(a=sqrt 5) of a D x M tensor: U(-1/sqrt(M), 1/sqrt(M))) */
+  Rng rng;
+  rng_init(&rng, (uint64_t)c->seed);
+  model_init_params(&T->model, &rng);
+  float bound = 1.0f / sqrtf((float)T->M);
+  for (int d = 0; d < T->D; d++)   /* drawn in the D x M order of the reference tensor */
+    for (int j = 0; j < T->M; j++) T->proxies[(size_t)j * T->D + d] = bound * (2 * rng_uniform(&rng) - 1);
+
+  proxygml_init(&T->loss, T->B, T->D, T->C, T->N, T->K, (float)c->lambda, (float)c->scale);
+  T->loss.batch_norm = T->G;   /* the mean over the global batch */
+  T->loss.reg_begin = (int)((int64_t)T->M * T->d->rank / T->d->size);   /* each rank its slice of proxy rows */
+  T->loss.reg_end = (int)((int64_t)T->M * (T->d->rank + 1) / T->d->size);
+
+  adam_init(&T->opt, T->n_params, c->beta1, c->beta2, c->eps, c->weight_decay);
+  size_t head_off, head_cnt;
+  model_embedding_range(&T->model, &head_off, &head_cnt);
+  T->group_body = adam_add_group(&T->opt, 0, head_off, c->lr);
+  T->group_head = adam_add_group(&T->opt, head_off, head_off + head_cnt, c->lr);
+  T->group_proxy = adam_add_group(&T->opt, T->n_backbone, T->n_params, c->proxy_lr);
+
+  sampler_init(&T->sampler, T->d, &T->tr, T->tr_labels, T->G);
+  T->x = xmalloc_f32((size_t)T->B * T->tr_info.row_size);
+  T->y = xmalloc((size_t)T->B * sizeof(int32_t));
+  T->dx = xmalloc_f32((size_t)T->B * T->D);
+  evaluator_init(&T->eval, T->d, &T->te, T->te_labels, T->D, T->M, T->K, c->recall_ks.v, c->recall_ks.n,
+                 eval_chunk);
+  recorder_init(&T->rec, c->recall_ks.v, c->recall_ks.n, T->steps_per_epoch * c->epochs, PHASE_NAMES, NPHASE);
+  if (c->dump_grads > 0 && T->d->rank == 0) T->grad_dump = xmalloc_f32((size_t)c->dump_grads * T->n_params);
+  T->start_epoch = 1;
+}
+
+static void trainer_free(Trainer *T) {
+  model_free(&T->model);
+  proxygml_free(&T->loss);
+  adam_free(&T->opt);
+  sampler_free(&T->sampler);
+  evaluator_free(&T->eval);
+  recorder_free(&T->rec);
+  dataset_split_free(&T->tr);
+  dataset_split_free(&T->te);
+  void *bufs[] = {T->params, T->grads, T->tr_labels, T->te_labels, T->x, T->y, T->dx, T->grad_dump};
+  for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
+}
+
+/* ------------------------------------------------------------ one step */
+
+/* dump_grads: keep the reduced gradient, and how near the step's subgraphs
+ * were to a tie (a tie broken differently on another rank count changes the
+ * gradient by more than float rounding) */
+static void dump_step(Trainer *T) {
+  float margin = INFINITY;
+  for (int b = 0; b < T->B; b++) {
+    float m = proxygml_topk_margin(&T->loss, b, T->y[b]);
+    margin = m < margin ? m : margin;
+  }
+  DIST_CHECK(MPI_Allreduce(MPI_IN_PLACE, &margin, 1, MPI_FLOAT, MPI_MIN, T->d->comm));
+  if (T->grad_dump) {
+    T->dump_margin[T->grads_dumped] = margin;
+    memcpy(T->grad_dump + (size_t)T->grads_dumped * T->n_params, T->grads, T->n_params * sizeof(float));
+  }
+  T->grads_dumped++;
+}
+
+static float trainer_step(Trainer *T, int64_t step) {
+  double t0 = now_sec();
+  sampler_batch(&T->sampler, step, T->x, T->y);
+  double t1 = now_sec();
+  model_forward(&T->model, T->x, T->B);
+  double t2 = now_sec();
+  memset(T->grads, 0, (T->n_params + LOSS_SLOTS) * sizeof(float));
+  memset(T->dx, 0, (size_t)T->B * T->D * sizeof(float));
+  proxygml_forward(&T->loss, T->model.out, T->y, T->proxies, T->B);
+  proxygml_backward(&T->loss, T->dx, T->dproxies);
+  double t3 = now_sec();
+  model_backward(&T->model, T->dx, T->B);
+  double t4 = now_sec();
+  float *stats = T->grads + T->n_params;
+  stats[0] = T->loss.loss; stats[1] = T->loss.loss_cls; stats[2] = T->loss.loss_reg;
+  stats[3] = g_stop_signal ? 1.0f : 0.0f;
+  if (fault_at(&T->fault, FAULT_NAN, T->d->rank, T->step)) stats[0] = NAN;
+  fault_crash(&T->fault, T->d->rank, T->step);
+  dist_allreduce_sum(T->d, T->grads, T->n_params + LOSS_SLOTS);
+  double t5 = now_sec();
+  if (T->grads_dumped < T->cfg.dump_grads) dump_step(T);
+  if (isfinite(stats[0])) adam_step(&T->opt, T->params, T->grads);   /* the same verdict on every rank */
+  double t6 = now_sec();
+  T->phase[PH_DATA] += t1 - t0; T->phase[PH_FORWARD] += t2 - t1; T->phase[PH_LOSS] += t3 - t2;
+  T->phase[PH_BACKWARD] += t4 - t3; T->phase[PH_ALLREDUCE] += t5 - t4; T->phase[PH_OPTIM] += t6 - t5;
+  return stats[0];
+}
+
+/* ------------------------------------------------------------ record */
+
+static int write_run(Trainer *T, const char *status, const char *message) {
+  char end[32] = "";
+  if (strcmp(status, "running")) runfile_timestamp(end);
+  RunSnapshot s = {
+    .path = T->run_path, .cfg = &T->cfg, .status = status, .message = message, .command_line = T->args->cmdline,
+    .start_time = T->start_time, .end_time = end, .ranks = T->d->size, .threads = T->d->threads,
+    .data_path = T->data_abs, .cwd = T->cwd, .wall_seconds = T->wall_before + now_sec() - T->session_start,
+    .class_names = (const char *const *)T->te.class_names, .n_classes = T->te_info.n_classes,
+    .C = T->C, .N = T->N, .K = T->K, .D = T->D, .n_train = T->tr_info.n, .n_test = T->te_info.n,
+    .n_params = (int64_t)T->n_params, .steps_done = T->step, .epochs_done = T->epochs_done,
+    .metrics = &T->rec.metrics, .timing = &T->rec.timing,
+    .emb = T->evaluated ? T->eval.emb : NULL, .emb_labels = T->te.labels, .emb_row0 = T->te.row0,
+    .emb_rows = T->te.nrows, .proxies = T->proxies,
+    .sub_idx = T->evaluated ? T->eval.sub_idx : NULL, .sub_sim = T->eval.sub_sim,
+    .sel_count = T->evaluated ? T->eval.sel_count : NULL,
+    .loss_trace = T->rec.loss_trace, .params = T->params,
+  };
+  double rss = peak_rss_mib();
+  DIST_CHECK(MPI_Allreduce(&rss, &s.peak_rss_mib, 1, MPI_DOUBLE, MPI_MAX, T->d->comm));
+  return runfile_write(&s, T->d);
+}
+
+/* evaluates and appends a row to the metrics table */
+static void record_eval(Trainer *T, int epoch, const double *loss) {
+  double t0 = now_sec();
+  Metrics m;
+  evaluator_run(&T->eval, &T->model, T->proxies, T->cfg.kmeans_restarts, (uint64_t)T->cfg.seed, &m);
+  T->evaluated = 1;
+  RecorderEval e = {.epoch = epoch, .step = T->step, .loss = loss, .lr = T->opt.groups[T->group_head].lr,
+                    .proxy_lr = T->opt.groups[T->group_proxy].lr, .train_seconds = T->train_seconds,
+                    .eval_seconds = now_sec() - t0};
+  recorder_add_eval(&T->rec, &e, &m);
+}
+
+/* every rank hashes its parameter bytes; the replicas agree when the
+ * smallest and the largest hash over ranks are equal */
+static int replicas_agree(Trainer *T) {
+  const unsigned char *p = (const unsigned char *)T->params;
+  uint64_t h = 1469598103934665603ULL;
+  for (size_t i = 0; i < T->n_params * sizeof(float); i++) h = (h ^ p[i]) * 1099511628211ULL;
+  uint64_t lo = h, hi = h;
+  DIST_CHECK(MPI_Allreduce(MPI_IN_PLACE, &lo, 1, MPI_UINT64_T, MPI_MIN, T->d->comm));
+  DIST_CHECK(MPI_Allreduce(MPI_IN_PLACE, &hi, 1, MPI_UINT64_T, MPI_MAX, T->d->comm));
+  return lo == hi;
+}
+
+/* ------------------------------------------------------------ progress */
+
+static void progress(Trainer *T, int epoch, int64_t done, int64_t total, double loss, double t_epoch, double t_run,
+                     int64_t steps_left, int final) {
+  if (T->d->rank != 0) return;
+  double sps = t_epoch > 0 ? (double)done * T->G / t_epoch : 0;
+  double eta = done > 0 ? t_epoch / (double)done * (double)steps_left : 0;
+  recorder_progress(stdout, epoch, T->cfg.epochs, done, total, loss, sps, eta, t_run, final);
+}
+
+static void print_summary(Trainer *T) {
+  if (T->d->rank != 0 || T->rec.metrics.nrows == 0) return;
+  recorder_print_summary(&T->rec, stdout);
+  printf("\npeak memory %.0f MiB per rank; run file: %s\n", peak_rss_mib(), T->run_path);
+  fflush(stdout);
+}
+
+/* a signal that arrived during an evaluation: agreed on at the epoch's end */
+static int stop_signal_agreed(Trainer *T) {
+  int mine = g_stop_signal != 0, any = 0;
+  DIST_CHECK(MPI_Allreduce(&mine, &any, 1, MPI_INT, MPI_MAX, T->d->comm));
+  return any;
+}
+
+/* ------------------------------------------------------------ checkpoints */
+
+static Checkpoint checkpoint_view(Trainer *T, int epoch, int64_t step_in_epoch) {
+  return (Checkpoint){.step = T->step, .epoch = epoch, .step_in_epoch = step_in_epoch,
+                      .config_hash = cfg_hash(&T->cfg), .ranks = T->d->size, .train_seconds = T->train_seconds,
+                      .wall_seconds = T->wall_before + now_sec() - T->session_start,
+                      .n_params = T->n_params, .params = T->params, .opt = &T->opt, .loss_trace = T->rec.loss_trace,
+                      .trace_cap = T->steps_per_epoch * T->cfg.epochs, .metrics = &T->rec.metrics,
+                      .timing = &T->rec.timing};
+}
+
+/* rank 0 writes (the state is the same on every rank); all agree on the outcome */
+static int save_checkpoint(Trainer *T, int epoch, int64_t step_in_epoch) {
+  Checkpoint c = checkpoint_view(T, epoch, step_in_epoch);
+  return agree(T, T->d->rank != 0 || checkpoint_save(T->args->out_dir, &c) == 0);
+}
+
+/* --resume auto: every rank loads the newest complete checkpoint (the same
+ * file: the ranks check that they agree on its step and hash). Its header is
+ * checked against this configuration before the payload is read into buffers
+ * sized for it. Returns 1 resumed, 0 fresh start, -1 refused (message
+ * printed). */
+static int resume(Trainer *T) {
+  Checkpoint c = checkpoint_view(T, 1, 0);
+  const uint64_t want = cfg_hash(&T->cfg);
+  const int64_t total = T->steps_per_epoch * T->cfg.epochs;
+  char used[4200] = "";
+  int64_t before = INT64_MAX;
+  for (int tried = 0;; tried++) {
+    int got = checkpoint_find_latest(T->args->out_dir, before, T->d->rank == 0, &c, used, sizeof used);
+    int rc = 0;
+    if (got == 1 && c.config_hash != want)
+      rc = err_set("%s was written by another configuration (hash %016llx, this one %016llx): refusing to resume",
+                   used, (unsigned long long)c.config_hash, (unsigned long long)want);
+    else if (got == 1 && c.step > total)
+      rc = err_set("%s is at step %lld (epoch %d), beyond the %lld steps of this configuration (epochs = %d): "
+                   "refusing to resume; train a shorter run into another --out", used, (long long)c.step, c.epoch,
+                   (long long)total, T->cfg.epochs);
+    else if (got == 1 && (c.epoch < 1 || c.step_in_epoch < 0 || c.step_in_epoch >= T->steps_per_epoch ||
+                          c.step != (int64_t)(c.epoch - 1) * T->steps_per_epoch + c.step_in_epoch))
+      rc = err_set("%s: epoch %d, step %lld of the epoch and step %lld do not fit %lld steps per epoch: corrupt",
+                   used, c.epoch, (long long)c.step_in_epoch, (long long)c.step, (long long)T->steps_per_epoch);
+    else if (got == 0 && tried > 0)   /* the parameters may hold part of a checkpoint: no fresh start on them */
+      rc = err_set("every checkpoint in %s/checkpoints is truncated or corrupt: move them away to start over",
+                   T->args->out_dir);
+    if (!agree(T, rc == 0)) return -1;
+    long long step[2] = {got == 1 ? c.step : -1, got == 1 ? -c.step : 1};
+    uint64_t hash[2] = {got == 1 ? c.config_hash : 0, got == 1 ? ~c.config_hash : ~0ULL};
+    DIST_CHECK(MPI_Allreduce(MPI_IN_PLACE, step, 2, MPI_LONG_LONG, MPI_MIN, T->d->comm));
+    DIST_CHECK(MPI_Allreduce(MPI_IN_PLACE, hash, 2, MPI_UINT64_T, MPI_MIN, T->d->comm));
+    int same = step[0] == -step[1] && hash[0] == ~hash[1];
+    char lo[32] = "no checkpoint";
+    if (step[0] >= 0) snprintf(lo, sizeof lo, "step %lld", step[0]);
+    if (!same)
+      err_set("the ranks see different checkpoints in %s (one %s, another step %lld): is it on a file system that "
+              "every rank shares?", T->args->out_dir, lo, -step[1]);
+    if (!agree(T, same)) return -1;
+    if (got == 0) return 0;
+    int loaded = checkpoint_load(used, &c) == 0;
+    int first = dist_first_failing(T->d, !loaded);
+    if (first < 0) break;
+    if (T->d->rank == first)
+      fprintf(stderr, "warning: checkpoint %s is truncated or corrupt (%s); trying an older one\n", used, err_msg());
+    before = c.step;
+  }
+  T->step = c.step;
+  T->start_epoch = c.epoch;
+  T->start_step_in_epoch = c.step_in_epoch;
+  T->train_seconds = c.train_seconds;
+  T->wall_before = c.wall_seconds;
+  T->session_start = now_sec();
+  T->epochs_done = c.epoch - 1;
+  if (c.ranks != T->d->size)
+    dist_log(T->d, "warning: the checkpoint was written by %d ranks, this run has %d: results will differ from an "
+                    "uninterrupted run within float tolerance\n", c.ranks, T->d->size);
+  dist_log(T->d, "resuming from %s: epoch %d, step %lld\n", used, c.epoch, (long long)c.step);
+  return 1;
+}
+
+/* ------------------------------------------------------------ the run */
+
+static int stop_preempted(Trainer *T, int epoch, int64_t step_in_epoch) {
+  char msg[160];
+  snprintf(msg, sizeof msg, "stopped by a signal at epoch %d, step %lld; resume with --resume auto", epoch,
+           (long long)T->step);
+  if (!save_checkpoint(T, epoch, step_in_epoch)) return TRAINER_EXIT_FAILED;
+  if (!agree(T, write_run(T, "preempted", msg) == 0)) return TRAINER_EXIT_FAILED;
+  dist_log(T->d, "\n%s\n", msg);
+  return TRAINER_EXIT_REQUEUE;
+}
+
+/* dump_grads: DIR/grads.h5, dataset grads (steps x n_params), the summed
+ * gradient of [backbone | proxies] as Adam received it */
+static int write_grad_dump(Trainer *T) {
+  if (!T->grad_dump) return 0;
+  char path[CFG_PATH_MAX + 16];
+  snprintf(path, sizeof path, "%s/grads.h5", T->args->out_dir);
+  hid_t f;
+  if (h5io_create(path, &f) != 0) return -1;
+  int64_t dims[2] = {T->grads_dumped, (int64_t)T->n_params};
+  int rc = h5io_write(f, "grads", H5T_NATIVE_FLOAT, 2, dims, T->grad_dump);
+  if (rc == 0) rc = h5io_set_attr_i64(f, "n_backbone", (int64_t)T->n_backbone);
+  if (rc == 0) rc = h5io_set_attr_i64(f, "ranks", T->d->size);
+  int64_t mdims[1] = {T->grads_dumped};
+  if (rc == 0) rc = h5io_write(f, "topk_margin", H5T_NATIVE_FLOAT, 1, mdims, T->dump_margin);
+  if (H5Fclose(f) < 0 && rc == 0) rc = err_set("%s: cannot close", path);
+  return rc;
+}
+
+static int run(Trainer *T) {
+  const Config *c = &T->cfg;
+  int64_t total_steps = T->steps_per_epoch * c->epochs;
+  double run_start = now_sec();
+  if (stop_signal_agreed(T)) return stop_preempted(T, T->start_epoch, T->start_step_in_epoch);   /* during setup */
+  if (T->step == 0 && T->rec.metrics.nrows == 0 && cfg_eval_at(c, 0)) {
+    record_eval(T, 0, NULL);
+    if (!agree(T, write_run(T, "running", "") == 0)) return TRAINER_EXIT_FAILED;
+    if (T->d->rank == 0) recorder_print_eval(&T->rec, stdout, "epoch 0 (untrained): ");
+  }
+  for (int epoch = T->start_epoch; epoch <= c->epochs; epoch++) {
+    int64_t s0 = epoch == T->start_epoch ? T->start_step_in_epoch : 0;
+    if (s0 == 0) adam_decay_lr(&T->opt, epoch - 1, c->decay_epochs.v, c->decay_epochs.n, c->decay_rate);
+    T->opt.groups[T->group_body].frozen = epoch <= c->warm;   /* warm-up: only the embedding layer and proxies */
+    sampler_epoch(&T->sampler, epoch, (uint64_t)c->seed);
+    memset(T->phase, 0, sizeof T->phase);
+    int64_t first = T->step - s0;   /* trace index of the epoch's first step */
+    double t_epoch0 = now_sec(), last_print = 0, banked = 0;   /* banked: seconds already in train_seconds */
+    for (int64_t s = s0; s < T->steps_per_epoch; s++) {
+      float loss = trainer_step(T, s);
+      const float *st = T->grads + T->n_params;
+      recorder_trace(&T->rec, T->step, st);
+      T->step++;
+      if (!isfinite(loss)) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "non-finite loss %g at epoch %d step %lld (lower the learning rates or the scale?)",
+                 loss, epoch, (long long)T->step);
+        if (T->d->rank == 0) fprintf(stderr, "\nproxygml train: %s\n", msg);
+        write_run(T, "failed", msg);
+        return TRAINER_EXIT_FAILED;
+      }
+      if (c->check_sync_every > 0 && T->step % c->check_sync_every == 0 && !replicas_agree(T)) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "the parameter replicas differ across ranks at step %lld", (long long)T->step);
+        if (T->d->rank == 0) fprintf(stderr, "\nproxygml train: %s\n", msg);
+        write_run(T, "failed", msg);
+        return TRAINER_EXIT_FAILED;
+      }
+      if (st[3] > 0) {   /* a rank got SIGUSR1/SIGTERM: every rank stops after this same step */
+        T->train_seconds += now_sec() - t_epoch0 - banked;
+        return stop_preempted(T, epoch, s + 1);
+      }
+      if (c->checkpoint_every > 0 && T->step % c->checkpoint_every == 0 && s + 1 < T->steps_per_epoch) {
+        double so_far = now_sec() - t_epoch0;   /* the checkpoint holds the training time so far */
+        T->train_seconds += so_far - banked;
+        banked = so_far;
+        if (!save_checkpoint(T, epoch, s + 1)) return TRAINER_EXIT_FAILED;
+      }
+      double now = now_sec();
+      if (now - last_print > 0.25) {
+        last_print = now;
+        double m[3];
+        recorder_trace_mean(&T->rec, first, T->step, m);
+        progress(T, epoch, s + 1, T->steps_per_epoch, m[0], now - t_epoch0, now - run_start, total_steps - T->step, 0);
+      }
+    }
+    double t_train = now_sec() - t_epoch0;
+    T->train_seconds += t_train - banked;
+    T->epochs_done = epoch;
+    double mean[3];
+    recorder_trace_mean(&T->rec, first, T->step, mean);
+    progress(T, epoch, T->steps_per_epoch, T->steps_per_epoch, mean[0], t_train, now_sec() - run_start,
+             total_steps - T->step, 1);
+    if (cfg_eval_at(c, epoch)) {
+      record_eval(T, epoch, mean);
+      T->phase[PH_EVAL] = recorder_get(&T->rec, -1, "eval_seconds");
+      if (T->d->rank == 0) recorder_print_eval(&T->rec, stdout, "          ");
+    }
+    recorder_add_timing(&T->rec, epoch, (double)(T->steps_per_epoch - s0) * T->G / t_train, T->phase);
+    int last = epoch == c->epochs;
+    if (!agree(T, write_run(T, last ? "complete" : "running", "") == 0)) return TRAINER_EXIT_FAILED;
+    if (!last && !save_checkpoint(T, epoch + 1, 0)) return TRAINER_EXIT_FAILED;
+    if (!last && stop_signal_agreed(T)) return stop_preempted(T, epoch + 1, 0);
+  }
+  if (c->epochs == 0 && !agree(T, write_run(T, "complete", "") == 0)) return TRAINER_EXIT_FAILED;
+  if (!agree(T, T->d->rank != 0 || write_grad_dump(T) == 0)) return TRAINER_EXIT_FAILED;
+  print_summary(T);
+  return TRAINER_EXIT_OK;
+}
+
+int trainer_main(Dist *d, const TrainerArgs *a) {
+  static Trainer T;   /* large; zeroed */
+  memset(&T, 0, sizeof T);
+  T.d = d;
+  T.args = a;
+  T.cfg = a->cfg;
+  runfile_timestamp(T.start_time);
+  T.session_start = now_sec();
+  fault_init(&T.fault);
+  int rc = TRAINER_EXIT_BAD_INPUT;
+  /* every rank parsed the same file: rank 0's struct is broadcast so that all
+   * ranks hold the same bytes */
+  dist_bcast(d, &T.cfg, sizeof T.cfg);
+  dist_set_timeout(d, (int)T.cfg.collective_timeout);
+  snprintf(T.run_path, sizeof T.run_path, "%s/run.h5", a->out_dir);
+  if (!realpath(T.cfg.data, T.data_abs)) snprintf(T.data_abs, sizeof T.data_abs, "%s", T.cfg.data);
+  if (!getcwd(T.cwd, sizeof T.cwd)) T.cwd[0] = 0;
+  if (!agree(&T, check_sizes(&T) == 0)) return rc;
+  int prepared = d->rank != 0 || rundir_prepare(a->out_dir, T.run_path, cfg_hash(&T.cfg), T.cfg.epochs, a->force,
+                                                 a->resume, &T.complete_epochs) == 0;
+  if (!agree(&T, prepared)) return rc;
+  /* a complete run has nothing to do (resubmitting a sweep finishes only what
+   * is missing), unless `epochs` was raised: then it continues */
+  dist_bcast(d, &T.complete_epochs, sizeof T.complete_epochs);
+  if (a->resume && T.complete_epochs == T.cfg.epochs) {
+    dist_log(d, "%s is complete (%d epochs): nothing to do; raise epochs to continue it\n", T.run_path, T.cfg.epochs);
+    return TRAINER_EXIT_OK;
+  }
+  if (a->resume && T.complete_epochs >= 0)
+    dist_log(d, "%s is complete after %d epochs; epochs = %d: continuing it\n", T.run_path, T.complete_epochs,
+             T.cfg.epochs);
+  if (!agree(&T, load_data(&T) == 0)) return rc;
+  dist_threads(d, T.cfg.threads);
+  build(&T);
+  int resumed = a->resume ? resume(&T) : 0;   /* a resumed run takes its parameters from the checkpoint */
+  if (resumed < 0 ||
+      !agree(&T, (resumed || load_init(&T) == 0) &&
+                     (!T.cfg.order_from[0] || sampler_load_orders(&T.sampler, T.cfg.order_from, T.cfg.epochs) == 0))) {
+    trainer_free(&T);
+    return rc;
+  }
+  dist_log(d,
+           "proxygml %s: %s on %s, %d rank%s x %d thread%s; C=%d N=%d K=%d D=%d, batch %d (%d per rank), "
+           "%lld steps/epoch, %zu parameters\n",
+           PROXYGML_VERSION, cfg_arch_name(T.cfg.arch), T.cfg.data, d->size, d->size > 1 ? "s" : "", d->threads,
+           d->threads > 1 ? "s" : "", T.C, T.N, T.K, T.D, T.G, T.B, (long long)T.steps_per_epoch, T.n_params);
+  char warning[256];
+  if (trainer_sizes_warning(&(TrainerSizes){.K = T.K, .N = T.N}, warning, sizeof warning))
+    dist_log(d, "warning: %s\n", warning);
+  if (d->bound_cpus < d->threads)
+    dist_log(d, "warning: %d threads on %d bound CPU(s): run mpirun with --bind-to none or --map-by slot:pe=%d\n",
+             d->threads, d->bound_cpus, d->threads);
+  rc = run(&T);
+  trainer_free(&T);
+  return rc;
+}
