@@ -1,7 +1,7 @@
 /* dataset.h: dataset HDF5 files (schema in docs/dataset-format.md): validated
  * reads of one split or of a row range of it (what one MPI rank holds) and
  * the per-step batch conversion to float32. Writing them is the conversion
- * library's (dataset_writer.h, dataset_convert.h); the global sampler is
+ * library's (dataset_writer.h, convert.h); the global sampler is
  * sampler.h.
  *
  * A file holds the groups /train and /test. Each holds `images` (uint8,

@@ -1,5 +1,5 @@
 /* dataset_writer.h: writing a dataset file (docs/dataset-format.md), the
- * one writer every converter uses (dataset_convert.h); part of the
+ * one writer every converter uses (convert.h); part of the
  * conversion library, libproxygml_convert. Reading is dataset.h's.
  *
  * A file is written as out.tmp.<pid>, one split after the other, rows appended

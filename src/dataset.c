@@ -1,7 +1,7 @@
 /* dataset.c: reading dataset HDF5 files (see include/dataset.h and
  * docs/dataset-format.md): validation, split and row-range reads and the
  * batch conversion. Writing them is the conversion library's
- * (dataset_writer.c, dataset_convert.c). Serial HDF5 only: each MPI rank
+ * (dataset_writer.c, convert_*.c). Serial HDF5 only: each MPI rank
  * opens the file read-only and reads its own rows. */
 #include "dataset.h"
 

@@ -42,7 +42,7 @@ void trainer_catch_signals(void) {
   signal(SIGUSR1, on_stop_signal);
   signal(SIGTERM, on_stop_signal);
 }
-enum { PH_DATA, PH_FORWARD, PH_LOSS, PH_BACKWARD, PH_ALLREDUCE, PH_OPTIM, PH_EVAL, NPHASE };
+enum { PHASE_DATA, PHASE_FORWARD, PHASE_LOSS, PHASE_BACKWARD, PHASE_ALLREDUCE, PHASE_OPTIM, PHASE_EVAL, NPHASE };
 static const char *const PHASE_NAMES[NPHASE] = {"data", "forward", "loss", "backward", "allreduce", "optimizer",
                                                 "evaluation"};
 
@@ -329,8 +329,8 @@ static float trainer_step(Trainer *T, int64_t step) {
   if (T->grads_dumped < T->cfg.dump_grads) dump_step(T);
   if (isfinite(stats[0])) adam_step(&T->opt, T->params, T->grads);   /* the same verdict on every rank */
   double t6 = now_sec();
-  T->phase[PH_DATA] += t1 - t0; T->phase[PH_FORWARD] += t2 - t1; T->phase[PH_LOSS] += t3 - t2;
-  T->phase[PH_BACKWARD] += t4 - t3; T->phase[PH_ALLREDUCE] += t5 - t4; T->phase[PH_OPTIM] += t6 - t5;
+  T->phase[PHASE_DATA] += t1 - t0; T->phase[PHASE_FORWARD] += t2 - t1; T->phase[PHASE_LOSS] += t3 - t2;
+  T->phase[PHASE_BACKWARD] += t4 - t3; T->phase[PHASE_ALLREDUCE] += t5 - t4; T->phase[PHASE_OPTIM] += t6 - t5;
   return stats[0];
 }
 
@@ -515,6 +515,14 @@ static int write_grad_dump(Trainer *T) {
   return rc;
 }
 
+/* a failure that every rank sees alike: one line, and the run file marked
+ * failed with it (a failure to write that is reported too) */
+static int stop_failed(Trainer *T, const char *msg) {
+  if (T->d->rank == 0) fprintf(stderr, "\nproxygml train: %s\n", msg);
+  agree(T, write_run(T, "failed", msg) == 0);
+  return TRAINER_EXIT_FAILED;
+}
+
 static int run(Trainer *T) {
   const Config *c = &T->cfg;
   int64_t total_steps = T->steps_per_epoch * c->epochs;
@@ -538,20 +546,15 @@ static int run(Trainer *T) {
       const float *st = T->grads + T->n_params;
       recorder_trace(&T->rec, T->step, st);
       T->step++;
+      char msg[256];
       if (!isfinite(loss)) {
-        char msg[256];
         snprintf(msg, sizeof msg, "non-finite loss %g at epoch %d step %lld (lower the learning rates or the scale?)",
                  loss, epoch, (long long)T->step);
-        if (T->d->rank == 0) fprintf(stderr, "\nproxygml train: %s\n", msg);
-        write_run(T, "failed", msg);
-        return TRAINER_EXIT_FAILED;
+        return stop_failed(T, msg);
       }
       if (c->check_sync_every > 0 && T->step % c->check_sync_every == 0 && !replicas_agree(T)) {
-        char msg[160];
         snprintf(msg, sizeof msg, "the parameter replicas differ across ranks at step %lld", (long long)T->step);
-        if (T->d->rank == 0) fprintf(stderr, "\nproxygml train: %s\n", msg);
-        write_run(T, "failed", msg);
-        return TRAINER_EXIT_FAILED;
+        return stop_failed(T, msg);
       }
       if (st[3] > 0) {   /* a rank got SIGUSR1/SIGTERM: every rank stops after this same step */
         T->train_seconds += now_sec() - t_epoch0 - banked;
@@ -580,7 +583,7 @@ static int run(Trainer *T) {
              total_steps - T->step, 1);
     if (cfg_eval_at(c, epoch)) {
       record_eval(T, epoch, mean);
-      T->phase[PH_EVAL] = recorder_get(&T->rec, -1, "eval_seconds");
+      T->phase[PHASE_EVAL] = recorder_get(&T->rec, -1, "eval_seconds");
       if (T->d->rank == 0) recorder_print_eval(&T->rec, stdout, "          ");
     }
     recorder_add_timing(&T->rec, epoch, (double)(T->steps_per_epoch - s0) * T->G / t_train, T->phase);

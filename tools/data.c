@@ -1,12 +1,15 @@
 /* data.c: `proxygml data ...`: making dataset files with the converters of
- * the conversion library (include/dataset_convert.h) and `data info`, the
+ * the conversion library (include/convert_*.h) and `data info`, the
  * full validation of a file through the reader (include/dataset.h). Exit 0
  * ok, 2 bad arguments, invalid input or a failed write (one line on stderr). */
 #include "tools.h"
 
 #include "common.h"
+#include "convert_features.h"
+#include "convert_fmnist.h"
+#include "convert_glyphs.h"
+#include "convert_images.h"
 #include "dataset.h"
-#include "dataset_convert.h"
 #include "glyphs.h"
 #include "h5io.h"
 
@@ -62,7 +65,7 @@ static void data_usage(FILE *out) {
           "               docs/datasets.md)\n"
           "\n"
           "exit status: 0 ok, 2 bad arguments, invalid input or a failed write (one line on stderr)\n",
-          DATASET_FMNIST_DEFAULT_DIR);
+          CONVERT_FMNIST_DEFAULT_DIR);
 }
 
 static int cmd_fashion_mnist(int argc, char **argv) {
@@ -98,18 +101,18 @@ static int cmd_fashion_mnist(int argc, char **argv) {
             !out ? "OUT.h5" : "--protocol");
     return 2;
   }
-  DatasetProtocol p;
-  if (!strcmp(proto, "seen")) p = DATASET_PROTOCOL_SEEN;
-  else if (!strcmp(proto, "zeroshot")) p = DATASET_PROTOCOL_ZEROSHOT;
+  ConvertFmnistProtocol p;
+  if (!strcmp(proto, "seen")) p = CONVERT_FMNIST_SEEN;
+  else if (!strcmp(proto, "zeroshot")) p = CONVERT_FMNIST_ZEROSHOT;
   else {
     fprintf(stderr, "proxygml data fashion-mnist: unknown protocol '%s' (seen or zeroshot)\n", proto);
     return 2;
   }
   if (!dir) dir = getenv("FMNIST_DIR");
-  if (!dir || !*dir) dir = DATASET_FMNIST_DEFAULT_DIR;
+  if (!dir || !*dir) dir = CONVERT_FMNIST_DEFAULT_DIR;
 
   double t0 = now_sec();
-  if (dataset_convert_fashion_mnist(out, dir, p) != 0) {
+  if (convert_fmnist_write(out, dir, p) != 0) {
     fprintf(stderr, "proxygml data fashion-mnist: %s\n", err_msg());
     return 2;
   }
@@ -223,7 +226,7 @@ static void convert_help(FILE *out) {
           "\n"
           "Every converter writes OUT.h5.tmp.<pid>, validates it and renames it: a failure leaves no OUT.h5.\n"
           "exit status: 0 ok, 2 bad arguments or invalid input (one line on stderr)\n",
-          DATASET_IMAGE_SIZE_DEFAULT, GLYPHS_FONT_DIR, GLYPHS_DEFAULT_FONTS);
+          CONVERT_IMAGES_SIZE_DEFAULT, GLYPHS_FONT_DIR, GLYPHS_DEFAULT_FONTS);
 }
 
 typedef struct {
@@ -319,23 +322,23 @@ static int cmd_images(const char *cmd, int argc, char **argv) {
     fprintf(stderr, "proxygml data %s: ROOT and OUT.h5 are required (see proxygml data %s --help)\n", cmd, cmd);
     return 2;
   }
-  DatasetImageOpts o = {0};
-  if (opt_int(cmd, &opts[0], 1, 4096, DATASET_IMAGE_SIZE_DEFAULT, &o.size) != 0 ||
-      opt_int(cmd, &opts[2], 0, INT_MAX, DATASET_PROGRESS_EVERY, &o.progress_every) != 0)
+  ConvertImagesOpts o = {0};
+  if (opt_int(cmd, &opts[0], 1, 4096, CONVERT_IMAGES_SIZE_DEFAULT, &o.size) != 0 ||
+      opt_int(cmd, &opts[2], 0, INT_MAX, CONVERT_IMAGES_PROGRESS_EVERY, &o.progress_every) != 0)
     return 2;
   const char *oe = opts[1].value ? opts[1].value : "fail";
-  if (!strcmp(oe, "skip")) o.on_error = DATASET_ON_ERROR_SKIP;
-  else if (!strcmp(oe, "fail")) o.on_error = DATASET_ON_ERROR_FAIL;
+  if (!strcmp(oe, "skip")) o.on_error = CONVERT_IMAGES_ON_ERROR_SKIP;
+  else if (!strcmp(oe, "fail")) o.on_error = CONVERT_IMAGES_ON_ERROR_FAIL;
   else {
     fprintf(stderr, "proxygml data %s: --on-error takes skip or fail, got '%s'\n", cmd, oe);
     return 2;
   }
   double t0 = now_sec();
   int rc;
-  if (!strcmp(cmd, "folder")) rc = dataset_convert_folder(pos[1], pos[0], &o);
-  else if (!strcmp(cmd, "cub")) rc = dataset_convert_cub(pos[1], pos[0], &o);
-  else if (!strcmp(cmd, "cars")) rc = dataset_convert_cars(pos[1], pos[0], opts[3].value, &o);
-  else rc = dataset_convert_sop(pos[1], pos[0], &o);
+  if (!strcmp(cmd, "folder")) rc = convert_images_folder(pos[1], pos[0], &o);
+  else if (!strcmp(cmd, "cub")) rc = convert_images_cub(pos[1], pos[0], &o);
+  else if (!strcmp(cmd, "cars")) rc = convert_images_cars(pos[1], pos[0], opts[3].value, &o);
+  else rc = convert_images_sop(pos[1], pos[0], &o);
   return finish(cmd, rc, pos[1], t0);
 }
 
@@ -351,7 +354,7 @@ static int cmd_features(int argc, char **argv) {
     return 2;
   }
   char spec[4][4200];
-  DatasetFeatureSources s = {opts[0].value, opts[1].value, opts[2].value, opts[3].value, opts[7].value};
+  ConvertFeaturesSources s = {opts[0].value, opts[1].value, opts[2].value, opts[3].value, opts[7].value};
   if (opts[4].value) {
     if (!opts[5].value || !opts[6].value) {
       fprintf(stderr, "proxygml data features: --h5 needs --x NAME and --y NAME\n");
@@ -378,7 +381,7 @@ static int cmd_features(int argc, char **argv) {
     return 2;
   }
   double t0 = now_sec();
-  return finish("features", dataset_convert_features(pos[0], &s), pos[0], t0);
+  return finish("features", convert_features_write(pos[0], &s), pos[0], t0);
 }
 
 static int cmd_glyphs(int argc, char **argv) {
@@ -392,7 +395,7 @@ static int cmd_glyphs(int argc, char **argv) {
     fprintf(stderr, "proxygml data glyphs: OUT.h5 is required (see proxygml data glyphs --help)\n");
     return 2;
   }
-  DatasetGlyphsOpts o = {0};
+  ConvertGlyphsOpts o = {0};
   int seed;
   if (opt_int("glyphs", &opts[0], 1, 20992, 1000, &o.train_classes) != 0 ||
       opt_int("glyphs", &opts[1], 1, 20992, 1000, &o.test_classes) != 0 ||
@@ -404,7 +407,7 @@ static int cmd_glyphs(int argc, char **argv) {
   o.fonts = opts[5].value;
   o.font_dir = opts[6].value;
   double t0 = now_sec();
-  return finish("glyphs", dataset_convert_glyphs(pos[0], &o), pos[0], t0);
+  return finish("glyphs", convert_glyphs_write(pos[0], &o), pos[0], t0);
 }
 
 /* argv[0] is the converter */

@@ -4,8 +4,8 @@
  * gzipped IDX set written here with zlib (the real Fashion-MNIST is converted
  * by tests/integration/test_data.sh). */
 #include "common.h"
+#include "convert_fmnist.h"
 #include "dataset.h"
-#include "dataset_convert.h"
 #include "h5io.h"
 #include "testutil.h"
 
@@ -380,7 +380,7 @@ static void write_idx_set(void) {
 Test(dataset, convert_seen) {
   write_idx_set();
   const char *out = tpath("fm.h5");
-  cr_assert_eq(dataset_convert_fashion_mnist(out, g_dir, DATASET_PROTOCOL_SEEN), 0, "%s", err_msg());
+  cr_assert_eq(convert_fmnist_write(out, g_dir, CONVERT_FMNIST_SEEN), 0, "%s", err_msg());
   DatasetInfo in;
   cr_assert_eq(dataset_info(out, "train", &in), 0, "%s", err_msg());
   cr_assert(in.n == 20 && in.H == IH && in.W == IW && in.channels == 1 && in.n_classes == 10 && in.n_distinct == 10);
@@ -405,7 +405,7 @@ Test(dataset, convert_seen) {
 Test(dataset, convert_zeroshot_keeps_global_ids) {
   write_idx_set();
   const char *out = tpath("fm.h5");
-  cr_assert_eq(dataset_convert_fashion_mnist(out, g_dir, DATASET_PROTOCOL_ZEROSHOT), 0, "%s", err_msg());
+  cr_assert_eq(convert_fmnist_write(out, g_dir, CONVERT_FMNIST_ZEROSHOT), 0, "%s", err_msg());
   DatasetSplit tr, te;
   cr_assert_eq(dataset_split_read(&tr, out, "train", 0, DATASET_ALL_ROWS), 0, "%s", err_msg());
   cr_assert_eq(dataset_split_read(&te, out, "test", 0, DATASET_ALL_ROWS), 0, "%s", err_msg());
@@ -439,7 +439,7 @@ static void expect_convert_fails(const char *dir, const char *substr) {
   FILE *fp = fopen(out, "w");
   fputs("previous good file", fp);
   fclose(fp);
-  EXPECT_ERR(dataset_convert_fashion_mnist(out, dir, DATASET_PROTOCOL_SEEN), substr);
+  EXPECT_ERR(convert_fmnist_write(out, dir, CONVERT_FMNIST_SEEN), substr);
   char buf[64] = {0};
   fp = fopen(out, "r");
   cr_assert(fgets(buf, sizeof buf, fp));
@@ -477,7 +477,7 @@ Test(dataset, convert_output_directory) {
   /* a directory that does not exist yet is made (data/ of a fresh checkout) */
   char out[512];
   snprintf(out, sizeof out, "%s", tpath("new-dir/x.h5"));
-  cr_assert_eq(dataset_convert_fashion_mnist(out, g_dir, DATASET_PROTOCOL_SEEN), 0, "%s", err_msg());
+  cr_assert_eq(convert_fmnist_write(out, g_dir, CONVERT_FMNIST_SEEN), 0, "%s", err_msg());
   cr_assert_eq(access(out, F_OK), 0, "no %s", out);
   unlink(out);
   rmdir(tpath("new-dir"));
@@ -485,7 +485,7 @@ Test(dataset, convert_output_directory) {
   FILE *f = fopen(tpath("plain"), "w");
   cr_assert(f);
   fclose(f);
-  EXPECT_ERR(dataset_convert_fashion_mnist(tpath("plain/x.h5"), g_dir, DATASET_PROTOCOL_SEEN),
+  EXPECT_ERR(convert_fmnist_write(tpath("plain/x.h5"), g_dir, CONVERT_FMNIST_SEEN),
              "cannot create directory");
   cr_assert(strstr(err_msg(), "plain': a file is in the way"), "%s", err_msg());
 }

@@ -7,8 +7,10 @@
  * glyph tests skip when fonts-ipafont-gothic / fonts-arphic-ukai are not
  * installed). Bad input must fail with a one-line message naming the file. */
 #include "common.h"
+#include "convert_features.h"
+#include "convert_glyphs.h"
+#include "convert_images.h"
 #include "dataset.h"
-#include "dataset_convert.h"
 #include "glyphs.h"
 #include "h5io.h"
 #include "imageio.h"
@@ -164,7 +166,7 @@ static void truncate_copy(const char *src, const char *dst, long keep) {
   free(b);
 }
 
-static DatasetImageOpts opts(int S, DatasetOnError oe) { return (DatasetImageOpts){S, oe, 0}; }
+static ConvertImagesOpts opts(int S, ConvertImagesOnError oe) { return (ConvertImagesOpts){S, oe, 0}; }
 
 /* ---- imageio ----------------------------------------------------------------------- */
 
@@ -287,8 +289,8 @@ static void make_tree(void) {
 
 Test(datasets_extra, folder_tree_converts_with_global_ids) {
   make_tree();
-  DatasetImageOpts o = opts(8, DATASET_ON_ERROR_FAIL);
-  cr_assert_eq(dataset_convert_folder(tp("f.h5"), tp("tree"), &o), 0, "%s", err_msg());
+  ConvertImagesOpts o = opts(8, CONVERT_IMAGES_ON_ERROR_FAIL);
+  cr_assert_eq(convert_images_folder(tp("f.h5"), tp("tree"), &o), 0, "%s", err_msg());
   DatasetSplit tr, te;
   cr_assert_eq(dataset_split_read(&tr, tp("f.h5"), "train", 0, DATASET_ALL_ROWS), 0, "%s", err_msg());
   cr_assert_eq(dataset_split_read(&te, tp("f.h5"), "test", 0, DATASET_ALL_ROWS), 0, "%s", err_msg());
@@ -319,11 +321,11 @@ Test(datasets_extra, folder_tree_converts_with_global_ids) {
 Test(datasets_extra, folder_corrupt_image_skip_or_fail) {
   make_tree();
   truncate_copy(tp("tree/test/cherry/c1.jpg"), tp("tree/test/cherry/c3.jpg"), 200);
-  DatasetImageOpts o = opts(8, DATASET_ON_ERROR_FAIL);
-  EXPECT_ERR(dataset_convert_folder(tp("f.h5"), tp("tree"), &o), "c3.jpg");
+  ConvertImagesOpts o = opts(8, CONVERT_IMAGES_ON_ERROR_FAIL);
+  EXPECT_ERR(convert_images_folder(tp("f.h5"), tp("tree"), &o), "c3.jpg");
   cr_assert_neq(access(tp("f.h5"), F_OK), 0, "a failed conversion left its output file");
-  o.on_error = DATASET_ON_ERROR_SKIP;
-  cr_assert_eq(dataset_convert_folder(tp("f.h5"), tp("tree"), &o), 0, "%s", err_msg());
+  o.on_error = CONVERT_IMAGES_ON_ERROR_SKIP;
+  cr_assert_eq(convert_images_folder(tp("f.h5"), tp("tree"), &o), 0, "%s", err_msg());
   DatasetInfo in;
   cr_assert_eq(dataset_info(tp("f.h5"), "test", &in), 0);
   cr_assert_eq(in.n, 3);
@@ -339,14 +341,14 @@ Test(datasets_extra, folder_corrupt_image_skip_or_fail) {
 
 Test(datasets_extra, folder_structural_errors) {
   make_tree();
-  DatasetImageOpts o = opts(8, DATASET_ON_ERROR_SKIP);
+  ConvertImagesOpts o = opts(8, CONVERT_IMAGES_ON_ERROR_SKIP);
   mkdirs(tp("tree/train/durian"));
-  EXPECT_ERR(dataset_convert_folder(tp("f.h5"), tp("tree"), &o), "empty class folder");
+  EXPECT_ERR(convert_images_folder(tp("f.h5"), tp("tree"), &o), "empty class folder");
   cr_assert(strstr(err_msg(), "durian"), "%s", err_msg());
-  EXPECT_ERR(dataset_convert_folder(tp("f.h5"), tp("nowhere"), &o), "no such directory");
+  EXPECT_ERR(convert_images_folder(tp("f.h5"), tp("nowhere"), &o), "no such directory");
   mkdirs(tp("only/train/a"));
   png_flat(tp("only/train/a/x.png"), 4, 4, 0, 0, 0);
-  EXPECT_ERR(dataset_convert_folder(tp("f.h5"), tp("only"), &o), "only/test");
+  EXPECT_ERR(convert_images_folder(tp("f.h5"), tp("only"), &o), "only/test");
   cr_assert_neq(access(tp("f.h5"), F_OK), 0);
 }
 
@@ -367,8 +369,8 @@ Test(datasets_extra, cub_layout_splits_classes_100_100) {
              "4 101.White_Pelican/d.jpg\n5 200.Common_Yellowthroat/e.jpg\n");
   write_text(tp("CUB/image_class_labels.txt"), "1 1\n2 2\n3 101\n4 101\n5 200\n");
   write_text(tp("CUB/classes.txt"), "1 001.Black_footed_Albatross\n2 002.Laysan_Albatross\n101 101.White_Pelican\n");
-  DatasetImageOpts o = opts(6, DATASET_ON_ERROR_FAIL);
-  cr_assert_eq(dataset_convert_cub(tp("cub.h5"), tp("CUB"), &o), 0, "%s", err_msg());
+  ConvertImagesOpts o = opts(6, CONVERT_IMAGES_ON_ERROR_FAIL);
+  cr_assert_eq(convert_images_cub(tp("cub.h5"), tp("CUB"), &o), 0, "%s", err_msg());
   DatasetSplit tr, te;
   cr_assert_eq(dataset_split_read(&tr, tp("cub.h5"), "train", 0, DATASET_ALL_ROWS), 0, "%s", err_msg());
   cr_assert_eq(dataset_split_read(&te, tp("cub.h5"), "test", 0, DATASET_ALL_ROWS), 0, "%s", err_msg());
@@ -386,9 +388,9 @@ Test(datasets_extra, cub_layout_splits_classes_100_100) {
   dataset_split_free(&te);
   /* an image without a class, and a class out of range */
   write_text(tp("CUB/image_class_labels.txt"), "1 1\n2 2\n3 101\n4 101\n");
-  EXPECT_ERR(dataset_convert_cub(tp("cub2.h5"), tp("CUB"), &o), "has no class");
+  EXPECT_ERR(convert_images_cub(tp("cub2.h5"), tp("CUB"), &o), "has no class");
   write_text(tp("CUB/image_class_labels.txt"), "1 1\n2 2\n3 101\n4 101\n5 201\n");
-  EXPECT_ERR(dataset_convert_cub(tp("cub2.h5"), tp("CUB"), &o), "expected 1-200");
+  EXPECT_ERR(convert_images_cub(tp("cub2.h5"), tp("CUB"), &o), "expected 1-200");
 }
 
 Test(datasets_extra, cars_csv_and_sop_lists) {
@@ -397,8 +399,8 @@ Test(datasets_extra, cars_csv_and_sop_lists) {
   write_text(tp("cars/cars_annos.csv"),
              "relative_im_path,class,class_name\ncar_ims/000001.jpg,1,\"AM General Hummer SUV 2000\"\n"
              "car_ims/000002.jpg,98,\"Ford, F-150\"\ncar_ims/000003.jpg,99,X\ncar_ims/000004.jpg,196,Y\n");
-  DatasetImageOpts o = opts(8, DATASET_ON_ERROR_FAIL);
-  cr_assert_eq(dataset_convert_cars(tp("cars.h5"), tp("cars"), NULL, &o), 0, "%s", err_msg());
+  ConvertImagesOpts o = opts(8, CONVERT_IMAGES_ON_ERROR_FAIL);
+  cr_assert_eq(convert_images_cars(tp("cars.h5"), tp("cars"), NULL, &o), 0, "%s", err_msg());
   DatasetSplit tr, te;
   cr_assert_eq(dataset_split_read(&tr, tp("cars.h5"), "train", 0, DATASET_ALL_ROWS), 0, "%s", err_msg());
   cr_assert_eq(dataset_split_read(&te, tp("cars.h5"), "test", 0, DATASET_ALL_ROWS), 0, "%s", err_msg());
@@ -410,9 +412,9 @@ Test(datasets_extra, cars_csv_and_sop_lists) {
   dataset_split_free(&te);
   /* headerless whitespace TXT works too; a bad class fails */
   write_text(tp("cars/annos.txt"), "car_ims/000001.jpg 1\ncar_ims/000004.jpg 150\n");
-  cr_assert_eq(dataset_convert_cars(tp("cars2.h5"), tp("cars"), tp("cars/annos.txt"), &o), 0, "%s", err_msg());
+  cr_assert_eq(convert_images_cars(tp("cars2.h5"), tp("cars"), tp("cars/annos.txt"), &o), 0, "%s", err_msg());
   write_text(tp("cars/bad.txt"), "car_ims/000001.jpg 1\ncar_ims/000004.jpg 197\n");
-  EXPECT_ERR(dataset_convert_cars(tp("cars3.h5"), tp("cars"), tp("cars/bad.txt"), &o), "bad.txt:2");
+  EXPECT_ERR(convert_images_cars(tp("cars3.h5"), tp("cars"), tp("cars/bad.txt"), &o), "bad.txt:2");
 
   mkdirs(tp("sop/bicycle_final"));
   mkdirs(tp("sop/chair_final"));
@@ -422,7 +424,7 @@ Test(datasets_extra, cars_csv_and_sop_lists) {
   write_text(tp("sop/Ebay_train.txt"),
              "image_id class_id super_class_id path\n1 1 1 bicycle_final/111_0.JPG\n2 1 1 bicycle_final/111_1.JPG\n");
   write_text(tp("sop/Ebay_test.txt"), "image_id class_id super_class_id path\n3 3 2 chair_final/222_0.JPG\n");
-  cr_assert_eq(dataset_convert_sop(tp("sop.h5"), tp("sop"), &o), 0, "%s", err_msg());
+  cr_assert_eq(convert_images_sop(tp("sop.h5"), tp("sop"), &o), 0, "%s", err_msg());
   cr_assert_eq(dataset_split_read(&te, tp("sop.h5"), "test", 0, DATASET_ALL_ROWS), 0, "%s", err_msg());
   cr_assert_eq(te.info.n_classes, 3);
   cr_assert_eq(te.labels[0], 2);
@@ -456,22 +458,22 @@ static void write_npy(const char *path, const char *descr, const char *shape, in
 Test(datasets_extra, npy_header_parsing) {
   float x[6] = {1, 2, 3, 4, 5, 6};
   write_npy(tp("a.npy"), "<f4", "(3, 2)", 0, x, sizeof x);
-  DatasetNpy h;
-  cr_assert_eq(dataset_npy_header(tp("a.npy"), &h), 0, "%s", err_msg());
+  ConvertFeaturesNpy h;
+  cr_assert_eq(convert_features_npy_header(tp("a.npy"), &h), 0, "%s", err_msg());
   cr_assert(h.type == 'f' && h.itemsize == 4 && h.ndim == 2 && h.dims[0] == 3 && h.dims[1] == 2 && h.offset % 64 == 0);
   write_npy(tp("b.npy"), ">f4", "(3, 2)", 0, x, sizeof x);
-  EXPECT_ERR(dataset_npy_header(tp("b.npy"), &h), "big-endian");
+  EXPECT_ERR(convert_features_npy_header(tp("b.npy"), &h), "big-endian");
   write_npy(tp("c.npy"), "<f4", "(3, 2)", 1, x, sizeof x);
-  EXPECT_ERR(dataset_npy_header(tp("c.npy"), &h), "Fortran");
+  EXPECT_ERR(convert_features_npy_header(tp("c.npy"), &h), "Fortran");
   write_npy(tp("d.npy"), "<f4", "(4, 2)", 0, x, sizeof x);
-  EXPECT_ERR(dataset_npy_header(tp("d.npy"), &h), "truncated");
+  EXPECT_ERR(convert_features_npy_header(tp("d.npy"), &h), "truncated");
   write_npy(tp("e.npy"), "<c8", "(3,)", 0, x, 24);
-  EXPECT_ERR(dataset_npy_header(tp("e.npy"), &h), "not supported");
+  EXPECT_ERR(convert_features_npy_header(tp("e.npy"), &h), "not supported");
   write_text(tp("f.npy"), "no magic here");
-  EXPECT_ERR(dataset_npy_header(tp("f.npy"), &h), "bad magic");
+  EXPECT_ERR(convert_features_npy_header(tp("f.npy"), &h), "bad magic");
   int64_t y[3] = {0, 1, 2};
   write_npy(tp("y.npy"), "<i8", "(3,)", 0, y, sizeof y);
-  cr_assert_eq(dataset_npy_header(tp("y.npy"), &h), 0, "%s", err_msg());
+  cr_assert_eq(convert_features_npy_header(tp("y.npy"), &h), 0, "%s", err_msg());
   cr_assert(h.type == 'i' && h.itemsize == 8 && h.ndim == 1 && h.dims[0] == 3);
 }
 
@@ -485,8 +487,8 @@ Test(datasets_extra, features_npy_and_h5_convert) {
   write_npy(tp("ytr.npy"), "<i8", "(4,)", 0, ytr, sizeof ytr);
   write_npy(tp("xte.npy"), "<f4", "(2, 3)", 0, xte, sizeof xte);
   write_npy(tp("yte.npy"), "|u1", "(2,)", 0, yte, sizeof yte);
-  DatasetFeatureSources s = {tp("xtr.npy"), tp("ytr.npy"), tp("xte.npy"), tp("yte.npy"), NULL};
-  cr_assert_eq(dataset_convert_features(tp("f.h5"), &s), 0, "%s", err_msg());
+  ConvertFeaturesSources s = {tp("xtr.npy"), tp("ytr.npy"), tp("xte.npy"), tp("yte.npy"), NULL};
+  cr_assert_eq(convert_features_write(tp("f.h5"), &s), 0, "%s", err_msg());
   DatasetSplit tr, te;
   cr_assert_eq(dataset_split_read(&tr, tp("f.h5"), "train", 0, DATASET_ALL_ROWS), 0, "%s", err_msg());
   cr_assert_eq(dataset_split_read(&te, tp("f.h5"), "test", 0, DATASET_ALL_ROWS), 0, "%s", err_msg());
@@ -514,13 +516,13 @@ Test(datasets_extra, features_npy_and_h5_convert) {
   snprintf(a[1], sizeof a[1], "%s:/train/y", tp("in.h5"));
   snprintf(a[2], sizeof a[2], "%s:/test/x", tp("in.h5"));
   snprintf(a[3], sizeof a[3], "%s:/test/y", tp("in.h5"));
-  DatasetFeatureSources h = {a[0], a[1], a[2], a[3], NULL};
-  cr_assert_eq(dataset_convert_features(tp("g.h5"), &h), 0, "%s", err_msg());
+  ConvertFeaturesSources h = {a[0], a[1], a[2], a[3], NULL};
+  cr_assert_eq(convert_features_write(tp("g.h5"), &h), 0, "%s", err_msg());
   cr_assert_eq(dataset_split_read(&te, tp("g.h5"), "test", 0, DATASET_ALL_ROWS), 0, "%s", err_msg());
   cr_assert_arr_eq(te.features, xte, sizeof xte);
   dataset_split_free(&te);
   snprintf(a[3], sizeof a[3], "%s:/test/bad_y", tp("in.h5"));
-  EXPECT_ERR(dataset_convert_features(tp("g2.h5"), &h), "2 test feature rows but");
+  EXPECT_ERR(convert_features_write(tp("g2.h5"), &h), "2 test feature rows but");
 }
 
 Test(datasets_extra, features_bad_input) {
@@ -538,22 +540,22 @@ Test(datasets_extra, features_bad_input) {
   char X[1024], Y[1024];   /* copies: tp's buffers rotate */
   snprintf(X, sizeof X, "%s", tp("x.npy"));
   snprintf(Y, sizeof Y, "%s", tp("y3.npy"));
-  DatasetFeatureSources s = {X, tp("y2.npy"), X, Y, NULL};
-  EXPECT_ERR(dataset_convert_features(tp("o.h5"), &s), "3 train feature rows but");
-  s = (DatasetFeatureSources){X, Y, tp("xnan.npy"), Y, NULL};
-  EXPECT_ERR(dataset_convert_features(tp("o.h5"), &s), "row 1, column 1 is NaN");
-  s = (DatasetFeatureSources){tp("x1.npy"), Y, X, Y, NULL};
-  EXPECT_ERR(dataset_convert_features(tp("o.h5"), &s), "must be 2-d");
-  s = (DatasetFeatureSources){X, tp("y31.npy"), X, Y, NULL};
-  EXPECT_ERR(dataset_convert_features(tp("o.h5"), &s), "flatten");
-  s = (DatasetFeatureSources){X, Y, tp("xw.npy"), tp("y2.npy"), NULL};
-  EXPECT_ERR(dataset_convert_features(tp("o.h5"), &s), "F = 2");
-  s = (DatasetFeatureSources){X, tp("yneg.npy"), X, Y, NULL};
-  EXPECT_ERR(dataset_convert_features(tp("o.h5"), &s), "label -1");
-  s = (DatasetFeatureSources){X, Y, X, tp("missing.npy"), NULL};
-  EXPECT_ERR(dataset_convert_features(tp("o.h5"), &s), "missing.npy");
-  s = (DatasetFeatureSources){X, Y, X, "labels.csv", NULL};
-  EXPECT_ERR(dataset_convert_features(tp("o.h5"), &s), "expected X.npy or FILE.h5:DATASET");
+  ConvertFeaturesSources s = {X, tp("y2.npy"), X, Y, NULL};
+  EXPECT_ERR(convert_features_write(tp("o.h5"), &s), "3 train feature rows but");
+  s = (ConvertFeaturesSources){X, Y, tp("xnan.npy"), Y, NULL};
+  EXPECT_ERR(convert_features_write(tp("o.h5"), &s), "row 1, column 1 is NaN");
+  s = (ConvertFeaturesSources){tp("x1.npy"), Y, X, Y, NULL};
+  EXPECT_ERR(convert_features_write(tp("o.h5"), &s), "must be 2-d");
+  s = (ConvertFeaturesSources){X, tp("y31.npy"), X, Y, NULL};
+  EXPECT_ERR(convert_features_write(tp("o.h5"), &s), "flatten");
+  s = (ConvertFeaturesSources){X, Y, tp("xw.npy"), tp("y2.npy"), NULL};
+  EXPECT_ERR(convert_features_write(tp("o.h5"), &s), "F = 2");
+  s = (ConvertFeaturesSources){X, tp("yneg.npy"), X, Y, NULL};
+  EXPECT_ERR(convert_features_write(tp("o.h5"), &s), "label -1");
+  s = (ConvertFeaturesSources){X, Y, X, tp("missing.npy"), NULL};
+  EXPECT_ERR(convert_features_write(tp("o.h5"), &s), "missing.npy");
+  s = (ConvertFeaturesSources){X, Y, X, "labels.csv", NULL};
+  EXPECT_ERR(convert_features_write(tp("o.h5"), &s), "expected X.npy or FILE.h5:DATASET");
   cr_assert_neq(access(tp("o.h5"), F_OK), 0);
 }
 
@@ -640,9 +642,9 @@ Test(datasets_extra, glyph_renderer_two_fonts) {
 
 Test(datasets_extra, glyphs_converter_small_and_deterministic) {
   if (!fonts_present()) cr_skip_test("fonts-ipafont-gothic / fonts-arphic-ukai not installed");
-  DatasetGlyphsOpts o = {3, 2, 16, 2, 7, "ipag.ttf,ukai.ttc#0", NULL, 0};
-  cr_assert_eq(dataset_convert_glyphs(tp("g1.h5"), &o), 0, "%s", err_msg());
-  cr_assert_eq(dataset_convert_glyphs(tp("g2.h5"), &o), 0, "%s", err_msg());
+  ConvertGlyphsOpts o = {3, 2, 16, 2, 7, "ipag.ttf,ukai.ttc#0", NULL, 0};
+  cr_assert_eq(convert_glyphs_write(tp("g1.h5"), &o), 0, "%s", err_msg());
+  cr_assert_eq(convert_glyphs_write(tp("g2.h5"), &o), 0, "%s", err_msg());
   DatasetSplit a, b;
   cr_assert_eq(dataset_split_read(&a, tp("g1.h5"), "train", 0, DATASET_ALL_ROWS), 0, "%s", err_msg());
   cr_assert_eq(dataset_split_read(&b, tp("g2.h5"), "train", 0, DATASET_ALL_ROWS), 0, "%s", err_msg());
@@ -669,7 +671,7 @@ Test(datasets_extra, glyphs_converter_small_and_deterministic) {
   cr_assert(ver[0] >= '2', "%s", ver);
   /* another seed, other characters */
   o.seed = 8;
-  cr_assert_eq(dataset_convert_glyphs(tp("g3.h5"), &o), 0, "%s", err_msg());
+  cr_assert_eq(convert_glyphs_write(tp("g3.h5"), &o), 0, "%s", err_msg());
   cr_assert_eq(dataset_split_read(&a, tp("g3.h5"), "train", 0, DATASET_ALL_ROWS), 0);
   cr_assert_eq(dataset_split_read(&b, tp("g2.h5"), "train", 0, DATASET_ALL_ROWS), 0);
   cr_assert(strcmp(a.class_names[0], b.class_names[0]) || strcmp(a.class_names[1], b.class_names[1]));
@@ -678,22 +680,22 @@ Test(datasets_extra, glyphs_converter_small_and_deterministic) {
 }
 
 Test(datasets_extra, glyphs_bad_fonts) {
-  DatasetGlyphsOpts o = {3, 2, 16, 1, 0, "ipag.ttf,no-such-font.ttf", NULL, 0};
-  EXPECT_ERR(dataset_convert_glyphs(tp("g.h5"), &o), "no-such-font.ttf");
+  ConvertGlyphsOpts o = {3, 2, 16, 1, 0, "ipag.ttf,no-such-font.ttf", NULL, 0};
+  EXPECT_ERR(convert_glyphs_write(tp("g.h5"), &o), "no-such-font.ttf");
   cr_assert(strstr(err_msg(), "no file of that name"), "%s", err_msg());
   o.fonts = "/nonexistent/dir/x.ttc";
-  EXPECT_ERR(dataset_convert_glyphs(tp("g.h5"), &o), "/nonexistent/dir/x.ttc");
+  EXPECT_ERR(convert_glyphs_write(tp("g.h5"), &o), "/nonexistent/dir/x.ttc");
   write_text(tp("fake.ttf"), "not a font");
   char spec[1200];
   snprintf(spec, sizeof spec, "%s", tp("fake.ttf"));
   o.fonts = spec;
-  EXPECT_ERR(dataset_convert_glyphs(tp("g.h5"), &o), "not a font file");
+  EXPECT_ERR(convert_glyphs_write(tp("g.h5"), &o), "not a font file");
   if (fonts_present()) {
     o.fonts = "ukai.ttc#9";
-    EXPECT_ERR(dataset_convert_glyphs(tp("g.h5"), &o), "has 4 faces");
+    EXPECT_ERR(convert_glyphs_write(tp("g.h5"), &o), "has 4 faces");
     o.fonts = "ipag.ttf";
     o.train_classes = 20000;
-    EXPECT_ERR(dataset_convert_glyphs(tp("g.h5"), &o), "covered by all 1 font faces");
+    EXPECT_ERR(convert_glyphs_write(tp("g.h5"), &o), "covered by all 1 font faces");
   }
   cr_assert_neq(access(tp("g.h5"), F_OK), 0);
 }
