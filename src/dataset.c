@@ -84,7 +84,9 @@ static int info_open(hid_t f, hid_t g, const char *path, const char *split, Data
     if (nd != 4) return err_set("%s: /%s/images has rank %d, expected 4 (n x H x W x channels)", path, split, nd);
     if (cls != H5T_INTEGER || tsize != 1 || sign != H5T_SGN_NONE)
       return err_set("%s: /%s/images is not uint8", path, split);
-    if (dims[1] < 1 || dims[2] < 1 || dims[3] < 1 || dims[1] * dims[2] * dims[3] > INT_MAX)
+    /* divisions, not a product: dimensions up to 2^64 - 1 would overflow it */
+    if (dims[1] < 1 || dims[2] < 1 || dims[3] < 1 || dims[1] > INT_MAX || dims[2] > INT_MAX / dims[1] ||
+        dims[3] > INT_MAX / (dims[1] * dims[2]))
       return err_set("%s: /%s/images has a bad image shape %lld x %lld x %lld", path, split, (long long)dims[1],
                      (long long)dims[2], (long long)dims[3]);
     in->kind = DATASET_IMAGES;

@@ -35,9 +35,14 @@ static void usage(FILE *out) {
  * default) steal the cores that OpenBLAS and the other rank need: on 2 cores a
  * training step ran 8x slower. libgomp reads its spin count only when it is
  * loaded, so set a short one and run this program again, once. A user who
- * sets GOMP_SPINCOUNT or OMP_WAIT_POLICY keeps their choice. */
+ * sets GOMP_SPINCOUNT or OMP_WAIT_POLICY keeps their choice. Not under
+ * valgrind (its preload library in LD_PRELOAD): there /proc/self/exe is
+ * valgrind's own tool, which refuses to run, and a re-executed program would
+ * escape the checking anyway. */
 static void limit_openmp_spinning(char **argv) {
   if (getenv("GOMP_SPINCOUNT") || getenv("OMP_WAIT_POLICY")) return;
+  const char *preload = getenv("LD_PRELOAD");
+  if (preload && strstr(preload, "vgpreload")) return;
   setenv("GOMP_SPINCOUNT", "10000", 1);
   execv("/proc/self/exe", argv);   /* returns only on failure: then run as we are */
 }
