@@ -32,7 +32,7 @@ if [ "${SKIP_NATIVE:-0}" != 1 ]; then
   echo "== the numerically sensitive tests on a build tuned for this CPU (-march=native)"
   build build-native -Dnative=true
   meson test -C build-native --print-errorlogs --num-processes 2 loss adam layers model metrics
-  meson test -C build-native --print-errorlogs --suite mpi
+  meson test -C build-native --print-errorlogs metrics_np1 metrics_np2 metrics_np3 np_invariance np_trajectory
 fi
 
 if [ "${SKIP_SANITIZE:-0}" != 1 ]; then
