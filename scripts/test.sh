@@ -4,7 +4,8 @@
 # real binary on real files), mpi (real ranks under mpirun), slurm (a local
 # Slurm), analysis; then the numerically sensitive suites (the loss, layers,
 # metrics and mpi tests) again on a build tuned for this CPU (-Dnative=true),
-# and the unit, cli and mpi suites under ASan + UBSan (the tests that a
+# and the unit, fuzz-replay, cli and mpi suites under ASan + UBSan (a replayed
+# finding that overran a buffer fails only where ASan watches) (the tests that a
 # sanitizer cannot add to skip themselves, saying why).
 #   scripts/test.sh                    everything
 #   SKIP_NATIVE=1 SKIP_SANITIZE=1 scripts/test.sh    the portable build only
@@ -39,7 +40,7 @@ if [ "${SKIP_SANITIZE:-0}" != 1 ]; then
   echo "== unit, cli and mpi tests under AddressSanitizer + UndefinedBehaviorSanitizer"
   san_start=$(date +%s)
   build build-sanitize -Dsanitize=true -Dbuildtype=debugoptimized
-  meson test -C build-sanitize --suite unit --suite cli --suite mpi --print-errorlogs --num-processes 2
+  meson test -C build-sanitize --suite unit --suite fuzz --suite cli --suite mpi --print-errorlogs --num-processes 2
   echo "== sanitizer pass: $(( $(date +%s) - san_start )) s"
 fi
 echo "== all tests passed in $(( $(date +%s) - start )) s"

@@ -179,9 +179,13 @@ int h5io_attr_str(hid_t loc, const char *name, char *buf, size_t cap) {
   h5io_quiet();
   if (H5Aexists(loc, name) <= 0) return err_set("attribute '%s' is missing", name);
   hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
-  hid_t t = H5Aget_type(a);
+  hid_t t = H5Aget_type(a), sp = H5Aget_space(a);
+  hssize_t npoints = H5Sget_simple_extent_npoints(sp);
+  H5Sclose(sp);
   int rc = 0;
   if (H5Tget_class(t) != H5T_STRING) rc = err_set("attribute '%s' is not a string", name);
+  /* H5Aread writes every element: an array of strings would overrun one */
+  else if (npoints != 1) rc = err_set("attribute '%s' is not a single string (%lld elements)", name, (long long)npoints);
   else if (H5Tis_variable_str(t) > 0) {
     char *s = NULL;
     hid_t mt = H5Tcopy(H5T_C_S1);
