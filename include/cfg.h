@@ -80,6 +80,9 @@ typedef struct {
   int64_t seed;                 /* initialisation and shuffling, >= 0 */
   int64_t dump_grads;           /* steps whose reduced gradient goes to DIR/grads.h5; 0 = off */
   int64_t collective_timeout;   /* seconds one MPI call may block before the job is ended; 0 = off */
+  double bucket_mib;            /* gradient bucket size when overlapping, > 0 */
+  int shard_optimizer;          /* ZeRO-1: Adam state and update split over the ranks */
+  int overlap;                  /* reduce gradient buckets during the backward pass */
   int arch;                     /* CfgArch */
   int embed_dim;                /* D */
   int C;                        /* classes; 0 = from the dataset */
@@ -127,7 +130,8 @@ int cfg_write_attrs(const Config *c, hid_t loc);
 /* FNV-1a 64 of the canonical dump of the keys that shape the training
  * trajectory. Keys that can change when resuming a run (name, epochs,
  * eval_epochs, recall_ks, kmeans_restarts, threads, checkpoint_every,
- * check_sync_every, dump_grads, collective_timeout) are left out; --help
+ * check_sync_every, dump_grads, collective_timeout, shard_optimizer, overlap,
+ * bucket_mib) are left out; --help
  * marks them. Stable as long as the set of keys is. */
 uint64_t cfg_hash(const Config *c);
 

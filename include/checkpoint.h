@@ -31,7 +31,8 @@ typedef struct {
   double wall_seconds;     /* of the run's earlier sessions and this one so far */
   size_t n_params;
   float *params;           /* n_params */
-  Adam *opt;               /* moments (n_params each) and groups */
+  Adam *opt;               /* groups: step counts, learning rates, freezes */
+  float *m, *v;            /* n_params each: Adam's moments of the whole block (opt's own when unsharded) */
   double *loss_trace;      /* step x 3 */
   int64_t trace_cap;       /* steps loss_trace has room for (checkpoint_load) */
   RunTable *metrics, *timing;

@@ -79,6 +79,10 @@ typedef struct {
   float *scratch;      /* conv3x3 scratch, shared by the conv layers (the largest conv3x3_scratch_size) */
   float *out;          /* B_max x embed_dim, the last layer's output (raw embeddings) */
   int B;               /* batch of the last forward */
+  /* model_backward calls this after each layer with parameters: the
+   * gradients in [lo, num_params) are final (the reduction may start) */
+  void (*grads_ready)(void *ctx, size_t lo);
+  void *grads_ready_ctx;
 } Model;
 
 /* Shapes and buffers for `arch` ("mlp", "cnn", "linear"). Returns 0, or -1

@@ -16,6 +16,11 @@
  * frozen group (opt.groups[g].frozen = 1) is left exactly as it is: no
  * weight decay, no momentum drift, no step count. This is the behaviour of
  * torch 2.x (gradients set to None), not torch 1.x's zeroed gradients.
+ *
+ * Sharded (ZeRO stage 1, include/reducer.h): adam_shard(&opt, pieces, n)
+ * makes the state cover only these pieces of the block; adam_step then
+ * takes their gradients compact, piece after piece, updates only them and
+ * keeps m and v for them alone. Unsharded, the one piece is [0, n).
  */
 #ifndef PROXYGML_OPTIM_H
 #define PROXYGML_OPTIM_H
@@ -32,9 +37,17 @@ typedef struct {
 } OptimGroup;
 
 typedef struct {
-  size_t n;
-  float *m;            /* n  first moments */
-  float *v;            /* n  second moments */
+  size_t begin, end;
+} OptimRange;
+
+typedef struct {
+  size_t n;            /* the whole block */
+  int npieces;
+  OptimRange *pieces;  /* the ranges this state updates, ascending or not, disjoint */
+  size_t *piece_off;   /* npieces: where each piece starts in m, v and the step's grads */
+  size_t n_own;        /* the sum of the pieces' lengths */
+  float *m;            /* n_own  first moments */
+  float *v;            /* n_own  second moments */
   double beta1, beta2, eps, weight_decay;   /* double, as Python holds them: 1 - beta2 in float32 is off by 1e-5 */
   int ngroups;
   OptimGroup groups[OPTIM_MAX_GROUPS];
@@ -44,8 +57,10 @@ void adam_init(Adam *o, size_t n, double beta1, double beta2, double eps, double
 void adam_free(Adam *o);
 /* returns the group index */
 int adam_add_group(Adam *o, size_t begin, size_t end, double lr);
-/* one step of every group that is not frozen */
-void adam_step(Adam *o, float *params /* n */, const float *grads /* n */);
+/* the state covers pieces[0..npieces) only (moments zeroed); before any step */
+void adam_shard(Adam *o, const OptimRange *pieces, int npieces);
+/* one step of every group that is not frozen, on the pieces */
+void adam_step(Adam *o, float *params /* n */, const float *grads /* n_own, the pieces in order */);
 /* the plain double-precision twin, on one range, for the tests */
 void adam_step_ref(double *params, double *m, double *v, const double *grads, size_t n, long t, double lr,
                    double beta1, double beta2, double eps, double weight_decay);

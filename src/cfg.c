@@ -97,6 +97,13 @@ static const Key KEYS[] = {
    "diagnostics: the summed gradient of the first n steps goes to DIR/grads.h5 (n x parameters)"},
   {"collective_timeout", T_I64, FLD(collective_timeout), "600", 0, BIG, F_RESUME, NULL,
    "seconds one MPI call may wait for the other ranks before the job is ended as hung (exit 3); 0 = never"},
+  {"shard_optimizer", T_INT, FLD(shard_optimizer), "1", 0, 1, F_RESUME, NULL,
+   "1 = each rank keeps Adam's moments of 1/P of the parameters and updates only those (reduce-scatter, "
+   "allgather); 0 = every rank updates the whole replica"},
+  {"overlap", T_INT, FLD(overlap), "1", 0, 1, F_RESUME, NULL,
+   "1 = reduce the gradients in buckets while the backward pass runs; 0 = one blocking reduction after it"},
+  {"bucket_mib", T_F64, FLD(bucket_mib), "1", 0, 8192, F_MIN_OPEN | F_RESUME, NULL,
+   "size of a gradient bucket in MiB when overlap = 1"},
 };
 #define NKEYS ((int)(sizeof KEYS / sizeof KEYS[0]))
 

@@ -61,8 +61,8 @@ static int write_file(const char *path, const Checkpoint *c) {
   rc |= h5io_set_attr_f64(f, "train_seconds", c->train_seconds);
   rc |= h5io_set_attr_f64(f, "wall_seconds", c->wall_seconds);
   rc |= h5io_write(f, "params", H5T_NATIVE_FLOAT, 1, &n, c->params);
-  rc |= h5io_write(f, "adam/m", H5T_NATIVE_FLOAT, 1, &n, o->m);
-  rc |= h5io_write(f, "adam/v", H5T_NATIVE_FLOAT, 1, &n, o->v);
+  rc |= h5io_write(f, "adam/m", H5T_NATIVE_FLOAT, 1, &n, c->m);
+  rc |= h5io_write(f, "adam/v", H5T_NATIVE_FLOAT, 1, &n, c->v);
   long t[OPTIM_MAX_GROUPS];
   double lr[OPTIM_MAX_GROUPS];
   int frozen[OPTIM_MAX_GROUPS];
@@ -181,8 +181,8 @@ int checkpoint_load(const char *path, Checkpoint *c) {
     rc = err_set("holds %lld steps, the loss trace has room for %lld", (long long)c->step, (long long)c->trace_cap);
   Adam *o = c->opt;
   if (!rc) rc = h5io_read(f, "params", H5T_NATIVE_FLOAT, c->params, c->n_params);
-  if (!rc) rc = h5io_read(f, "adam/m", H5T_NATIVE_FLOAT, o->m, c->n_params);
-  if (!rc) rc = h5io_read(f, "adam/v", H5T_NATIVE_FLOAT, o->v, c->n_params);
+  if (!rc) rc = h5io_read(f, "adam/m", H5T_NATIVE_FLOAT, c->m, c->n_params);
+  if (!rc) rc = h5io_read(f, "adam/v", H5T_NATIVE_FLOAT, c->v, c->n_params);
   long t[OPTIM_MAX_GROUPS];
   double lr[OPTIM_MAX_GROUPS];
   int frozen[OPTIM_MAX_GROUPS];

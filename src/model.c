@@ -231,6 +231,7 @@ void model_backward(Model *m, const float *dout, int B) {
   assert(m->param_mem && m->grad_mem && B == m->B);
   const float *P = m->param_mem;
   float *G = m->grad_mem;
+  size_t frontier = m->num_params;
   for (int i = m->nlayers - 1; i >= 0; i--) {
     ModelLayer *l = &m->layers[i];
     const float *g = i + 1 < m->nlayers ? l->dout : dout;
@@ -255,6 +256,12 @@ void model_backward(Model *m, const float *dout, int B) {
     case MODEL_OP_MAXPOOL2:
       if (dx) maxpool2_backward(dx, g, l->idx, B, l->c, l->h, l->w);
       break;
+    }
+    if (l->op == MODEL_OP_LINEAR || l->op == MODEL_OP_CONV3X3) {
+      size_t w = m->params[l->weight].offset, b = m->params[l->bias].offset;
+      frontier = w < frontier ? w : frontier;
+      frontier = b < frontier ? b : frontier;
+      if (m->grads_ready) m->grads_ready(m->grads_ready_ctx, frontier);
     }
   }
 }

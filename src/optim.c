@@ -11,12 +11,31 @@
 void adam_init(Adam *o, size_t n, double beta1, double beta2, double eps, double weight_decay) {
   memset(o, 0, sizeof *o);
   o->n = n;
-  o->m = xcalloc(n, sizeof(float));
-  o->v = xcalloc(n, sizeof(float));
+  OptimRange all = {0, n};
+  adam_shard(o, &all, 1);
   o->beta1 = beta1; o->beta2 = beta2; o->eps = eps; o->weight_decay = weight_decay;
 }
 
+void adam_shard(Adam *o, const OptimRange *pieces, int npieces) {
+  free(o->pieces); free(o->piece_off); free(o->m); free(o->v);
+  o->npieces = npieces;
+  o->pieces = xmalloc((size_t)npieces * sizeof *o->pieces + 1);
+  o->piece_off = xmalloc((size_t)npieces * sizeof *o->piece_off + 1);
+  o->n_own = 0;
+  for (int k = 0; k < npieces; k++) {
+    CHECK(pieces[k].begin <= pieces[k].end && pieces[k].end <= o->n, "adam_shard: piece [%zu, %zu) outside [0, %zu)",
+          pieces[k].begin, pieces[k].end, o->n);
+    o->pieces[k] = pieces[k];
+    o->piece_off[k] = o->n_own;
+    o->n_own += pieces[k].end - pieces[k].begin;
+  }
+  o->m = xcalloc(o->n_own + 1, sizeof(float));
+  o->v = xcalloc(o->n_own + 1, sizeof(float));
+}
+
 void adam_free(Adam *o) {
+  free(o->pieces);
+  free(o->piece_off);
   free(o->m);
   free(o->v);
   memset(o, 0, sizeof *o);
@@ -31,10 +50,10 @@ int adam_add_group(Adam *o, size_t begin, size_t end, double lr) {
   return o->ngroups++;
 }
 
-/* elements [lo, hi) of one group: the memory-bound loop of the step */
-static PROXYGML_HOT void adam_update(float *params, float *m_, float *v_, const float *grads, long lo, long hi, float b1,
+/* n elements of one group: the memory-bound loop of the step */
+static PROXYGML_HOT void adam_update(float *params, float *m_, float *v_, const float *grads, long n, float b1,
                                      float b2, float c1, float c2, float eps, float wd, float step, float bc2_sqrt) {
-  for (long i = lo; i < hi; i++) {
+  for (long i = 0; i < n; i++) {
     float grad = grads[i] + wd * params[i];                 /* L2, not AdamW */
     float m = m_[i] * b1 + grad * c1;
     float v = v_[i] * b2 + grad * grad * c2;
@@ -57,12 +76,18 @@ void adam_step(Adam *o, float *params, const float *grads) {
     /* the bias corrections in double, as Python computes them */
     const float step = (float)(G->lr / (1.0 - pow(b1, (double)G->t)));
     const float bc2_sqrt = (float)sqrt(1.0 - pow(b2, (double)G->t));
-    const long lo = (long)G->begin, hi = (long)G->end;
-    const long nchunk = (hi - lo + ADAM_CHUNK - 1) / ADAM_CHUNK;
+    for (int p = 0; p < o->npieces; p++) {   /* the group's part of each piece */
+      const size_t lo_ = G->begin > o->pieces[p].begin ? G->begin : o->pieces[p].begin;
+      const size_t hi_ = G->end < o->pieces[p].end ? G->end : o->pieces[p].end;
+      if (lo_ >= hi_) continue;
+      const long lo = (long)lo_, hi = (long)hi_, off = (long)(o->piece_off[p] + (lo_ - o->pieces[p].begin)) - lo;
+      const long nchunk = (hi - lo + ADAM_CHUNK - 1) / ADAM_CHUNK;
 #pragma omp parallel for schedule(static) if (hi - lo > 65536)
-    for (long k = 0; k < nchunk; k++) {
-      long a = lo + k * ADAM_CHUNK, b = a + ADAM_CHUNK < hi ? a + ADAM_CHUNK : hi;
-      adam_update(params, o->m, o->v, grads, a, b, b1, b2, c1, c2, eps, wd, step, bc2_sqrt);
+      for (long k = 0; k < nchunk; k++) {
+        long a = lo + k * ADAM_CHUNK, b = a + ADAM_CHUNK < hi ? a + ADAM_CHUNK : hi;
+        adam_update(params + a, o->m + off + a, o->v + off + a, grads + off + a, b - a, b1, b2, c1, c2, eps, wd, step,
+                    bc2_sqrt);
+      }
     }
   }
 }

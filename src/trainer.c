@@ -17,6 +17,7 @@
 #include "optim.h"
 #include "proxygml.h"
 #include "recorder.h"
+#include "reducer.h"
 #include "rundir.h"
 #include "rng.h"
 #include "runfile.h"
@@ -30,8 +31,8 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-/* loss, loss_cls, loss_reg and the stop request ride at the end of the
- * gradient allreduce: every rank learns the same values at the same step */
+/* loss, loss_cls, loss_reg and the stop request are summed with the
+ * gradients: every rank learns the same values at the same step */
 enum { LOSS_SLOTS = 4 };
 
 /* SIGUSR1 / SIGTERM: finish the step, checkpoint, exit TRAINER_EXIT_REQUEUE */
@@ -63,12 +64,14 @@ typedef struct {
   DatasetSplit tr, te;
   int32_t *tr_labels;          /* n_train */
   int *te_labels;              /* n_test */
-  /* model, loss, optimizer over one flat block [backbone | proxies] (+ loss slots in grads) */
+  /* model, loss, optimizer over one flat block [backbone | proxies] */
   Model model;
   ProxyGML loss;
-  Adam opt;
+  Adam opt;                    /* this rank's pieces of the block (include/reducer.h) */
+  Reducer red;
   size_t n_backbone, n_params;
-  float *params, *grads;       /* n_params, n_params + LOSS_SLOTS */
+  float *params, *grads;       /* n_params each */
+  float stats[LOSS_SLOTS];     /* summed over the ranks with the gradients */
   float *proxies, *dproxies;   /* views: M x D */
   int group_body, group_head, group_proxy;
   /* one step */
@@ -229,6 +232,9 @@ static int load_init(Trainer *T) {
   return rc ? err_set("init_from %s: %s", path, err_msg()) : 0;
 }
 
+/* the model's backward pass reports the gradients it has finished */
+static void grads_ready(void *red, size_t lo) { reducer_ready(red, lo); }
+
 static void build(Trainer *T) {
   const Config *c = &T->cfg;
   int in_c = T->tr_info.kind == DATASET_IMAGES ? T->tr_info.channels : T->tr_info.F;
@@ -238,7 +244,7 @@ static void build(Trainer *T) {
   T->n_backbone = model_num_params(&T->model);
   T->n_params = T->n_backbone + (size_t)T->M * T->D;
   T->params = xmalloc_f32(T->n_params);
-  T->grads = xmalloc_f32(T->n_params + LOSS_SLOTS);
+  T->grads = xmalloc_f32(T->n_params);
   T->proxies = T->params + T->n_backbone;
   T->dproxies = T->grads + T->n_backbone;
   model_bind(&T->model, T->params, T->grads);
@@ -262,6 +268,11 @@ static void build(Trainer *T) {
   T->group_body = adam_add_group(&T->opt, 0, head_off, c->lr);
   T->group_head = adam_add_group(&T->opt, head_off, head_off + head_cnt, c->lr);
   T->group_proxy = adam_add_group(&T->opt, T->n_backbone, T->n_params, c->proxy_lr);
+  size_t bucket = (size_t)(c->bucket_mib * 1048576.0 / sizeof(float));
+  reducer_init(&T->red, T->d, T->n_params, T->n_backbone, bucket ? bucket : 1, c->shard_optimizer, c->overlap);
+  adam_shard(&T->opt, T->red.own, T->red.nown);
+  T->model.grads_ready = grads_ready;
+  T->model.grads_ready_ctx = &T->red;
 
   sampler_init(&T->sampler, T->d, &T->tr, T->tr_labels, T->G);
   T->x = xmalloc_f32((size_t)T->B * T->tr_info.row_size);
@@ -278,6 +289,7 @@ static void trainer_free(Trainer *T) {
   model_free(&T->model);
   proxygml_free(&T->loss);
   adam_free(&T->opt);
+  reducer_free(&T->red);
   sampler_free(&T->sampler);
   evaluator_free(&T->eval);
   recorder_free(&T->rec);
@@ -299,6 +311,11 @@ static void dump_step(Trainer *T) {
     margin = m < margin ? m : margin;
   }
   DIST_CHECK(MPI_Allreduce(MPI_IN_PLACE, &margin, 1, MPI_FLOAT, MPI_MIN, T->d->comm));
+  /* sharded, each rank holds its pieces of the sum: the others' come over */
+  if (T->red.shard) {
+    reducer_put_own(&T->red, T->red.own_grads, T->grads);
+    reducer_gather(&T->red, T->grads);
+  }
   if (T->grad_dump) {
     T->dump_margin[T->grads_dumped] = margin;
     memcpy(T->grad_dump + (size_t)T->grads_dumped * T->n_params, T->grads, T->n_params * sizeof(float));
@@ -312,22 +329,27 @@ static float trainer_step(Trainer *T, int64_t step) {
   double t1 = now_sec();
   model_forward(&T->model, T->x, T->B);
   double t2 = now_sec();
-  memset(T->grads, 0, (T->n_params + LOSS_SLOTS) * sizeof(float));
+  memset(T->grads, 0, T->n_params * sizeof(float));
   memset(T->dx, 0, (size_t)T->B * T->D * sizeof(float));
   proxygml_forward(&T->loss, T->model.out, T->y, T->proxies, T->B);
   proxygml_backward(&T->loss, T->dx, T->dproxies);
-  double t3 = now_sec();
-  model_backward(&T->model, T->dx, T->B);
-  double t4 = now_sec();
-  float *stats = T->grads + T->n_params;
+  float *stats = T->stats;
   stats[0] = T->loss.loss; stats[1] = T->loss.loss_cls; stats[2] = T->loss.loss_reg;
   stats[3] = g_stop_signal ? 1.0f : 0.0f;
   if (fault_at(&T->fault, FAULT_NAN, T->d->rank, T->step)) stats[0] = NAN;
+  reducer_begin(&T->red, T->grads, stats, LOSS_SLOTS);
+  reducer_ready(&T->red, T->n_backbone);   /* the proxies' gradients travel during the network's backward */
+  double t3 = now_sec();
+  model_backward(&T->model, T->dx, T->B);
+  double t4 = now_sec();
   fault_crash(&T->fault, T->d->rank, T->step);
-  dist_allreduce_sum(T->d, T->grads, T->n_params + LOSS_SLOTS);
+  const float *g = reducer_finish(&T->red);
   double t5 = now_sec();
   if (T->grads_dumped < T->cfg.dump_grads) dump_step(T);
-  if (isfinite(stats[0])) adam_step(&T->opt, T->params, T->grads);   /* the same verdict on every rank */
+  if (isfinite(stats[0])) {   /* the same verdict on every rank */
+    adam_step(&T->opt, T->params, g);
+    reducer_gather(&T->red, T->params);
+  }
   double t6 = now_sec();
   T->phase[PHASE_DATA] += t1 - t0; T->phase[PHASE_FORWARD] += t2 - t1; T->phase[PHASE_LOSS] += t3 - t2;
   T->phase[PHASE_BACKWARD] += t4 - t3; T->phase[PHASE_ALLREDUCE] += t5 - t4; T->phase[PHASE_OPTIM] += t6 - t5;
@@ -412,15 +434,28 @@ static Checkpoint checkpoint_view(Trainer *T, int epoch, int64_t step_in_epoch) 
   return (Checkpoint){.step = T->step, .epoch = epoch, .step_in_epoch = step_in_epoch,
                       .config_hash = cfg_hash(&T->cfg), .ranks = T->d->size, .train_seconds = T->train_seconds,
                       .wall_seconds = T->wall_before + now_sec() - T->session_start,
-                      .n_params = T->n_params, .params = T->params, .opt = &T->opt, .loss_trace = T->rec.loss_trace,
+                      .n_params = T->n_params, .params = T->params, .opt = &T->opt, .m = T->opt.m, .v = T->opt.v,
+                      .loss_trace = T->rec.loss_trace,
                       .trace_cap = T->steps_per_epoch * T->cfg.epochs, .metrics = &T->rec.metrics,
                       .timing = &T->rec.timing};
 }
 
-/* rank 0 writes (the state is the same on every rank); all agree on the outcome */
+/* rank 0 writes (the state is the same on every rank, but for the moments
+ * of a sharded optimizer: rank 0 gathers them for the write); all agree on
+ * the outcome */
 static int save_checkpoint(Trainer *T, int epoch, int64_t step_in_epoch) {
   Checkpoint c = checkpoint_view(T, epoch, step_in_epoch);
-  return agree(T, T->d->rank != 0 || checkpoint_save(T->args->out_dir, &c) == 0);
+  float *full = NULL;
+  if (T->red.shard) {
+    if (T->d->rank == 0) full = xmalloc_f32(2 * T->n_params);
+    reducer_gather_root(&T->red, T->opt.m, full);
+    reducer_gather_root(&T->red, T->opt.v, full ? full + T->n_params : NULL);
+    c.m = full;
+    c.v = full ? full + T->n_params : NULL;
+  }
+  int ok = agree(T, T->d->rank != 0 || checkpoint_save(T->args->out_dir, &c) == 0);
+  free(full);
+  return ok;
 }
 
 /* --resume auto: every rank loads the newest complete checkpoint (the same
@@ -428,8 +463,12 @@ static int save_checkpoint(Trainer *T, int epoch, int64_t step_in_epoch) {
  * checked against this configuration before the payload is read into buffers
  * sized for it. Returns 1 resumed, 0 fresh start, -1 refused (message
  * printed). */
-static int resume(Trainer *T) {
+static int resume_load(Trainer *T, float *full_moments) {
   Checkpoint c = checkpoint_view(T, 1, 0);
+  if (full_moments) {
+    c.m = full_moments;
+    c.v = full_moments + T->n_params;
+  }
   const uint64_t want = cfg_hash(&T->cfg);
   const int64_t total = T->steps_per_epoch * T->cfg.epochs;
   char used[4200] = "";
@@ -479,10 +518,24 @@ static int resume(Trainer *T) {
   T->session_start = now_sec();
   T->epochs_done = c.epoch - 1;
   if (c.ranks != T->d->size)
-    dist_log(T->d, "warning: the checkpoint was written by %d ranks, this run has %d: results will differ from an "
-                    "uninterrupted run within float tolerance\n", c.ranks, T->d->size);
+    dist_log(T->d, "warning: the checkpoint was written by %d ranks, this run has %d: the run continues exactly, "
+                    "but sums are regrouped, so the trajectory will differ from an uninterrupted one within float "
+                    "tolerance at first, statistically later\n", c.ranks, T->d->size);
   dist_log(T->d, "resuming from %s: epoch %d, step %lld\n", used, c.epoch, (long long)c.step);
   return 1;
+}
+
+/* A checkpoint holds the moments of the whole block, whatever the rank count
+ * that wrote it: a sharded optimizer reads them all and keeps its pieces. */
+static int resume(Trainer *T) {
+  float *full = T->red.shard ? xmalloc_f32(2 * T->n_params) : NULL;
+  int rc = resume_load(T, full);
+  if (rc == 1 && full) {
+    reducer_take_own(&T->red, full, T->opt.m);
+    reducer_take_own(&T->red, full + T->n_params, T->opt.v);
+  }
+  free(full);
+  return rc;
 }
 
 /* ------------------------------------------------------------ the run */
@@ -543,7 +596,7 @@ static int run(Trainer *T) {
     double t_epoch0 = now_sec(), last_print = 0, banked = 0;   /* banked: seconds already in train_seconds */
     for (int64_t s = s0; s < T->steps_per_epoch; s++) {
       float loss = trainer_step(T, s);
-      const float *st = T->grads + T->n_params;
+      const float *st = T->stats;
       recorder_trace(&T->rec, T->step, st);
       T->step++;
       char msg[256];

@@ -97,7 +97,8 @@ static void caller_free(Caller *k) {
 }
 
 static Checkpoint caller_view(Caller *k) {
-  return (Checkpoint){.n_params = k->n_params, .params = k->params, .opt = &k->opt, .loss_trace = k->trace,
+  return (Checkpoint){.n_params = k->n_params, .params = k->params, .opt = &k->opt, .m = k->opt.m, .v = k->opt.v,
+                      .loss_trace = k->trace,
                       .trace_cap = k->trace_cap, .metrics = &k->metrics, .timing = &k->timing, .epoch = 1};
 }
 
