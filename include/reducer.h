@@ -62,7 +62,7 @@ typedef struct {
   float *own_grads;           /* own_total (sharded), else NULL: the grads block is reduced in place */
   MPI_Request *req;           /* nbuckets + 1 (the stats) */
   float *grads, *stats;       /* of the current step */
-  int nstats;
+  int nstats, stats_started;
   size_t frontier;            /* gradients in [frontier, n) are final */
 } Reducer;
 

@@ -77,8 +77,13 @@ void reducer_free(Reducer *r) {
   memset(r, 0, sizeof *r);
 }
 
+/* each request in flight holds a schedule and its buffers in Open MPI: a
+ * block cut into thousands of small buckets keeps at most this many going */
+enum { REDUCER_IN_FLIGHT = 16 };
+
 static void start(Reducer *r, int k) {
   ReducerBucket *b = &r->b[k];
+  if (k >= REDUCER_IN_FLIGHT) DIST_CHECK(MPI_Wait(&r->req[k - REDUCER_IN_FLIGHT], MPI_STATUS_IGNORE));
   float *g = r->grads + b->begin;
   if (r->shard)
     DIST_CHECK(MPI_Ireduce_scatter(g, r->own_grads + b->own_off, b->counts, MPI_FLOAT, MPI_SUM, r->d->comm, &r->req[k]));
@@ -88,7 +93,8 @@ static void start(Reducer *r, int k) {
 }
 
 static void start_stats(Reducer *r) {
-  if (r->req[r->nbuckets] != MPI_REQUEST_NULL || r->nstats == 0) return;
+  if (r->stats_started || r->nstats == 0) return;
+  r->stats_started = 1;
   DIST_CHECK(MPI_Iallreduce(MPI_IN_PLACE, r->stats, r->nstats, MPI_FLOAT, MPI_SUM, r->d->comm, &r->req[r->nbuckets]));
 }
 
@@ -98,6 +104,7 @@ void reducer_begin(Reducer *r, float *grads, float *stats, int nstats) {
   r->stats = stats;
   r->nstats = nstats;
   r->frontier = r->n;
+  r->stats_started = 0;
   for (int k = 0; k <= r->nbuckets; k++) r->req[k] = MPI_REQUEST_NULL;
   for (int k = 0; k < r->nbuckets; k++) r->b[k].started = 0;
 }
@@ -123,9 +130,11 @@ const float *reducer_finish(Reducer *r) {
 
 void reducer_gather(Reducer *r, float *full) {
   if (!r->shard) return;
-  for (int k = 0; k < r->nbuckets; k++)
+  for (int k = 0; k < r->nbuckets; k++) {
+    if (k >= REDUCER_IN_FLIGHT) DIST_CHECK(MPI_Wait(&r->req[k - REDUCER_IN_FLIGHT], MPI_STATUS_IGNORE));
     DIST_CHECK(MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, full + r->b[k].begin, r->b[k].counts,
                                r->b[k].displs, MPI_FLOAT, r->d->comm, &r->req[k]));
+  }
   DIST_CHECK(MPI_Waitall(r->nbuckets, r->req, MPI_STATUSES_IGNORE));
 }
 

@@ -55,8 +55,8 @@ else
   inject 1:7:segv "^proxygml: \[rank 1\] fatal signal SIGSEGV"
   inject 1:7:heap "^proxygml: \[rank 1\] fatal signal SIGABRT"
 fi
-# rank 1 stops: rank 0 waits in the gradient allreduce until its watchdog ends the job
-inject 1:7:stop   "^proxygml: \[rank 0\] watchdog: MPI_Allreduce in dist_allreduce_sum has not returned after 5 s" \
+# rank 1 stops: rank 0 waits for the gradient reduction until its watchdog ends the job
+inject 1:7:stop   "^proxygml: \[rank 0\] watchdog: MPI_Waitall in reducer_finish has not returned after 5 s" \
   --set collective_timeout=5
 
 # bad input that every rank sees the same way: exit 2 and its line printed once
