@@ -1,12 +1,13 @@
 /* dist.h: the MPI side of a run: ranks, the node-local thread budget, the
- * one gradient allreduce, collective verdicts and rank-0 logging.
+ * checked MPI discipline, collective verdicts and rank-0 logging (the
+ * gradient reduction of a step is the reducer's, include/reducer.h).
  *
  *   Dist d;
  *   dist_init(&d, &argc, &argv);                 // MPI_Init (works without mpirun too)
  *   dist_threads(&d, requested);                 // OpenMP + OpenBLAS threads for this rank
  *   dist_set_timeout(&d, 600);                   // a call blocked 600 s ends the job
  *   if (!dist_agree(&d, local_ok)) { ...every rank takes the same exit... }
- *   dist_allreduce_sum(&d, grads, n);            // in place, one call per step
+ *   dist_allreduce_sum(&d, buf, n);              // in place
  *   dist_finalize(&d);
  *
  * Error discipline (docs/contributing.md 3): a local, unrecoverable failure goes
