@@ -19,6 +19,7 @@ static const Command COMMANDS[] = {
   {"train", tool_train, "train an embedding network with ProxyGML (see proxygml train --help)"},
   {"check-loss", tool_check_loss, "compare the loss with golden HDF5 files (exit 0 ok, 1 mismatch, 2 bad input)"},
   {"bench-loss", tool_bench_loss, "time forward+backward of the loss on a preset problem"},
+  {"bench-reduce", tool_bench_reduce, "time the gradient reduction under mpirun (allreduce; reduce-scatter + allgather)"},
   {"sweep", tool_sweep, "grids of runs for Slurm job arrays: sweep plan|status|args FILE (see proxygml sweep --help)"},
   {"check-metrics", tool_check_metrics, "compare kNN, Recall@k, MAP@R, R-precision and NMI with an HDF5 file (exit 0 ok, 1 mismatch, 2 bad input)"},
   {"data", tool_data, "make and inspect dataset files: data fashion-mnist|folder|cub|cars|sop|features|glyphs ..., data info FILE.h5"},

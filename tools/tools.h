@@ -9,6 +9,7 @@
 int tool_train(int argc, char **argv);          /* train.c */
 int tool_check_loss(int argc, char **argv);     /* check_loss.c */
 int tool_bench_loss(int argc, char **argv);     /* bench_loss.c */
+int tool_bench_reduce(int argc, char **argv);   /* bench_reduce.c */
 int tool_check_metrics(int argc, char **argv);  /* check_metrics.c */
 int tool_sweep(int argc, char **argv);          /* sweep.c */
 int tool_data(int argc, char **argv);           /* data.c */
