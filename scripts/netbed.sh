@@ -77,15 +77,19 @@ load() {   # load NAME: the bed's namespaces and agent, or fail
 # Every process in the bed's namespaces was started in the bed (by `mpirun`
 # or `run`), so ending them is ending our own: TERM first, so that mpirun can
 # stop its ranks and remove its session directory, KILL what is left.
+ns_pids() {   # ns_pids NS...: the live processes (not zombies) in the namespaces
+  local ns
+  for ns in "$@"; do ip netns pids "$ns" 2>/dev/null | grep -vx "$$" || true; done
+}
 kill_ns_procs() {   # kill_ns_procs NS...
-  local ns pids=""
-  for ns in "$@"; do pids+=" $(ip netns pids "$ns" 2>/dev/null | grep -vx "$$" || true)"; done
-  [ -n "${pids// /}" ] || return 0
+  local pids
+  pids=$(ns_pids "$@")
+  [ -n "$pids" ] || return 0
   # shellcheck disable=SC2086
   kill -TERM $pids 2>/dev/null || true
   for _ in $(seq 40); do
-    # shellcheck disable=SC2086
-    kill -0 $pids 2>/dev/null || return 0
+    pids=$(ns_pids "$@")
+    [ -n "$pids" ] || return 0
     sleep 0.05
   done
   # shellcheck disable=SC2086
@@ -93,8 +97,15 @@ kill_ns_procs() {   # kill_ns_procs NS...
 }
 
 down_bed() {   # down_bed NAME: whatever of the bed exists, in reverse order of up
-  local name=$1
+  local name=$1 p mpiruns=""
+  for p in $(ns_pids "$name-a"); do
+    [ "$(cat "/proc/$p/comm" 2>/dev/null)" != mpirun ] || mpiruns+=" $p"
+  done
   kill_ns_procs "$name-a" "$name-b"
+  # the session directory of an mpirun that had to be killed outright
+  for p in $mpiruns; do
+    kill -0 "$p" 2>/dev/null || rm -rf "${TMPDIR:-/tmp}"/ompi.*/"pid.$p"
+  done
   # deleting a namespace destroys its end of the veth, and with it the pair
   ip netns del "$name-a" 2>/dev/null || true
   ip netns del "$name-b" 2>/dev/null || true

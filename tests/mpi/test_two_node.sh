@@ -44,6 +44,19 @@ bg() { "$@" & child=$!; wait $child; local rc=$?; child=""; return $rc; }
 
 bed=$(bash "$BED" up --rate 1gbit --name "tn$$" --owner $$) || { echo "FAIL netbed up"; exit 1; }
 bash "$BED" status | grep -A2 "^bed $bed:"
+# The traffic can go nowhere but to the other namespace: each holds loopback
+# and its end of the pair, and one route, the pair's own subnet.
+eval "$(bash "$BED" env "$bed")"
+for ns in "$NETBED_NS_A" "$NETBED_NS_B"; do
+  links=$(ip -n "$ns" -o link show | awk -F': ' '{sub(/@.*/, "", $2); print $2}' | sort | tr '\n' ' ')
+  routes=$(ip -n "$ns" route show | awk '{print $1}' | tr '\n' ' ')
+  if [[ $links =~ ^lo\ veth[ab]\ $ ]] && [ "$routes" = "$NETBED_SUBNET " ]; then
+    echo "ok   namespace $ns: links ${links% }, routes ${routes% }"
+  else
+    echo "FAIL namespace $ns: links '$links', routes '$routes' (expected lo and the veth, one route $NETBED_SUBNET)"
+    exit 1
+  fi
+done
 
 bg "$BIN" data fashion-mnist "$tmp/fm.h5" --protocol seen >/dev/null || { echo "FAIL convert"; exit 1; }
 # what the ranks of the second node need from this environment (mpirun
