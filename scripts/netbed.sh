@@ -49,8 +49,8 @@ rate_bps() {
 
 valid_name() { [[ $1 =~ ^[a-z][a-z0-9]{0,15}$ ]] || die "name '$1': lower-case letters and digits, at most 16, starting with a letter"; }
 
-# "PID STARTTIME": the start time (field 22 of /proc/PID/stat) tells a live
-# owner from a later process that reuses its PID
+# the start time of process PID (field 22 of /proc/PID/stat): with the PID it
+# tells a live owner from a later process that reuses the PID
 proc_id() {
   local stat
   stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
@@ -121,6 +121,12 @@ down_stale() {
     owner_alive "$d" && continue
     echo "netbed: removing bed '$(basename "$d")' (its owner has exited)" >&2
     down_bed "$(basename "$d")"
+  done
+  # the namespaces of a `check` that was killed
+  local ns
+  for ns in $(ip netns list 2>/dev/null | awk '$1 ~ /^netbedprobe[0-9]+-[ab]$/ {print $1}'); do
+    ns=${ns#netbedprobe}
+    proc_id "${ns%-?}" >/dev/null || ip netns del "netbedprobe$ns" 2>/dev/null || true
   done
   # a state directory that `up` had not yet renamed into place
   find "$STATE" -maxdepth 1 -name '.new.*' -mmin +1 -exec rm -rf {} + 2>/dev/null || true
@@ -281,7 +287,7 @@ cmd_run() {
   # (what a test harness sends when TERM did not end us fast enough) then
   # does not cut it short.
   # shellcheck disable=SC2064
-  trap "[ -z \"\$child\" ] || kill -TERM \$child 2>/dev/null; setsid '$SELF' down '$name' & wait \$!" EXIT
+  trap "[ -z \"\$child\" ] || kill -TERM \$child 2>/dev/null; setsid bash '$SELF' down '$name' & wait \$!" EXIT
   trap 'exit 129' HUP; trap 'exit 130' INT; trap 'exit 143' TERM
   export NETBED_NAME=$name
   # in the background: bash runs a trap only between commands, and `wait`
