@@ -36,61 +36,9 @@ check_state() {   # ARCH SEED: exit 0 agree, 1 disagree, 3 a near-tie in this st
     train $np $arch "$tmp/${arch}_np$np" --set epochs=1 --set max_steps_per_epoch=1 --set batch=96 --set dump_grads=1 \
       --set init_from="$tmp/${arch}_state/run.h5" --set seed=$seed --force
   done
-  $PY - "$tmp" "$arch" <<'PYEOF'
-import sys, h5py, numpy as np
-d, arch = sys.argv[1:]
-runs = {np_: (h5py.File("%s/%s_np%d/grads.h5" % (d, arch, np_), "r"), h5py.File("%s/%s_np%d/run.h5" % (d, arch, np_), "r"))
-        for np_ in (1, 2, 3)}
-ok = True
-def check(cond, what):
-    global ok
-    print(("ok   " if cond else "FAIL ") + arch + ": " + what)
-    ok &= bool(cond)
-g1f, r1 = runs[1]
-nb = int(g1f.attrs["n_backbone"])
-g1 = g1f["grads"][0].astype(np.float64)
-p1 = r1["model/parameters"][()].astype(np.float64)
-cfg = r1["config"].attrs
-lr = np.full(g1.shape, float(cfg["lr"])); lr[nb:] = float(cfg["proxy_lr"])
-eps = float(cfg["eps"])
-u = 2.0 ** -24
-# The subgraphs must be the same on every rank count for the gradients to
-# agree. The similarities (dot products of unit vectors) differ between rank
-# counts only by float rounding, below 1e-6 here, so a least top-K margin
-# above 1e-5 fixes the selection; a state with a nearer tie is not a test of
-# data parallelism but of tie-breaking, and another seed is tried.
-margin = min(float(runs[n][0]["topk_margin"][0]) for n in runs)
-if margin <= 1e-5:
-    print("note %s: least top-K margin %.2e <= 1e-5: a near-tie, trying another state" % (arch, margin))
-    sys.exit(3)
-check(True, "least top-K margin of the batch %.2e > 1e-5: the selections cannot differ" % margin)
-for n in (2, 3):
-    gf, r = runs[n]
-    check(int(gf.attrs["ranks"]) == n and int(r.attrs["ranks"]) == n, "np=%d recorded" % n)
-    g = gf["grads"][0].astype(np.float64)
-    # Each gradient entry is a sum over the 96 samples, split into P partial
-    # sums and added by the allreduce in another order. Reordering a float32
-    # sum of n terms moves it by at most 2 n u sum|t| (n = 96: 1.1e-5 sum|t|),
-    # and the per-sample terms, computed from embeddings equal to float
-    # rounding, add a few u more. Measured: max|diff| / max|g| about 1e-7 to
-    # 1e-6; the bound 1e-4 leaves room for sum|t| up to ~10 max|g|, while a
-    # wrong divisor or a missing rank's part moves it by O(1).
-    for name, sl in (("backbone", slice(0, nb)), ("proxies", slice(nb, None))):
-        rel = np.max(np.abs(g[sl] - g1[sl])) / np.max(np.abs(g1[sl]))
-        check(rel <= 1e-4, "np=%d %s gradient: max|diff| / max|g| = %.2e <= 1e-4" % (n, name, rel))
-    # First Adam step: p -= lr g'/(|g'| + eps), g' = g + wd p; that map is
-    # 1/eps-Lipschitz in g, so |dp| <= lr/eps |dg| + the float32 rounding of
-    # the update and of p (a few u each).
-    p = r["model/parameters"][()].astype(np.float64)
-    bound = lr / eps * np.abs(g - g1) + 4 * u * (np.abs(p1) + lr)
-    excess = np.max(np.abs(p - p1) - bound)
-    check(excess <= 0, "np=%d parameters after one Adam step within lr/eps |dg| + 4u(|p| + lr) (worst excess %.2e)" % (n, excess))
-    check(np.max(np.abs(p - p1)) > 0 or np.max(np.abs(g - g1)) == 0, "np=%d the parameters moved as the gradients did" % n)
-# the step moved the parameters at all (the comparison above is not vacuous)
-p0 = h5py.File("%s/%s_state/run.h5" % (d, arch), "r")["model/parameters"][()]
-check(np.max(np.abs(p1 - p0)) > 1e-5, "the step changed the parameters (max %.2e)" % np.max(np.abs(p1 - p0)))
-sys.exit(0 if ok else 1)
-PYEOF
+  # the bounds and their reasons: compare_step.py
+  $PY "$SRC/tests/mpi/compare_step.py" step "$arch" "$tmp/${arch}_state" "$tmp/${arch}_np1" \
+    "np=2:2:$tmp/${arch}_np2" "np=3:3:$tmp/${arch}_np3"
 }
 for arch in mlp cnn; do
   verdict=3
@@ -106,14 +54,5 @@ done
 for run in a b; do
   train 2 mlp "$tmp/rep_$run" --set epochs=2 --set max_steps_per_epoch=20 --set eval_epochs=0,2 --set kmeans_restarts=2
 done
-$PY - "$tmp" <<'PYEOF' || fail=1
-import sys, h5py, numpy as np
-d = sys.argv[1]
-a, b = (h5py.File(d + "/rep_%s/run.h5" % n, "r") for n in "ab")
-keys = ("trace/loss", "model/parameters", "embeddings/test", "metrics/map_at_r", "metrics/nmi", "proxies/values")
-same = [k for k in keys if k in a and np.array_equal(a[k][()], b[k][()], equal_nan=True)]
-ok = len(same) == len(keys)
-print(("ok   " if ok else "FAIL ") + "two np=2 runs with the same seed are bitwise equal in %s" % ", ".join(same))
-sys.exit(0 if ok else 1)
-PYEOF
+$PY "$SRC/tests/mpi/compare_step.py" same "two np=2 runs with the same seed" "$tmp/rep_a/run.h5" "$tmp/rep_b/run.h5" || fail=1
 exit $fail
