@@ -27,8 +27,9 @@
  * allgathers the parameters. Bytes on the wire are those of one allreduce
  * (reduce-scatter + allgather), the optimizer's work and memory are 1/P.
  *
- * Without overlap there is one bucket, reduced after the backward pass: the
- * blocking path. Per element every path adds the same P partial sums, so on
+ * Without overlap there is one bucket, reduced after the backward pass by
+ * the blocking collectives (MPI_Allreduce, or MPI_Reduce_scatter and
+ * MPI_Allgatherv), for which Open MPI picks its tuned algorithms. Per element every path adds the same P partial sums, so on
  * 2 ranks all paths are bitwise equal (one addition, commutative); on more
  * ranks the order of the additions may differ between paths (2·P·u relative,
  * docs/scaling.md).

@@ -121,6 +121,19 @@ void reducer_ready(Reducer *r, size_t lo) {
 
 const float *reducer_finish(Reducer *r) {
   if (r->d->size == 1) return r->grads;
+  if (!r->overlap) {   /* the blocking collectives: Open MPI's tuned algorithms */
+    if (r->nstats) DIST_CHECK(MPI_Allreduce(MPI_IN_PLACE, r->stats, r->nstats, MPI_FLOAT, MPI_SUM, r->d->comm));
+    for (int k = 0; k < r->nbuckets; k++) {   /* one, unless the block exceeds an int count */
+      const ReducerBucket *b = &r->b[k];
+      if (r->shard)
+        DIST_CHECK(MPI_Reduce_scatter(r->grads + b->begin, r->own_grads + b->own_off, b->counts, MPI_FLOAT, MPI_SUM,
+                                      r->d->comm));
+      else
+        DIST_CHECK(MPI_Allreduce(MPI_IN_PLACE, r->grads + b->begin, (int)(b->end - b->begin), MPI_FLOAT, MPI_SUM,
+                                 r->d->comm));
+    }
+    return r->shard ? r->own_grads : r->grads;
+  }
   start_stats(r);
   for (int k = 0; k < r->nbuckets; k++)
     if (!r->b[k].started) start(r, k);
@@ -130,6 +143,12 @@ const float *reducer_finish(Reducer *r) {
 
 void reducer_gather(Reducer *r, float *full) {
   if (!r->shard) return;
+  if (!r->overlap) {
+    for (int k = 0; k < r->nbuckets; k++)
+      DIST_CHECK(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, full + r->b[k].begin, r->b[k].counts,
+                                r->b[k].displs, MPI_FLOAT, r->d->comm));
+    return;
+  }
   for (int k = 0; k < r->nbuckets; k++) {
     if (k >= REDUCER_IN_FLIGHT) DIST_CHECK(MPI_Wait(&r->req[k - REDUCER_IN_FLIGHT], MPI_STATUS_IGNORE));
     DIST_CHECK(MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, full + r->b[k].begin, r->b[k].counts,

@@ -346,13 +346,17 @@ static float trainer_step(Trainer *T, int64_t step) {
   const float *g = reducer_finish(&T->red);
   double t5 = now_sec();
   if (T->grads_dumped < T->cfg.dump_grads) dump_step(T);
+  double t6 = t5;
   if (isfinite(stats[0])) {   /* the same verdict on every rank */
     adam_step(&T->opt, T->params, g);
+    t6 = now_sec();
     reducer_gather(&T->red, T->params);
   }
-  double t6 = now_sec();
+  double t7 = now_sec();
+  /* "allreduce": the whole reduction, the sharded optimizer's allgather included */
   T->phase[PHASE_DATA] += t1 - t0; T->phase[PHASE_FORWARD] += t2 - t1; T->phase[PHASE_LOSS] += t3 - t2;
-  T->phase[PHASE_BACKWARD] += t4 - t3; T->phase[PHASE_ALLREDUCE] += t5 - t4; T->phase[PHASE_OPTIM] += t6 - t5;
+  T->phase[PHASE_BACKWARD] += t4 - t3; T->phase[PHASE_ALLREDUCE] += (t5 - t4) + (t7 - t6);
+  T->phase[PHASE_OPTIM] += t6 - t5;
   return stats[0];
 }
 

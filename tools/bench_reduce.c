@@ -1,8 +1,9 @@
 /* bench_reduce.c: `proxygml bench-reduce [--mib LIST] [--reps N]`, under
  * mpirun: the time of the step's gradient reduction for blocks of the given
- * sizes, both ways the trainer does it without overlap: one allreduce
- * (shard_optimizer = 0) and reduce-scatter + allgather (= 1). Rank 0 prints
- * one line per size with the medians and the bus bandwidth 2(P-1)/P·S/t,
+ * sizes, every way the trainer does it: one allreduce (shard_optimizer = 0)
+ * or reduce-scatter + allgather (= 1), with the blocking collectives
+ * (overlap = 0) or the non-blocking ones of one bucket (= 1). Rank 0 prints
+ * one line per size with the medians and the bus bandwidths 2(P-1)/P·S/t,
  * the numbers the step-time model of docs/scaling.md takes as α and β. */
 #include "tools.h"
 
@@ -19,10 +20,11 @@ static int cmp_double(const void *a, const void *b) {
   return (x > y) - (x < y);
 }
 
-/* median seconds of one reduction of n floats */
-static double time_path(Dist *d, size_t n, int shard, int reps) {
+/* median seconds of one reduction of n floats: blocking (overlap 0), or
+ * the non-blocking calls of one bucket started and waited for (overlap 1) */
+static double time_path(Dist *d, size_t n, int shard, int overlap, int reps) {
   Reducer r;
-  reducer_init(&r, d, n, n, 0, shard, 0);
+  reducer_init(&r, d, n, n, 0, shard, overlap);
   float *g = xmalloc_f32(n), *p = xmalloc_f32(n), stat = 1;
   for (size_t i = 0; i < n; i++) g[i] = p[i] = (float)(i % 7);
   double *t = xmalloc((size_t)reps * sizeof *t);
@@ -30,6 +32,7 @@ static double time_path(Dist *d, size_t n, int shard, int reps) {
     DIST_CHECK(MPI_Barrier(d->comm));
     double t0 = now_sec();
     reducer_begin(&r, g, &stat, 1);
+    reducer_ready(&r, 0);
     reducer_finish(&r);
     reducer_gather(&r, p);
     double dt = now_sec() - t0;
@@ -76,7 +79,8 @@ int tool_bench_reduce(int argc, char **argv) {
   if (rc == 1 && d.rank == 0)
     printf("usage: mpirun -np P proxygml bench-reduce [--mib 0.25,1,4,16] [--reps 20]\n"
            "Median time of the gradient reduction of blocks of these sizes: one allreduce, and\n"
-           "reduce-scatter + allgather (the sharded optimizer's), with the bus bandwidth.\n");
+           "reduce-scatter + allgather (the sharded optimizer's), blocking and non-blocking,\n"
+           "with the bus bandwidths.\n");
   if (rc == 2 && d.rank == 0) fprintf(stderr, "bench-reduce: %s\n", err_msg());
   if (rc) {   /* every rank parsed the same arguments: the same exit */
     dist_finalize(&d);
@@ -86,11 +90,13 @@ int tool_bench_reduce(int argc, char **argv) {
   if (d.rank == 0) printf("ranks=%d\n", P);
   for (int k = 0; k < nsizes; k++) {
     size_t n = (size_t)(sizes[k] * 1048576.0 / sizeof(float));
-    double ar = time_path(&d, n, 0, reps), rsag = time_path(&d, n, 1, reps);
+    double t[4];   /* blocking allreduce, blocking rs+ag, non-blocking allreduce, non-blocking rs+ag */
+    for (int v = 0; v < 4; v++) t[v] = time_path(&d, n, v & 1, v >> 1, reps);
     double bus = P > 1 ? 2.0 * (P - 1) / P * (double)n * sizeof(float) : 0;
     if (d.rank == 0)
-      printf("mib=%g allreduce_ms=%.3f allreduce_busGBps=%.2f rs_ag_ms=%.3f rs_ag_busGBps=%.2f\n", sizes[k], 1e3 * ar,
-             ar > 0 ? bus / ar / 1e9 : 0, 1e3 * rsag, rsag > 0 ? bus / rsag / 1e9 : 0);
+      printf("mib=%g allreduce_ms=%.3f rs_ag_ms=%.3f iallreduce_ms=%.3f irs_iag_ms=%.3f bus_GBps=%.2f %.2f %.2f %.2f\n",
+             sizes[k], 1e3 * t[0], 1e3 * t[1], 1e3 * t[2], 1e3 * t[3], t[0] > 0 ? bus / t[0] / 1e9 : 0,
+             t[1] > 0 ? bus / t[1] / 1e9 : 0, t[2] > 0 ? bus / t[2] / 1e9 : 0, t[3] > 0 ? bus / t[3] / 1e9 : 0);
   }
   dist_finalize(&d);
   return 0;
