@@ -61,7 +61,8 @@ int dataset_writer_init(DatasetWriter *w, const char *out, int n_classes, const 
                         const char *converter) {
   memset(w, 0, sizeof *w);
   w->file = w->group = w->data = -1;
-  if (strlen(out) >= sizeof w->out) return err_set("%s: output path too long", out);
+  /* the path itself would push the reason out of the message */
+  if (strlen(out) >= sizeof w->out) return err_set("output path too long: '%.60s...'", out);
   if (n_classes < 1) return err_set("%s: no classes to write", out);
   snprintf(w->out, sizeof w->out, "%s", out);
   fsutil_temp_name(w->tmp, sizeof w->tmp, out);
