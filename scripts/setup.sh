@@ -20,6 +20,8 @@ PKGS=(
   python3 python3-h5py python3-numpy python3-pil python3-matplotlib python3-sklearn python3-pytest python3-torch
   # memcheck of a short training (tests/integration/test_valgrind.sh)
   valgrind
+  # coverage report (scripts/coverage.sh)
+  gcovr
   # Slurm for the scheduler tests
   slurm-wlm slurmctld slurmd slurm-client munge
   # fuzzing (scripts/fuzz.sh): clang with libFuzzer and the sanitizer runtimes, its OpenMP, llvm-symbolizer
