@@ -29,7 +29,8 @@
 /* Every MPI call of the project goes through this: a failed call is a local,
  * unrecoverable failure (CHECK: one line naming the call, then MPI_Abort),
  * and a call that blocks longer than the watchdog's timeout ends the job
- * (dist_set_timeout). */
+ * (dist_set_timeout).
+ * unreachable in tests: MPI_ERRORS_ARE_FATAL, the default, aborts inside a failing call before it returns */
 #define DIST_CHECK(call)                                                                         \
   do {                                                                                           \
     dist_watch_begin(#call, __func__);                                                           \

@@ -22,6 +22,8 @@ PKGS=(
   valgrind
   # network namespaces, veth and tc tbf of the two-node test bed (scripts/netbed.sh)
   iproute2
+  # coverage report (scripts/coverage.sh)
+  gcovr
   # Slurm for the scheduler tests
   slurm-wlm slurmctld slurmd slurm-client munge
   # fuzzing (scripts/fuzz.sh): clang with libFuzzer and the sanitizer runtimes, its OpenMP, llvm-symbolizer

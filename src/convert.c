@@ -16,6 +16,7 @@
 
 char *convert_strdup(const char *s) {
   char *d = strdup(s);
+  /* unreachable in tests: allocation failure */
   CHECK(d, "out of memory");
   return d;
 }
@@ -36,6 +37,7 @@ void convert_strlist_add(ConvertStrList *l, const char *s) {
   if (l->n == l->cap) {
     l->cap = l->cap ? 2 * l->cap : 64;
     char **nv = realloc(l->v, (size_t)l->cap * sizeof *nv);
+    /* unreachable in tests: allocation failure */
     CHECK(nv, "out of memory");
     l->v = nv;
   }
@@ -181,6 +183,7 @@ int convert_idlines_read(const char *path, ConvertIdLines *l) {
       l->cap = l->cap ? 2 * l->cap : 1024;
       l->id = realloc(l->id, (size_t)l->cap * sizeof *l->id);
       l->rest = realloc(l->rest, (size_t)l->cap * sizeof *l->rest);
+      /* unreachable in tests: allocation failure */
       CHECK(l->id && l->rest, "out of memory");
     }
     l->id[l->n] = id;

@@ -106,6 +106,7 @@ int convert_features_npy_header(const char *path, ConvertFeaturesNpy *h) {
     uint64_t count = 1;
     for (int i = 0; i < h->ndim; i++) count *= (uint64_t)h->dims[i];
     uint64_t want = (uint64_t)h->offset + count * (uint64_t)h->itemsize;
+    /* unreachable in tests: fstat of an open file fails only on a broken system */
     if (fstat(fileno(f), &sb) != 0) rc = err_set("%s: cannot stat", path);
     else if ((uint64_t)sb.st_size < want)
       rc = err_set("%s: truncated: %lld bytes, the header announces %llu", path, (long long)sb.st_size,
@@ -154,6 +155,7 @@ static int src_open(Src *s, const char *spec) {
     s->dims[1] = s->npy.dims[1];
     s->is_float = s->npy.type == 'f';
     s->f = fopen(spec, "rb");
+    /* unreachable in tests: the header was read from the same file just before */
     if (!s->f) return err_set("%s: cannot open (%s)", spec, strerror(errno));
     return 0;
   }
@@ -212,6 +214,7 @@ static int src_read(Src *s, int64_t r0, int64_t n, double *out) {
   int64_t cols = s->ndim == 2 ? s->dims[1] : 1;
   if (s->h5) {
     if (h5io_read_rows(s->file, s->dset, H5T_NATIVE_DOUBLE, r0, n, out) != 0) {
+      /* unreachable in tests: the rows are within the shape just read (a library or disk fault) */
       return err_set("%s: %s", s->spec, err_msg());
     }
     return 0;
@@ -219,6 +222,7 @@ static int src_read(Src *s, int64_t r0, int64_t n, double *out) {
   size_t isz = (size_t)s->npy.itemsize, cnt = (size_t)(n * cols);
   unsigned char *raw = xmalloc(cnt * isz);
   int rc = 0;
+  /* unreachable in tests: the size was checked against the header; a read fails only if the file changes meanwhile */
   if (fseek(s->f, s->npy.offset + (long)(r0 * cols * (int64_t)isz), SEEK_SET) != 0 || fread(raw, isz, cnt, s->f) != cnt)
     rc = err_set("%s: read error at row %lld", s->spec, (long long)r0);
   for (size_t i = 0; rc == 0 && i < cnt; i++) out[i] = npy_value(raw + i * isz, s->npy.type, (int)isz);
@@ -232,6 +236,7 @@ static int src_read(Src *s, int64_t r0, int64_t n, double *out) {
 static int split_sources(const char *split, const char *xs, const char *ys, Src *x, int32_t **labels, int *max_label) {
   Src y;
   *labels = NULL;
+  /* unreachable in tests: the command line requires all four sources before it calls this (tools/data.c) */
   if (!xs || !ys) return err_set("--%s-x and --%s-y are both required", split, split);
   if (src_open(x, xs) != 0) return -1;
   if (src_open(&y, ys) != 0) {

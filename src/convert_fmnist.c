@@ -184,6 +184,7 @@ int convert_fmnist_write(const char *out, const char *idx_dir, ConvertFmnistProt
   struct stat sb;
   if (stat(idx_dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
     return err_set("%s: no such directory (the Fashion-MNIST IDX files; see --idx-dir)", idx_dir);
+  /* unreachable in tests: the command line maps the protocol's name to one of the two values (tools/data.c) */
   if (protocol != CONVERT_FMNIST_SEEN && protocol != CONVERT_FMNIST_ZEROSHOT)
     return err_set("unknown protocol %d", (int)protocol);
   Idx tr = {0}, te = {0}, trs = {0}, tes = {0};

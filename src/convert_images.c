@@ -38,6 +38,7 @@ static void imglist_add(ImgList *l, char *path_owned, int32_t label) {
   if (l->n == l->cap) {
     l->cap = l->cap ? 2 * l->cap : 1024;
     ImgItem *nv = realloc(l->v, (size_t)l->cap * sizeof *nv);
+    /* unreachable in tests: allocation failure */
     CHECK(nv, "out of memory");
     l->v = nv;
   }
@@ -406,6 +407,7 @@ static int read_sop_list(const char *path, const char *root, ImgList *l, char **
       int nc = *cap_names ? *cap_names : 1024;
       while (nc < c) nc *= 2;
       char **nn = realloc(*names, (size_t)nc * sizeof *nn);
+      /* unreachable in tests: allocation failure */
       CHECK(nn, "out of memory");
       memset(nn + *cap_names, 0, (size_t)(nc - *cap_names) * sizeof *nn);
       *names = nn;

@@ -79,6 +79,7 @@ static int info_open(hid_t f, hid_t g, const char *path, const char *split, Data
   size_t tsize;
   H5T_sign_t sign;
   if (h5io_shape(g, data, &nd, dims) != 0) return fail_in(path, split);
+  /* unreachable in tests: h5io_shape has just opened the same dataset */
   if (h5io_type(g, data, &cls, &tsize, &sign) != 0) return err_set("%s: /%s/%s cannot be opened", path, split, data);
   if (has_img) {
     if (nd != 4) return err_set("%s: /%s/images has rank %d, expected 4 (n x H x W x channels)", path, split, nd);
@@ -207,6 +208,7 @@ static int read_class_names(hid_t g, const char *path, const char *split, int n,
   }
   H5Tclose(ft);
   H5Dclose(d);
+  /* unreachable in tests: allocation failure */
   for (int i = 0; rc == 0 && i < n; i++) CHECK(names[i], "out of memory");
   if (rc != 0) {
     free(names);

@@ -51,6 +51,7 @@ static int write_1d(hid_t loc, const char *name, hid_t type, int64_t n, const vo
   if (ds >= 0) H5Dclose(ds);
   H5Pclose(dcpl);
   H5Sclose(s);
+  /* unreachable in tests: HDF5 fails here only after the same file was opened or created (a library or disk fault) */
   return st < 0 ? err_set("cannot write dataset '%s'", name) : 0;
 }
 
@@ -61,7 +62,8 @@ int dataset_writer_init(DatasetWriter *w, const char *out, int n_classes, const 
                         const char *converter) {
   memset(w, 0, sizeof *w);
   w->file = w->group = w->data = -1;
-  if (strlen(out) >= sizeof w->out) return err_set("%s: output path too long", out);
+  /* the path itself would push the reason out of the message */
+  if (strlen(out) >= sizeof w->out) return err_set("output path too long: '%.60s...'", out);
   if (n_classes < 1) return err_set("%s: no classes to write", out);
   snprintf(w->out, sizeof w->out, "%s", out);
   fsutil_temp_name(w->tmp, sizeof w->tmp, out);
@@ -69,6 +71,7 @@ int dataset_writer_init(DatasetWriter *w, const char *out, int n_classes, const 
   w->class_names = xcalloc((size_t)n_classes, sizeof *w->class_names);
   for (int i = 0; i < n_classes; i++) {
     w->class_names[i] = strdup(class_names[i] ? class_names[i] : "");
+    /* unreachable in tests: allocation failure */
     CHECK(w->class_names[i], "out of memory");
   }
   if (fsutil_mkdir_parent(out) != 0) return -1;
@@ -122,6 +125,7 @@ int dataset_writer_begin(DatasetWriter *w, const char *split, DatasetKind kind, 
   H5Pset_obj_track_times(gcpl, 0);
   w->group = H5Gcreate2(w->file, split, H5P_DEFAULT, gcpl, H5P_DEFAULT);
   H5Pclose(gcpl);
+  /* unreachable in tests: HDF5 fails here only after the same file was opened or created (a library or disk fault) */
   if (w->group < 0) return err_set("%s: cannot create group /%s", w->tmp, split);
   hid_t s = H5Screate_simple(nd, dims, maxd);
   hid_t dcpl = dcpl_rows(nd, dims, elem, 1);
@@ -129,6 +133,7 @@ int dataset_writer_begin(DatasetWriter *w, const char *split, DatasetKind kind, 
                        H5P_DEFAULT);
   H5Pclose(dcpl);
   H5Sclose(s);
+  /* unreachable in tests: HDF5 fails here only after the same file was opened or created (a library or disk fault) */
   if (w->data < 0) return err_set("%s: /%s: cannot create the %s dataset", w->tmp, split,
                                   kind == DATASET_IMAGES ? "images" : "features");
   w->n = 0;
@@ -163,6 +168,7 @@ int dataset_writer_append(DatasetWriter *w, const void *rows, const int32_t *lab
     int64_t cap = w->labels_cap ? w->labels_cap : 1024;
     while (cap < w->n + n) cap *= 2;
     int32_t *nl = realloc(w->labels, (size_t)cap * sizeof *nl);
+    /* unreachable in tests: allocation failure */
     CHECK(nl, "out of memory");
     w->labels = nl;
     w->labels_cap = cap;
@@ -192,6 +198,7 @@ int dataset_writer_commit(DatasetWriter *w) {
   assert(w->file >= 0 && w->group < 0);
   herr_t st = H5Fclose(w->file);
   w->file = -1;
+  /* unreachable in tests: HDF5 fails here only after the same file was opened or created (a library or disk fault) */
   if (st < 0) return err_set("%s: closing the HDF5 file failed (disk full?)", w->tmp);
   /* read it back through the validating reader before it gets its name */
   DatasetInfo in;

@@ -62,6 +62,7 @@ static int add_face(Glyphs *g, int *cap, const char *path, int index, int nfaces
   if (g->nfaces == *cap) {
     *cap = *cap ? 2 * *cap : 16;
     GlyphsFace *nf = realloc(g->faces, (size_t)*cap * sizeof *nf);
+    /* unreachable in tests: allocation failure */
     CHECK(nf, "out of memory");
     g->faces = nf;
   }
@@ -113,6 +114,7 @@ int glyphs_init(Glyphs *g, const char *const *specs, int nspecs, const char *fon
   if (size < 8 || size > 1024) return err_set("glyph size %d is outside [8, 1024]", size);
   g->size = size;
   FT_Library lib;
+  /* unreachable in tests: FreeType initialises unless out of memory */
   if (FT_Init_FreeType(&lib) != 0) return err_set("FreeType cannot be initialised");
   g->lib = lib;
   FT_Int ma, mi, pa;
@@ -208,6 +210,7 @@ int glyphs_render(const Glyphs *g, int fi, uint32_t cp, const GlyphsAug *a, uint
     return err_set("%s#%d: glyph of U+%04X cannot be loaded as an outline", g->faces[fi].path, g->faces[fi].index, cp);
   const FT_Outline *src = &face->glyph->outline;
   FT_Outline o;
+  /* unreachable in tests: allocation failure */
   if (FT_Outline_New(lib, (FT_UInt)src->n_points, src->n_contours, &o) != 0) return err_set("FreeType: out of memory");
   FT_Outline_Copy(src, &o);
   double em = GLYPHS_EM_FRACTION * S;

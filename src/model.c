@@ -18,6 +18,7 @@
 static size_t layer_out_size(const ModelLayer *l) { return (size_t)l->oc * l->oh * l->ow; }
 
 static int add_param(Model *m, const char *name, int ndim, const int *shape) {
+  /* unreachable in tests: the fixed architectures stay far below MODEL_MAX_PARAMS */
   CHECK(m->nparams < MODEL_MAX_PARAMS, "model: too many parameter tensors");
   ModelParam *p = &m->params[m->nparams];
   snprintf(p->name, sizeof p->name, "%s", name);
@@ -31,6 +32,7 @@ static int add_param(Model *m, const char *name, int ndim, const int *shape) {
 
 /* appends a layer whose input is the previous layer's output (or the model input) */
 static ModelLayer *add_layer(Model *m, ModelOp op) {
+  /* unreachable in tests: the fixed architectures stay far below MODEL_MAX_LAYERS */
   CHECK(m->nlayers < MODEL_MAX_LAYERS, "model: too many layers");
   ModelLayer *l = &m->layers[m->nlayers++];
   memset(l, 0, sizeof *l);

@@ -25,6 +25,7 @@ void runtable_add(RunTable *t, const double *row) {
   if (t->nrows == t->cap) {
     t->cap = t->cap ? 2 * t->cap : 16;
     t->rows = realloc(t->rows, (size_t)t->cap * t->ncols * sizeof(double));
+    /* unreachable in tests: allocation failure */
     CHECK(t->rows, "out of memory growing a table");
   }
   memcpy(t->rows + (size_t)t->nrows * t->ncols, row, (size_t)t->ncols * sizeof(double));
@@ -59,6 +60,7 @@ void runfile_timestamp(char *buf) {
  * read most easily), column order in the attribute "columns" */
 static int write_table(hid_t f, const char *group, const RunTable *t, const Dist *d) {
   hid_t g = H5Gcreate2(f, group, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  /* unreachable in tests: HDF5 fails here only after the same file was opened or created (a library or disk fault) */
   if (g < 0) return err_set("cannot create group '%s'", group);
   int rc = 0;
   double *col = xmalloc((size_t)(t->nrows ? t->nrows : 1) * sizeof(double));
@@ -105,8 +107,10 @@ static int write_all(hid_t f, const RunSnapshot *s, const Dist *d) {
   rc |= h5io_set_attr_i64(root, "steps_done", s->steps_done);
   rc |= h5io_set_attr_i64(root, "epochs_done", s->epochs_done);
   rc |= h5io_set_attr_f64(root, "peak_rss_mib", s->peak_rss_mib);
+  /* unreachable in tests: HDF5 fails here only after the same file was opened or created (a library or disk fault) */
   if (rc) return err_set("cannot write the run attributes");
   hid_t g = H5Gcreate2(f, "config", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  /* unreachable in tests: HDF5 fails here only after the same file was opened or created (a library or disk fault) */
   if (g < 0) return err_set("cannot create group 'config'");
   rc = cfg_write_attrs(s->cfg, g);
   H5Gclose(g);
@@ -156,11 +160,14 @@ int runfile_write(const RunSnapshot *s, const Dist *d) {
   int ok = h5io_create_parallel(tmp, d->comm, &f) == 0;
   if (!dist_agree(d, ok)) {
     if (ok) H5Fclose(f);
+    /* unreachable in tests: needs a file system that fails on some ranks only; on one node all ranks see it alike */
     return ok ? err_set("%s: another rank could not create the run file", tmp) : -1;
   }
   int rc = write_all(f, s, d);
   /* metadata writes are collective, so a failure is seen by every rank alike */
+  /* unreachable in tests: HDF5 fails here only after the same file was opened or created (a library or disk fault) */
   if (H5Fclose(f) < 0 && !rc) rc = err_set("%s: closing the run file failed (disk full?)", tmp);
+  /* unreachable in tests: needs a file system that fails on some ranks only; on one node all ranks see it alike */
   if (!dist_agree(d, rc == 0)) return rc ? -1 : err_set("%s: another rank failed writing the run file", tmp);
   if (d->rank == 0) rc = fsutil_commit(tmp, s->path);   /* the file is complete: one rank renames it */
   if (!dist_agree(d, rc == 0)) return -1;

@@ -22,10 +22,11 @@ fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
 read -r prefix libdir includedir instrumented < <(meson introspect "$BUILD" --buildoptions | "$PY" -c '
 import json, sys
 o = {x["name"]: x["value"] for x in json.load(sys.stdin)}
-print(o["prefix"], o["libdir"], o["includedir"], int(bool(o.get("sanitize")) or bool(o.get("fuzz"))))')
+print(o["prefix"], o["libdir"], o["includedir"],
+      int(bool(o.get("sanitize")) or bool(o.get("fuzz")) or bool(o.get("b_coverage"))))')
 if [ -z "${prefix:-}" ]; then echo "FAIL: cannot read the build options of $BUILD"; exit 1; fi
 if [ "$instrumented" = 1 ]; then
-  echo "skip: a sanitizer or fuzzer build (its static library needs that runtime to link)"
+  echo "skip: a sanitizer, fuzzer or coverage build (its static library needs that runtime to link)"
   exit 77
 fi
 abs() { case $1 in /*) echo "$1" ;; *) echo "$prefix/$1" ;; esac; }

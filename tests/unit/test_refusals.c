@@ -1,0 +1,335 @@
+/* test_refusals.c: the refusals of the library functions that no command
+ * line reaches with a user's input: the CHECKs that guard kernel
+ * preconditions and allocation (docs/contributing.md 3.1: one line
+ * "[rank 0] file:line: message", exit 1 without MPI), and the status returns
+ * of h5io, fsutil and the dataset writer on arguments the converters never
+ * pass. Each case asserts its own message. */
+#include "common.h"
+#include "dataset_writer.h"
+#include "fsutil.h"
+#include "h5io.h"
+#include "metrics.h"
+#include "optim.h"
+#include "proxygml.h"
+#include "recorder.h"
+#include "runfile.h"
+
+#include <criterion/criterion.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* Runs fn in a child with stderr captured: it must exit with status 1 after
+ * exactly one line that starts "[rank 0] " and contains `want`. */
+static void expect_check(void (*fn)(void), const char *want) {
+  int p[2];
+  cr_assert_eq(pipe(p), 0);
+  fflush(NULL);
+  pid_t pid = fork();
+  cr_assert_geq(pid, 0);
+  if (pid == 0) {
+    dup2(p[1], 2);
+    close(p[0]);
+    fn();
+    _exit(0);   /* the check did not fire */
+  }
+  close(p[1]);
+  char buf[2048];
+  size_t len = 0;
+  ssize_t r;
+  while (len < sizeof buf - 1 && (r = read(p[0], buf + len, sizeof buf - 1 - len)) > 0) len += (size_t)r;
+  buf[len] = 0;
+  close(p[0]);
+  int st = 0;
+  waitpid(pid, &st, 0);
+  cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 1, "want exit 1 with '%s'; status %#x, stderr: %s", want, st, buf);
+  cr_assert(!strncmp(buf, "[rank 0] ", 9) && strstr(buf, want), "want '%s', got: %s", want, buf);
+  cr_assert(len > 0 && strchr(buf, '\n') == buf + len - 1, "want one line, got: %s", buf);
+}
+
+/* ------------------------------------------------------------ metrics */
+
+static const float EMB[6] = {1, 0, 0, 1, 1, 1};   /* 3 x 2 */
+static const int LAB[3] = {0, 1, 0};
+
+static void knn_init_d0(void) { MetricsKnn w; metrics_knn_init(&w, 0, 1, 8, 8); }
+static void knn_range(void) {
+  MetricsKnn w;
+  int knn[8];
+  metrics_knn_init(&w, 2, 1, 8, 8);
+  metrics_knn(knn, &w, EMB, 3, 2, 5);
+}
+static void knn_depth(void) {
+  MetricsKnn w;
+  int knn[8];
+  metrics_knn_init(&w, 2, 5, 8, 8);
+  metrics_knn(knn, &w, EMB, 3, 0, 1);
+}
+static void knn_ref_sizes(void) { int knn[8]; metrics_knn_ref(knn, EMB, 3, 2, 0, 1, 3); }
+
+Test(refusals, metrics_knn_preconditions) {
+  expect_check(knn_init_d0, "metrics_knn_init: D = 0, depth = 1");
+  expect_check(knn_range, "metrics_knn: query range [2, 5) outside [0, 3)");
+  expect_check(knn_depth, "metrics_knn: depth 5 > n - 1 = 2");
+  expect_check(knn_ref_sizes, "metrics_knn_ref: bad sizes");
+}
+
+static const int KS[2] = {1, 2};
+static void eval_n1(void) { MetricsEval e; metrics_eval_init(&e, LAB, 1, 2, KS, 1, 8, 8); }
+static void eval_nk0(void) { MetricsEval e; metrics_eval_init(&e, LAB, 3, 2, KS, 0, 8, 8); }
+static void eval_k0(void) {
+  const int ks[1] = {0};
+  MetricsEval e;
+  metrics_eval_init(&e, LAB, 3, 2, ks, 1, 8, 8);
+}
+static void sums_nk0(void) { MetricsSums s; metrics_sums_reset(&s, KS, 0); }
+static void sums_other_ks(void) {
+  MetricsEval e;
+  MetricsSums s;
+  metrics_eval_init(&e, LAB, 3, 2, KS, 2, 8, 8);
+  metrics_sums_reset(&s, KS, 1);
+  metrics_sums_add_range(&s, &e, EMB, LAB, 0, 3);
+}
+static void merge_other_ks(void) {
+  MetricsSums a, b;
+  metrics_sums_reset(&a, KS, 1);
+  metrics_sums_reset(&b, KS, 2);
+  metrics_sums_merge(&a, &b);
+}
+
+Test(refusals, metrics_eval_preconditions) {
+  expect_check(eval_n1, "metrics_eval_init: n = 1, D = 2 (need n >= 2)");
+  expect_check(eval_nk0, "metrics_eval_init: 0 ks (1..");
+  expect_check(eval_k0, "metrics_eval_init: k = 0");
+  expect_check(sums_nk0, "metrics_sums_reset: 0 ks (1..");
+  expect_check(sums_other_ks, "metrics_sums_add_range: sums and eval have different ks");
+  expect_check(merge_other_ks, "metrics_sums_merge: different ks");
+}
+
+static void kmeans_k(void) {
+  int assign[3];
+  float c[8];
+  double inertia;
+  MetricsKmeansOpts o = metrics_kmeans_defaults();
+  metrics_kmeans(assign, c, &inertia, EMB, 3, 2, 4, &o);
+}
+static void kmeans_restarts(void) {
+  int assign[3];
+  float c[8];
+  double inertia;
+  MetricsKmeansOpts o = metrics_kmeans_defaults();
+  o.restarts = 0;
+  metrics_kmeans(assign, c, &inertia, EMB, 3, 2, 2, &o);
+}
+
+Test(refusals, metrics_kmeans_preconditions) {
+  expect_check(kmeans_k, "metrics_kmeans: n = 3, D = 2, k = 4");
+  expect_check(kmeans_restarts, "metrics_kmeans: restarts 0, max_iter 300");
+}
+
+/* ------------------------------------------------ optimizer, loss, recorder */
+
+static void adam_range(void) {
+  Adam o;
+  adam_init(&o, 10, 0.9, 0.999, 1e-8, 0);
+  adam_add_group(&o, 4, 11, 1e-3);
+}
+static void adam_overlap(void) {
+  Adam o;
+  adam_init(&o, 10, 0.9, 0.999, 1e-8, 0);
+  adam_add_group(&o, 0, 5, 1e-3);
+  adam_add_group(&o, 4, 10, 1e-3);
+}
+static void adam_groups(void) {
+  Adam o;
+  adam_init(&o, 10, 0.9, 0.999, 1e-8, 0);
+  for (size_t g = 0; g <= OPTIM_MAX_GROUPS; g++) adam_add_group(&o, g, g + 1, 1e-3);
+}
+
+Test(refusals, adam_add_group_preconditions) {
+  expect_check(adam_range, "adam_add_group: range [4, 11) outside [0, 10)");
+  expect_check(adam_overlap, "adam_add_group: groups overlap");
+  expect_check(adam_groups, "adam_add_group: more than 8 groups");
+}
+
+static void loss_sizes(void) { ProxyGML l; proxygml_init(&l, 4, 0, 2, 2, 2, 0.3f, 10); }
+static void loss_k(void) { ProxyGML l; proxygml_init(&l, 4, 2, 2, 2, 5, 0.3f, 10); }
+static void loss_batch(void) {
+  ProxyGML l;
+  float x[10] = {0}, prox[8] = {1, 0, 0, 1, -1, 0, 0, -1};
+  int y[5] = {0};
+  proxygml_init(&l, 4, 2, 2, 2, 2, 0.3f, 10);
+  proxygml_forward(&l, x, y, prox, 5);
+}
+
+Test(refusals, proxygml_preconditions) {
+  expect_check(loss_sizes, "proxygml_init: bad sizes B=4 D=0 C=2 N=2");
+  expect_check(loss_k, "proxygml_init: K=5 outside [1, C*N=4]");
+  expect_check(loss_batch, "proxygml_forward: B=5 outside [1, 4]");
+}
+
+static const char *const PHASES[1] = {"data"};
+static void recorder_nk0(void) { Recorder r; recorder_init(&r, KS, 0, 4, PHASES, 1); }
+static void recorder_step(void) {
+  Recorder r;
+  const float loss[3] = {1, 1, 0};
+  recorder_init(&r, KS, 1, 4, PHASES, 1);
+  recorder_trace(&r, 5, loss);
+}
+static void recorder_column(void) {
+  Recorder r;
+  recorder_init(&r, KS, 1, 4, PHASES, 1);
+  recorder_get(&r, 0, "no_such_column");
+}
+static void runtable_cols(void) {
+  RunTable t;
+  runtable_init(&t, 0, PHASES);
+}
+
+Test(refusals, recorder_preconditions) {
+  expect_check(recorder_nk0, "recorder_init: 0 ks, 1 phases");
+  expect_check(recorder_step, "recorder_trace: step 5 beyond 4");
+  expect_check(recorder_column, "recorder_get: no no_such_column in row 0");
+  expect_check(runtable_cols, "runtable_init: 0 columns");
+}
+
+/* ------------------------------------------------------------ allocation */
+
+/* sizes no allocator grants; volatile, or the compiler warns about the constant */
+static volatile size_t g_huge = SIZE_MAX;
+static void alloc_bytes(void) { free(xmalloc(g_huge)); }
+static void alloc_array(void) { free(xcalloc(g_huge / 2, 4)); }
+static void alloc_aligned(void) { free(xmalloc_f32(g_huge / 8)); }
+
+/* a sanitizer reports such a request itself instead of returning NULL */
+Test(refusals, allocation_failure_is_fatal) {
+  if (getenv("PROXYGML_SANITIZE")) cr_skip_test("a sanitizer's allocator does not return NULL");
+  expect_check(alloc_bytes, "out of memory allocating 18446744073709551615 bytes");
+  expect_check(alloc_array, "out of memory allocating 9223372036854775807 x 4 bytes");
+  expect_check(alloc_aligned, "out of memory allocating 9223372036854775804 bytes");
+}
+
+/* ------------------------------------------------------ files: status returns */
+
+static char g_dir[256];
+
+static void make_dir(void) {
+  snprintf(g_dir, sizeof g_dir, "%s/refusals_XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+  cr_assert(mkdtemp(g_dir));
+}
+static void remove_dir(void) {
+  char cmd[300];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
+  if (g_dir[0] && system(cmd) != 0) cr_log_warn("cannot remove %s", g_dir);
+}
+TestSuite(files, .init = make_dir, .fini = remove_dir);
+
+static const char *in_dir(const char *name) {
+  static char path[4][512];
+  static int next;
+  char *p = path[next++ % 4];
+  snprintf(p, 512, "%s/%s", g_dir, name);
+  return p;
+}
+
+#define EXPECT_ERR(call, want)                                                               \
+  do {                                                                                       \
+    cr_assert_eq((call), -1, "%s did not fail", #call);                                      \
+    cr_assert(strstr(err_msg(), (want)), "%s: want '%s', got '%s'", #call, (want), err_msg()); \
+  } while (0)
+
+Test(files, fsutil_refusals) {
+  char longname[5000];
+  memset(longname, 'a', sizeof longname - 1);
+  longname[sizeof longname - 1] = 0;
+  longname[0] = '/';
+  EXPECT_ERR(fsutil_mkdir_p(longname), "directory name too long: '/aaaa");
+  longname[4500] = '/';
+  EXPECT_ERR(fsutil_mkdir_parent(longname), "path too long: '/aaaa");
+  FILE *f = fopen(in_dir("plain"), "w");
+  cr_assert(f);
+  fclose(f);
+  EXPECT_ERR(fsutil_mkdir_p(in_dir("plain/sub")), "/plain': a file is in the way");
+  /* procfs makes no directories, not even for root */
+  EXPECT_ERR(fsutil_mkdir_p("/proc/refusals/sub"), "cannot create directory '/proc/refusals': No such file");
+  EXPECT_ERR(fsutil_commit(in_dir("missing.tmp"), in_dir("out")), "missing.tmp: cannot reopen to flush it");
+  /* a rename onto a non-empty directory fails after the flush */
+  cr_assert_eq(mkdir(in_dir("full"), 0777), 0);
+  f = fopen(in_dir("full/x"), "w");
+  cr_assert(f);
+  fclose(f);
+  f = fopen(in_dir("new.tmp"), "w");
+  cr_assert(f);
+  fclose(f);
+  EXPECT_ERR(fsutil_commit(in_dir("new.tmp"), in_dir("full")), "cannot rename");
+  cr_assert(access(in_dir("new.tmp"), F_OK) != 0, "the temp file of a failed commit is removed");
+}
+
+Test(files, h5io_refusals) {
+  hid_t f;
+  EXPECT_ERR(h5io_create(in_dir("nodir/x.h5"), &f), "x.h5: cannot create HDF5 file (directory missing");
+  cr_assert_eq(h5io_create(in_dir("a.h5"), &f), 0);
+  const int64_t dims[2] = {4, 2};
+  const float v[8] = {0};
+  cr_assert_eq(h5io_write(f, "x", H5T_NATIVE_FLOAT, 2, dims, v), 0);
+  cr_assert_eq(h5io_set_attr_str(f, "s", "text"), 0);
+  EXPECT_ERR(h5io_write_rows(f, "y", H5T_NATIVE_FLOAT, 2, dims, 3, 2, v), "dataset 'y': rows [3, 5) out of range");
+  float out[8];
+  EXPECT_ERR(h5io_read_rows(f, "x", H5T_NATIVE_FLOAT, 2, 3, out), "dataset 'x': rows [2, 5) out of range");
+  char text[16];
+  EXPECT_ERR(h5io_attr_str(f, "absent", text, sizeof text), "attribute 'absent' is missing");
+  /* 9 dimensions: more than any file of the project has */
+  hsize_t d9[9] = {1, 1, 1, 1, 1, 1, 1, 1, 1};
+  hid_t s = H5Screate_simple(9, d9, NULL);
+  hid_t d = H5Dcreate2(f, "deep", H5T_NATIVE_FLOAT, s, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  cr_assert_geq(d, 0);
+  H5Dclose(d);
+  H5Sclose(s);
+  int nd;
+  int64_t shape[H5IO_MAXDIM];
+  EXPECT_ERR(h5io_shape(f, "deep", &nd, shape), "dataset 'deep' has an unsupported rank");
+  /* strings do not convert to numbers */
+  const char *strs[2] = {"a", "b"};
+  hid_t st = H5Tcopy(H5T_C_S1);
+  H5Tset_size(st, H5T_VARIABLE);
+  hsize_t d2[1] = {2};
+  s = H5Screate_simple(1, d2, NULL);
+  d = H5Dcreate2(f, "names", st, s, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  cr_assert_geq(d, 0);
+  H5Dwrite(d, st, H5S_ALL, H5S_ALL, H5P_DEFAULT, strs);
+  H5Dclose(d);
+  H5Sclose(s);
+  H5Tclose(st);
+  EXPECT_ERR(h5io_read(f, "names", H5T_NATIVE_FLOAT, out, 2), "dataset 'names': read failed");
+  H5Fclose(f);
+}
+
+Test(files, dataset_writer_refusals) {
+  DatasetWriter w;
+  const char *names[2] = {"a", "b"};
+  char longpath[5000];
+  memset(longpath, 'a', sizeof longpath - 1);
+  longpath[sizeof longpath - 1] = 0;
+  EXPECT_ERR(dataset_writer_init(&w, longpath, 2, names, "test"), "output path too long: 'aaaa");
+  dataset_writer_free(&w);
+  EXPECT_ERR(dataset_writer_init(&w, in_dir("d.h5"), 0, names, "test"), "d.h5: no classes to write");
+  dataset_writer_free(&w);
+  EXPECT_ERR(dataset_writer_init(&w, "/proc/d.h5", 2, names, "test"), "cannot create HDF5 file");
+  dataset_writer_free(&w);
+
+  cr_assert_eq(dataset_writer_init(&w, in_dir("d.h5"), 2, names, "test"), 0);
+  EXPECT_ERR(dataset_writer_begin(&w, "valid", DATASET_FEATURES, 4, 0, 0), "unknown split 'valid' (expected train or test)");
+  EXPECT_ERR(dataset_writer_begin(&w, "train", DATASET_IMAGES, 28, 0, 1), "/train: bad image shape 28 x 0 x 1");
+  EXPECT_ERR(dataset_writer_begin(&w, "train", DATASET_FEATURES, 0, 0, 0), "/train: bad feature width 0");
+  cr_assert_eq(dataset_writer_begin(&w, "train", DATASET_FEATURES, 2, 0, 0), 0, "%s", err_msg());
+  const float rows[4] = {0};
+  const int32_t labels[2] = {1, 2};
+  EXPECT_ERR(dataset_writer_append(&w, rows, labels, 2), "label 2 of row 1 is outside [0, 2)");
+  EXPECT_ERR(dataset_writer_end(&w), "d.h5: the split would be empty (no rows)");
+  dataset_writer_free(&w);
+  cr_assert(access(in_dir("d.h5"), F_OK) != 0, "a failed conversion leaves no output");
+}
