@@ -99,6 +99,7 @@ typedef struct {
   double pos_loss, neg_loss;   /* their reduced sums over [part_begin, part_end) */
   int nthreads;
   double *scratch;   /* nthreads x (C + M)  per-row logits and SoftTriple's centre weights */
+  float *gram;       /* k x k      SoftTriple: one class's centre Gram matrix, then its regulariser weights */
 } Baseline;
 
 void baseline_init(Baseline *l, BaselineKind kind, const BaselineParams *p, int B_max, int D, int C);

@@ -49,6 +49,7 @@ void baseline_init(Baseline *l, BaselineKind kind, const BaselineParams *p, int 
   l->row_loss = xcalloc(Bm, sizeof(double));
   l->nthreads = omp_get_max_threads();
   l->scratch = xmalloc_f64((size_t)l->nthreads * (C + M));
+  l->gram = xmalloc_f32((size_t)k * k);
   if (kind == BASELINE_PROXYANCHOR) {
     l->nstats = 3 * C;
     l->stats = xcalloc((size_t)l->nstats, sizeof(double));
@@ -58,7 +59,7 @@ void baseline_init(Baseline *l, BaselineKind kind, const BaselineParams *p, int 
 }
 
 void baseline_free(Baseline *l) {
-  void *bufs[] = {l->x, l->xnorm, l->W, l->pnorm, l->S, l->Zc, l->G, l->gx, l->GW, l->row_loss, l->scratch, l->stats,
+  void *bufs[] = {l->x, l->xnorm, l->W, l->pnorm, l->S, l->Zc, l->G, l->gx, l->GW, l->row_loss, l->scratch, l->gram, l->stats,
                   l->pos, l->neg};
   for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
   memset(l, 0, sizeof *l);
@@ -130,26 +131,29 @@ static double softtriple_row(float *zc, float *g, double *z, double *q, const fl
 }
 
 /* 4.3: the centre regulariser of classes [c0, c1): sum over pairs t < t' of
- * one class of sqrt(2 + eps - 2 w_t.w_t'), over C k (k - 1). With gw: adds
- * tau dR/dW (the pair's term differentiated on both centres). */
-static double softtriple_reg(float *gw /* M x D or NULL */, const float *W, int c0, int c1, int k, int C, int D,
-                             double tau) {
+ * one class of sqrt(2 + eps - 2 w_t.w_t'), over C k (k - 1). A class's k x k
+ * Gram matrix is one small sgemm; with gw, its gradient tau dR/dW_c = F W_c
+ * is another (F[t,u] = -tau / (dist_tu C k (k - 1)), zero diagonal).
+ * gram: scratch of k x k. */
+static double softtriple_reg(float *gw /* M x D or NULL */, float *gram, const float *W, int c0, int c1, int k, int C,
+                             int D, double tau) {
   if (k < 2) return 0;
   const double norm = 1.0 / ((double)C * k * (k - 1));
   double total = 0;
-  for (int c = c0; c < c1; c++)   /* k is small: k^2 D per class */
-    for (int t = 0; t < k; t++)
-      for (int u = t + 1; u < k; u++) {
-        const float *a = W + ((size_t)c * k + t) * D, *b = W + ((size_t)c * k + u) * D;
-        double dot = 0;
-        for (int d = 0; d < D; d++) dot += (double)a[d] * b[d];
-        double dist = sqrt(2.0 + ST_REG_EPS - 2.0 * dot);
+  for (int c = c0; c < c1; c++) {
+    const float *Wc = W + (size_t)c * k * D;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, k, k, D, 1.0f, Wc, D, Wc, D, 0.0f, gram, k);
+    for (int t = 0; t < k; t++) {
+      gram[t * k + t] = 0;
+      for (int u = t + 1; u < k; u++) {   /* in pair order: the sum is the same run to run */
+        double dist = sqrt(2.0 + ST_REG_EPS - 2.0 * gram[t * k + u]);
         total += dist;
-        if (!gw) continue;
-        float f = (float)(-tau * norm / dist);
-        float *ga = gw + ((size_t)c * k + t) * D, *gb = gw + ((size_t)c * k + u) * D;
-        for (int d = 0; d < D; d++) { ga[d] += f * b[d]; gb[d] += f * a[d]; }
+        gram[t * k + u] = gram[u * k + t] = (float)(-tau * norm / dist);
       }
+    }
+    if (gw) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, k, D, k, 1.0f, gram, k, Wc, D, 1.0f,
+                        gw + (size_t)c * k * D, D);
+  }
   return total * norm;
 }
 
@@ -237,7 +241,7 @@ float baseline_forward_finish(Baseline *l) {
     for (int b = 0; b < B; b++) loss_cls += l->row_loss[b];
     loss_cls *= inv_b;
     if (l->kind == BASELINE_SOFTTRIPLE && l->p.st_tau > 0)
-      loss_reg = softtriple_reg(NULL, l->W, l->part_begin, l->part_end, k, C, l->D, 0);
+      loss_reg = softtriple_reg(NULL, l->gram, l->W, l->part_begin, l->part_end, k, C, l->D, 0);
   }
   l->loss_cls = (float)loss_cls;
   l->loss_reg = (float)loss_reg;
@@ -258,7 +262,7 @@ void baseline_backward(Baseline *l, float *dx_raw, float *dproxies) {
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, D, M, 1.0f, l->G, M, l->W, D, 0.0f, l->gx, D);
   cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, M, D, B, 1.0f, l->G, M, l->x, D, 0.0f, l->GW, D);
   if (l->kind == BASELINE_SOFTTRIPLE && l->p.st_tau > 0)
-    softtriple_reg(l->GW, l->W, l->part_begin, l->part_end, l->k, l->C, D, l->p.st_tau);
+    softtriple_reg(l->GW, l->gram, l->W, l->part_begin, l->part_end, l->k, l->C, D, l->p.st_tau);
   l2norm_backward(dx_raw, l->gx, l->x, l->xnorm, B, D);
   l2norm_backward(dproxies, l->GW, l->W, l->pnorm, M, D);
 }
