@@ -88,6 +88,7 @@ typedef struct {
   float *Zc;         /* B_max x C  per class: ProxyNCA squared distance, Proxy-Anchor cosine,
                                    SoftTriple relaxed class similarity, Normalized Softmax logit */
   float *G;          /* B_max x M  dL/dS */
+  float *GT;         /* M x B      G transposed, for G^T x */
   float *gx;         /* B_max x D  dL/dx */
   float *GW;         /* M x D      dL/dW */
   double *row_loss;  /* B_max      per-row loss terms before the divisor */
