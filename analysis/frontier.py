@@ -97,7 +97,7 @@ def frontier_figure(points, title=""):
             if len(M) > 1:
                 ax.fill_between(M, lo, hi, color=color, alpha=0.2, linewidth=0)
             else:   # one M: the band is a bar over the seeds
-                ax.errorbar(M, mean, yerr=[mean - lo, hi - mean], color=color, capsize=4, linewidth=0)
+                ax.errorbar(M, mean, yerr=[mean - lo, hi - mean], color=color, capsize=4, fmt="none")
         axes[2].plot(M, [p["sec_per_epoch"] for p in ps], "o-", color=color, label=label)
     ticks = sorted({p["M"] for p in points})
     for ax, name in zip(axes, [n for _, n in METRICS] + ["training seconds per epoch"]):
