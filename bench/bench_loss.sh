@@ -7,6 +7,7 @@
 # SoftTriple's centres, the other baselines have one proxy per class.
 #   bench/bench_loss.sh [PRESETS] [THREADS]     default: "cub sop bigbatch" "1 2"
 #   LOSSES="softtriple" bench/bench_loss.sh cub 1     only one baseline; LOSSES= none
+#   PROXYGML=0 bench/bench_loss.sh                     only the baselines
 # The baseline is bench/torch_loss.py (TORCH_BENCH=path/to/another.py to
 # swap it); it needs Debian's python3-torch.
 set -euo pipefail
@@ -20,6 +21,7 @@ THREADS=${2:-1 2}
 [ -x "$BIN" ] || { echo "bench_loss: build first (meson setup build && meson compile -C build)" >&2; exit 2; }
 [ -f "$TORCH_BENCH" ] || { echo "bench_loss: $TORCH_BENCH not found (set TORCH_BENCH)" >&2; exit 2; }
 
+if [ "${PROXYGML:-1}" != 0 ]; then
 printf "%-9s %3s %10s %10s %10s %8s %8s %9s %9s %6s\n" preset thr c_ms torch_fast torch_1hot x_fast x_1hot c_gflops sgemm gemm_x
 for p in $PRESETS; do
   for t in $THREADS; do
@@ -34,7 +36,7 @@ for p in $PRESETS; do
       printf "%-9s %3d %10.3f %10.3f %10.3f %7.2fx %7.2fx %9.1f %9.1f %5.2fx\n", p, t, c, f, h, f / c, h / c, g, s, s / g }'
   done
 done
-
+fi
 [ -n "$LOSSES" ] || exit 0
 echo
 printf "%-12s %-9s %3s %10s %10s %8s\n" loss preset thr c_ms torch_ms x_torch
