@@ -94,6 +94,19 @@ def cmd_proxies(args):
     print(save_figure(fig, _out_path(args, _run_dir(args.run), "proxies")))
 
 
+def cmd_frontier(args):
+    from .frontier import frontier_figure, frontier_markdown, frontier_points
+    from .plots import save_figure
+    points, skipped = frontier_points(find_runs(args.runs_dir))
+    title = args.title or os.path.basename(os.path.abspath(args.runs_dir))
+    md = frontier_markdown(points, skipped, title=f"Frontier: {title}")
+    if args.md:
+        with open(args.md, "w", encoding="utf-8") as f:
+            f.write(md)
+    sys.stdout.write(md)
+    print(save_figure(frontier_figure(points, title), _out_path(args, args.runs_dir, "frontier")))
+
+
 def build_parser():
     p = argparse.ArgumentParser(prog="analysis", description="Summaries and pictures of proxygml run files "
                                 "(run.h5). Exit 0 ok, 2 bad input.")
@@ -124,6 +137,17 @@ def build_parser():
                    help="keep only runs with this key value (repeatable); needed when other keys were swept")
     picture(s)
     s.set_defaults(func=cmd_heatmap)
+
+    s = sub.add_parser("frontier", help="R@1 and MAP@R against the total number of proxies, one line per loss",
+                       description="Find every run.h5 below RUNS_DIR; group the complete runs by loss and M = "
+                       "C x proxies per class, pool the seeds; print a Markdown table and draw R@1, MAP@R and "
+                       "training seconds per epoch against M (docs/baselines.md).")
+    s.add_argument("runs_dir", metavar="RUNS_DIR")
+    s.add_argument("--md", metavar="OUT.md", help="also write the table to a file")
+    s.add_argument("--title", help="title of the figure and table (default: the directory's name)")
+    picture(s)
+    s.add_argument("-o", dest="out", help="same as --out")
+    s.set_defaults(func=cmd_frontier)
 
     s = sub.add_parser("curves", help="loss and metrics per epoch of some runs, one panel per quantity")
     s.add_argument("runs", nargs="+", metavar="RUN.h5")

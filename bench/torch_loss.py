@@ -7,6 +7,7 @@ the median, the 10th and 90th percentiles and the minimum in milliseconds.
   bench/torch_loss.py --preset sop --impl onehot --reps 10
   bench/torch_loss.py --B 32 --D 512 --C 11318 --N 1 --r 0.05 --lam 0
   bench/torch_loss.py --check TESTDATA_DIR     # both impls against the golden loss_*.h5
+  bench/torch_loss.py --preset cub --loss softtriple   # a baseline (bench/torch_baselines.py)
 
 --impl fast is the cheap form (per-class sums by reshaping, regulariser as
 W^T (W Y)); --impl onehot the structure of the published code (dense one-hot
@@ -43,6 +44,8 @@ def parse_args():
     ap.add_argument("--lam", type=float, default=0.3)
     ap.add_argument("--scale", type=float, default=1.0)
     ap.add_argument("--impl", choices=["fast", "onehot"], default="fast")
+    ap.add_argument("--loss", choices=["proxygml", "proxynca", "proxyanchor", "softtriple", "normsoftmax"],
+                    default="proxygml", help="a baseline: the preset's N is SoftTriple's centres, the others have 1")
     ap.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--reps", type=int, default=50, help="timed repetitions")
@@ -70,6 +73,7 @@ import torch.nn.functional as F  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from torch_proxygml import ProxyGMLLoss  # noqa: E402
+import torch_baselines  # noqa: E402
 
 torch.set_num_threads(ARGS.threads)
 try:
@@ -118,7 +122,35 @@ def check(folder):
     sys.exit(0 if ok else 1)
 
 
+def bench_baseline(a):
+    """forward + backward of a baseline from raw embeddings (it normalises them, as the C code does)"""
+    dtype = getattr(torch, a.dtype)
+    torch.manual_seed(a.seed)
+    k = a.N if a.loss == "softtriple" else 1
+    crit = torch_baselines.make(a.loss, a.D, a.C, k, dtype)
+    gen = torch.Generator().manual_seed(a.seed)
+    xs = [torch.randn(a.B, a.D, generator=gen, dtype=dtype) for _ in range(BATCHES)]
+    ys = [torch.randint(0, a.C, (a.B,), generator=gen) for _ in range(BATCHES)]
+    ms = []
+    for rep in range(a.warmup + a.reps):
+        x = xs[rep % BATCHES].clone().requires_grad_(True)
+        t0 = time.perf_counter()
+        crit.proxies.grad = None
+        crit(x, ys[rep % BATCHES]).backward()
+        elapsed = time.perf_counter() - t0
+        if rep >= a.warmup:
+            ms.append(1e3 * elapsed)
+    ms = np.array(ms)
+    print("config loss=%s B=%d D=%d C=%d k=%d dtype=%s threads=%d reps=%d"
+          % (a.loss, a.B, a.D, a.C, k, a.dtype, a.threads, a.reps))
+    print("median_ms %.3f  p10_ms %.3f  p90_ms %.3f  min_ms %.3f  (torch %s, %d threads, OMP_WAIT_POLICY=%s)"
+          % (np.median(ms), np.percentile(ms, 10), np.percentile(ms, 90), ms.min(),
+             torch.__version__, torch.get_num_threads(), os.environ["OMP_WAIT_POLICY"]))
+
+
 def bench(a):
+    if a.loss != "proxygml":
+        return bench_baseline(a)
     dtype = getattr(torch, a.dtype)
     torch.manual_seed(a.seed)
     crit = ProxyGMLLoss(a.D, a.C, a.N, a.r, a.lam, a.scale, a.impl, dtype)

@@ -36,6 +36,11 @@
  * setting one of them in a later layer (k > 0, or any r) resets the other, so
  * `--set k=12` works on a file that chose r.
  *
+ * The loss: `loss` chooses ProxyGML (N, k or r, lambda, scale) or a baseline
+ * (proxynca, proxyanchor, softtriple, normsoftmax), each with keys of its
+ * own named after it (proxyanchor_alpha, ...). Keys of a loss that is not
+ * chosen are kept but have no effect, and the hash leaves them out.
+ *
  * Relative paths (`data`, `init_from`, `order_from`, `@include`): the
  * three files are relative to the working directory; `@include "x.cfg"` to the directory of the including file.
  *
@@ -59,6 +64,8 @@
 #define CFG_PATH_MAX 1024   /* bytes of `data`, NUL included */
 
 typedef enum { CFG_ARCH_MLP, CFG_ARCH_CNN, CFG_ARCH_LINEAR } CfgArch;
+/* the loss (include/loss.h spells the same names) */
+typedef enum { CFG_LOSS_PROXYGML, CFG_LOSS_PROXYNCA, CFG_LOSS_PROXYANCHOR, CFG_LOSS_SOFTTRIPLE, CFG_LOSS_NORMSOFTMAX } CfgLoss;
 
 /* ascending, without repeats; n = CFG_LIST_ALL only where "all" is allowed */
 typedef struct { int n; int v[CFG_LIST_MAX]; } CfgList;
@@ -77,6 +84,15 @@ typedef struct {
   double eps, weight_decay;     /* Adam epsilon (> 0), L2 decay on both groups */
   double beta1, beta2;          /* Adam moment decays, [0, 1) */
   double decay_rate;            /* lr factor at each decay epoch, (0, 1] */
+  /* the baseline losses' hyper-parameters (docs/baselines.md) */
+  double proxynca_scale;        /* ProxyNCA softmax scale, > 0 */
+  double proxyanchor_margin;    /* Proxy-Anchor delta, [-1, 1] */
+  double proxyanchor_alpha;     /* Proxy-Anchor alpha, (0, 300] */
+  double softtriple_lambda;     /* SoftTriple logit scale, > 0 */
+  double softtriple_gamma;      /* SoftTriple centre softmax temperature, > 0 */
+  double softtriple_tau;        /* SoftTriple regulariser weight, >= 0 */
+  double softtriple_margin;     /* SoftTriple delta, >= 0 */
+  double normsoftmax_temperature;   /* Normalized Softmax T, > 0 */
   int64_t seed;                 /* initialisation and shuffling, >= 0 */
   int64_t dump_grads;           /* steps whose reduced gradient goes to DIR/grads.h5; 0 = off */
   int64_t collective_timeout;   /* seconds one MPI call may block before the job is ended; 0 = off */
@@ -95,6 +111,8 @@ typedef struct {
   int checkpoint_every;         /* steps; 0 = off */
   int max_steps_per_epoch;      /* 0 = the whole training set */
   int check_sync_every;         /* steps between replica consistency checks; 0 = off */
+  int loss;                     /* CfgLoss */
+  int softtriple_centers;       /* SoftTriple centres (proxies) per class */
   CfgList decay_epochs;         /* 1-based epochs from which the lr is multiplied by decay_rate */
   CfgList eval_epochs;          /* evaluate after these epochs (0 = untrained); or all */
   CfgList recall_ks;            /* k of Recall@k */
@@ -131,13 +149,18 @@ int cfg_write_attrs(const Config *c, hid_t loc);
  * trajectory. Keys that can change when resuming a run (name, epochs,
  * eval_epochs, recall_ks, kmeans_restarts, threads, checkpoint_every,
  * check_sync_every, dump_grads, collective_timeout, shard_optimizer, overlap,
- * bucket_mib) are left out; --help
- * marks them. Stable as long as the set of keys is. */
+ * bucket_mib) are left out; --help marks them. So are the keys of the
+ * losses not chosen, and `loss` itself when it is proxygml: a ProxyGML
+ * configuration hashes as it did before the baselines existed, and its
+ * checkpoints still resume. */
 uint64_t cfg_hash(const Config *c);
 
 /* the schedule, in the keys' own conventions (epochs 1-based, 0 = before training) */
 int cfg_eval_at(const Config *c, int epoch);                  /* 1 if evaluating after `epoch` */
 double cfg_lr_at(const Config *c, double base_lr, int epoch); /* lr while training `epoch` */
 const char *cfg_arch_name(int arch);                          /* "mlp", "cnn", "linear" */
+const char *cfg_loss_name(int loss);                          /* "proxygml", "proxynca", ... */
+/* proxies per class of the chosen loss: N (proxygml), softtriple_centers, else 1 */
+int cfg_proxies_per_class(const Config *c);
 
 #endif

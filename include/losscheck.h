@@ -1,5 +1,6 @@
-/* losscheck.h: the loss against a golden HDF5 file (tests/data/loss_*.h5,
- * layout in tests/data/README.md): read and validate the inputs, compute
+/* losscheck.h: a loss against a golden HDF5 file (tests/data/loss_*.h5 for
+ * ProxyGML, tests/data/baselines/ for the baselines; layouts in
+ * tests/data/README.md): read and validate the inputs, compute
  * every quantity the files hold with the float32 loss or the float64
  * reference, and compare them one by one with the tolerances of the golden
  * data. `proxygml check-loss` is this module plus printing.
@@ -10,16 +11,23 @@
  *   LossCheckOut o;
  *   losscheck_compute(&o, &c, use_ref);
  *   LossCheckItem it[LOSSCHECK_NITEMS];
- *   losscheck_items(it, &o, &c, use_ref);
- *   for (int i = 0; i < LOSSCHECK_NITEMS; i++) {
+ *   int n = losscheck_items(it, &o, &c, use_ref);
+ *   for (int i = 0; i < n; i++) {
  *     LossCheckResult r;
  *     int rc = losscheck_compare(&r, f, &it[i]);   // 1 compared, 0 not in the file, -1 unreadable
  *   }
  *   losscheck_out_free(&o); losscheck_case_free(&c); H5Fclose(f);
  *
- * A golden file holds the inputs x_raw (B x D), labels (B), proxies (D x M,
+ * A ProxyGML file holds the inputs x_raw (B x D), labels (B), proxies (D x M,
  * transposed on load into the loss's M x D) and the attributes C, N, K or r,
  * lambda, scale; every other dataset it holds is an expected value.
+ *
+ * A baseline file says which loss in its attribute `loss_name` (ProxyNCALoss,
+ * ProxyAnchorLoss, SoftTripleLoss, NormalizedSoftmaxLoss) and holds its
+ * hyper-parameters under the reference library's names (softmax_scale;
+ * margin, alpha; centers_per_class, la, gamma, margin, and tau if a
+ * regulariser was applied; temperature), and proxies in the layout its
+ * attribute `proxies_layout` names ("C x D", or "D x ..." transposed).
  */
 #ifndef PROXYGML_LOSSCHECK_H
 #define PROXYGML_LOSSCHECK_H
@@ -27,11 +35,16 @@
 #include <hdf5.h>
 #include <stddef.h>
 
-#define LOSSCHECK_NITEMS 16   /* quantities a golden file may hold */
+#include "loss.h"
+
+#define LOSSCHECK_NITEMS 16   /* quantities a golden file may hold, at most */
 
 typedef struct {
-  int B, D, C, N, M, K;
+  LossKind kind;   /* LOSS_PROXYGML for the files without `loss_name` */
+  int B, D, C, N, M, K;   /* baselines: N = proxies per class, K unused */
   double lambda, scale;
+  BaselineParams base;    /* the baselines' hyper-parameters */
+  int proxies_dm;         /* 1: the file stores proxies D x M (transposed on load) */
   float *x_raw;    /* B x D */
   int *labels;     /* B */
   float *proxies;  /* M x D (transposed from the file's D x M) */
@@ -54,12 +67,17 @@ typedef struct {
   double *zmask;      /* B x C */
   double *P;          /* B x C */
   double *dx_raw;     /* B x D */
-  double *dproxies;   /* D x M */
+  double *dproxies;   /* the file's layout: D x M (ProxyGML, proxies_dm) or M x D */
   double *gx;         /* B x D */
   double *GZ;         /* B x C */
   double *GS;         /* B x M */
   double *W;          /* D x M  normalised proxies */
   double *GW;         /* D x M */
+  /* the baselines' intermediates (docs/baselines.md) */
+  double *Zc;         /* B x C  squared distances, cosines, class similarities or logits */
+  double *row_loss;   /* B */
+  double *pos, *neg;  /* C   Proxy-Anchor's per-proxy terms */
+  double pos_loss, neg_loss;
 } LossCheckOut;
 
 /* one forward and backward of the float32 loss (use_ref = 0) or of the
@@ -75,9 +93,10 @@ typedef struct {
   int exact;           /* 1: must be equal */
 } LossCheckItem;
 
-/* The LOSSCHECK_NITEMS comparisons, in the order they are reported, with
- * the tolerances of the golden data's README (float64 reference: ~1e-12). */
-void losscheck_items(LossCheckItem items[LOSSCHECK_NITEMS], const LossCheckOut *o, const LossCheckCase *c,
+/* The comparisons for the case's loss (at most LOSSCHECK_NITEMS; returns
+ * how many), in the order they are reported, with the tolerances of the
+ * golden data's README (float64 reference: ~1e-12). */
+int losscheck_items(LossCheckItem items[LOSSCHECK_NITEMS], const LossCheckOut *o, const LossCheckCase *c,
                      int use_ref);
 
 typedef struct {

@@ -1,6 +1,6 @@
 /* trainer.h: data-parallel training of an embedding network with the
- * ProxyGML loss, with evaluation, the run file, checkpoints and exact
- * resume, and preemption by SIGUSR1/SIGTERM. `proxygml train` (tools/train.c)
+ * ProxyGML loss or a baseline proxy loss (include/loss.h), with evaluation,
+ * the run file, checkpoints and exact resume, and preemption by SIGUSR1/SIGTERM. `proxygml train` (tools/train.c)
  * is its command line.
  *
  *   trainer_catch_signals();                  // before anything slow
@@ -16,8 +16,8 @@
  *
  *   sampler_batch        the rank's slice of the global batch
  *   model_forward        raw embeddings
- *   proxygml_forward     loss, with the global batch size as divisor
- *   proxygml_backward    d loss / d embeddings, d loss / d proxies
+ *   loss_forward         loss (ProxyGML or a baseline, include/loss.h), global-batch divisor
+ *   loss_backward        d loss / d embeddings, d loss / d proxies
  *   model_backward       d loss / d network parameters
  *   dist_allreduce_sum   ONE call over the flat gradient block (+ the loss)
  *   adam_step            identical on every rank
@@ -56,7 +56,8 @@ int trainer_main(Dist *d, const TrainerArgs *a);
 
 /* the sizes of a run, from its configuration and its dataset's splits */
 typedef struct {
-  int C, N, M, K, D;
+  int loss;                    /* CfgLoss */
+  int C, N, M, K, D;           /* N: proxies per class of the loss; K: ProxyGML's, N for the baselines */
   int G;                       /* global batch */
   int64_t steps_per_epoch;
 } TrainerSizes;

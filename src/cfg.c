@@ -44,6 +44,8 @@ typedef struct {
 
 static const char *const ARCH_NAMES[] = {"mlp", "cnn", "linear"};   /* CfgArch order */
 #define NARCH ((int)(sizeof ARCH_NAMES / sizeof ARCH_NAMES[0]))
+static const char *const LOSS_NAMES[] = {"proxygml", "proxynca", "proxyanchor", "softtriple", "normsoftmax"};
+#define NLOSS ((int)(sizeof LOSS_NAMES / sizeof LOSS_NAMES[0]))
 
 #define FLD(f) offsetof(Config, f), sizeof(((Config *)0)->f)
 #define BIG 1e6             /* bound on counts of epochs: catches typos, limits nothing real */
@@ -57,12 +59,30 @@ static const Key KEYS[] = {
   {"arch", T_ENUM, FLD(arch), "mlp", 0, 0, 0, "network",
    "embedding network: mlp, cnn (as in the PyTorch baseline) or linear (one layer)"},
   {"embed_dim", T_INT, FLD(embed_dim), "128", 1, 65536, 0, NULL, "D, the embedding dimension"},
-  {"C", T_INT, FLD(C), "0", 0, BIG, 0, "loss", "training classes; 0 = as many as the dataset has"},
-  {"N", T_INT, FLD(N), "4", 1, 10000, 0, NULL, "proxies per class"},
+  {"loss", T_ENUM, FLD(loss), "proxygml", 0, 0, 0, "loss",
+   "the loss: proxygml, or a baseline: proxynca, proxyanchor, softtriple, normsoftmax (docs/baselines.md)"},
+  {"C", T_INT, FLD(C), "0", 0, BIG, 0, NULL, "training classes; 0 = as many as the dataset has"},
+  {"N", T_INT, FLD(N), "4", 1, 10000, 0, NULL, "proxygml: proxies per class"},
   {"k", T_INT, FLD(k), "0", 0, IMAX, 0, NULL, "K, proxies kept in each sample's subgraph; 0 = from r"},
   {"r", T_F64, FLD(r), "0.4", 0, 1, F_MIN_OPEN, NULL, "when k = 0: K = ceil(r*C*N), in double, left to right"},
   {"lambda", T_F64, FLD(lambda), "0.3", 0, HUGE_VAL, 0, NULL, "weight of the proxy regulariser; 0 = off"},
   {"scale", T_F64, FLD(scale), "1", 0, HUGE_VAL, F_MIN_OPEN, NULL, "softmax scale s of the class logits"},
+  {"proxynca_scale", T_F64, FLD(proxynca_scale), "1", 0, HUGE_VAL, F_MIN_OPEN, NULL,
+   "proxynca: softmax scale s of -s * squared distance"},
+  {"proxyanchor_margin", T_F64, FLD(proxyanchor_margin), "0.1", -1, 1, 0, NULL, "proxyanchor: margin delta"},
+  {"proxyanchor_alpha", T_F64, FLD(proxyanchor_alpha), "32", 0, 300, F_MIN_OPEN, NULL,
+   "proxyanchor: scale alpha (at most 300: exp(alpha (1 + |delta|)) stays finite in double)"},
+  {"softtriple_centers", T_INT, FLD(softtriple_centers), "10", 1, 10000, 0, NULL,
+   "softtriple: centres (proxies) per class"},
+  {"softtriple_lambda", T_F64, FLD(softtriple_lambda), "20", 0, HUGE_VAL, F_MIN_OPEN, NULL,
+   "softtriple: scale lambda of the class logits"},
+  {"softtriple_gamma", T_F64, FLD(softtriple_gamma), "0.1", 0, HUGE_VAL, F_MIN_OPEN, NULL,
+   "softtriple: temperature gamma of the softmax over a class's centres"},
+  {"softtriple_tau", T_F64, FLD(softtriple_tau), "0.2", 0, HUGE_VAL, 0, NULL,
+   "softtriple: weight tau of the centre regulariser; 0 = none (as pytorch-metric-learning)"},
+  {"softtriple_margin", T_F64, FLD(softtriple_margin), "0.01", 0, HUGE_VAL, 0, NULL, "softtriple: margin delta"},
+  {"normsoftmax_temperature", T_F64, FLD(normsoftmax_temperature), "0.05", 0, HUGE_VAL, F_MIN_OPEN, NULL,
+   "normsoftmax: temperature T of the cosine logits"},
   {"lr", T_F64, FLD(lr), "1e-3", 0, HUGE_VAL, 0, "optimiser", "Adam learning rate of the network"},
   {"proxy_lr", T_F64, FLD(proxy_lr), "0.03", 0, HUGE_VAL, 0, NULL, "Adam learning rate of the proxies"},
   {"eps", T_F64, FLD(eps), "0.01", 0, HUGE_VAL, F_MIN_OPEN, NULL, "Adam epsilon"},
@@ -122,6 +142,25 @@ typedef struct {
   char s[CFG_PATH_MAX];
   CfgList l;
 } Val;
+
+/* the names of a choice key, in its enum's order */
+static const char *const *choices(const Key *k, int *n) {
+  int loss = !strcmp(k->key, "loss");
+  *n = loss ? NLOSS : NARCH;
+  return loss ? LOSS_NAMES : ARCH_NAMES;
+}
+
+static const char *choice_name(const Key *k, int64_t i) {
+  int n;
+  const char *const *names = choices(k, &n);
+  return i >= 0 && i < n ? names[i] : "?";
+}
+
+static int nchoices(const Key *k) {
+  int n;
+  choices(k, &n);
+  return n;
+}
 
 static const Key *find_key(const char *name) {
   for (int i = 0; i < NKEYS; i++)
@@ -196,7 +235,7 @@ static int check(const Key *k, const Val *v) {
           return err_set("config key '%s': may hold only letters, digits, '.', '_' and '-', got \"%s\"", k->key, v->s);
     return 0;
   case T_ENUM:
-    if (v->i < 0 || v->i >= NARCH) return err_set("config key '%s': invalid choice %lld", k->key, (long long)v->i);
+    if (v->i < 0 || v->i >= nchoices(k)) return err_set("config key '%s': invalid choice %lld", k->key, (long long)v->i);
     return 0;
   case T_LIST:
     if (v->l.n == CFG_LIST_ALL && (k->flags & F_ALL)) return 0;
@@ -272,9 +311,14 @@ static int parse_int(const Key *k, const char *t, int64_t *out) {
 }
 
 static int parse_choice(const Key *k, const char *t, int64_t *out) {
-  for (int j = 0; j < NARCH; j++)
-    if (!strcmp(t, ARCH_NAMES[j])) { *out = j; return 0; }
-  return err_set("config key '%s': must be one of mlp, cnn, linear, got \"%s\"", k->key, t);
+  int n;
+  const char *const *names = choices(k, &n);
+  char list[256] = "";
+  for (int j = 0; j < n; j++) {
+    if (!strcmp(t, names[j])) { *out = j; return 0; }
+    snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", j ? ", " : "", names[j]);
+  }
+  return err_set("config key '%s': must be one of %s, got \"%s\"", k->key, list, t);
 }
 
 static int parse_string(const Key *k, const char *t, Val *v) {
@@ -345,7 +389,8 @@ static const char *expected(const Key *k) {
   case T_I64: return "an integer";
   case T_F64: return "a number";
   case T_STR: return "a string in double quotes";
-  case T_ENUM: return "one of \"mlp\", \"cnn\", \"linear\"";
+  case T_ENUM: return !strcmp(k->key, "loss") ? "a loss name in double quotes (\"proxygml\", \"softtriple\", ...)"
+                                              : "one of \"mlp\", \"cnn\", \"linear\"";
   case T_LIST: return k->flags & F_ALL ? "an array of integers like [0, 5] or \"all\"" : "an array of integers like [20, 40]";
   }
   return "?";
@@ -588,8 +633,11 @@ int cfg_validate(const Config *c) {
     if (c->eval_epochs.v[j] > c->epochs)
       return err_set("config key 'eval_epochs': epoch %d is after the last one (epochs = %d)", c->eval_epochs.v[j],
                      c->epochs);
-  int K;
-  if (c->C > 0 && cfg_resolve_k(c, c->C, &K) != 0) return -1;
+  int K;   /* K is ProxyGML's: the baselines keep no subgraph */
+  if (c->loss == CFG_LOSS_PROXYGML && c->C > 0 && cfg_resolve_k(c, c->C, &K) != 0) return -1;
+  if (c->C > 0 && (int64_t)c->C * cfg_proxies_per_class(c) > INT_MAX)
+    return err_set("config keys 'C' and 'softtriple_centers': C*centres = %d*%d is out of range", c->C,
+                   c->softtriple_centers);
   return 0;
 }
 
@@ -611,6 +659,28 @@ double cfg_lr_at(const Config *c, double base_lr, int epoch) {
 }
 
 const char *cfg_arch_name(int arch) { return arch >= 0 && arch < NARCH ? ARCH_NAMES[arch] : "?"; }
+const char *cfg_loss_name(int loss) { return loss >= 0 && loss < NLOSS ? LOSS_NAMES[loss] : "?"; }
+
+int cfg_proxies_per_class(const Config *c) {
+  return c->loss == CFG_LOSS_PROXYGML ? c->N : c->loss == CFG_LOSS_SOFTTRIPLE ? c->softtriple_centers : 1;
+}
+
+/* the loss a key belongs to by its prefix (proxyanchor_alpha: proxyanchor), or -1 */
+static int key_loss(const Key *k) {
+  for (int i = 1; i < NLOSS; i++) {
+    size_t n = strlen(LOSS_NAMES[i]);
+    if (!strncmp(k->key, LOSS_NAMES[i], n) && k->key[n] == '_') return i;
+  }
+  return -1;
+}
+
+/* left out of the hash: the keys of a loss not chosen, and `loss` = proxygml
+ * (the text hashed before the baselines existed, docs/baselines.md 7) */
+static int hash_skips(const Config *c, const Key *k) {
+  int owner = key_loss(k);
+  if (owner >= 0) return owner != c->loss;
+  return is_key(k, "loss") && c->loss == CFG_LOSS_PROXYGML;
+}
 
 /* ---- text out: help, dump, hash, attributes --------------------------------- */
 
@@ -633,7 +703,7 @@ static void fmt_value(const Key *k, const Val *v, int file, char *buf, size_t ca
     snprintf(buf, cap, "%lld%s", (long long)v->i, file && (v->i > INT_MAX || v->i < INT_MIN) ? "L" : "");
     break;
   case T_F64: fmt_double(v->f, buf, cap); break;
-  case T_ENUM: snprintf(buf, cap, file ? "\"%s\"" : "%s", cfg_arch_name((int)v->i)); break;
+  case T_ENUM: snprintf(buf, cap, file ? "\"%s\"" : "%s", choice_name(k, v->i)); break;
   case T_STR:
     if (!file) { snprintf(buf, cap, "%s", v->s); break; }
     n += (size_t)snprintf(buf + n, cap - n, "\"");
@@ -703,6 +773,7 @@ static void write_cfg(const Config *c, FILE *out, int how) {
     /* an unset optional file (init_from, order_from) leaves the hashed text
      * as it was before those keys existed: older checkpoints still resume */
     if ((how & OUT_HASHED_ONLY) && k->type == T_STR && !v.s[0]) continue;
+    if ((how & OUT_HASHED_ONLY) && hash_skips(c, k)) continue;
     fmt_value(k, &v, 1, val, sizeof val);
     if (!(how & OUT_COMMENTS)) { fprintf(out, "%s = %s;\n", k->key, val); continue; }
     if (k->section) fprintf(out, "\n# --- %s ---\n", k->section);

@@ -97,6 +97,7 @@ static int write_all(hid_t f, const RunSnapshot *s, const Dist *d) {
   if (s->class_names && s->n_classes > 0) rc |= h5io_set_attr_strs(root, "class_names", s->class_names, s->n_classes);
   rc |= h5io_set_attr_i64(root, "ranks", s->ranks);
   rc |= h5io_set_attr_i64(root, "threads", s->threads);
+  rc |= h5io_set_attr_str(root, "loss", cfg_loss_name(s->cfg->loss));   /* its hyper-parameters: config/ */
   rc |= h5io_set_attr_i64(root, "C", s->C);
   rc |= h5io_set_attr_i64(root, "N", s->N);
   rc |= h5io_set_attr_i64(root, "K", s->K);

@@ -13,9 +13,9 @@
 #include "evaluator.h"
 #include "fault.h"
 #include "h5io.h"
+#include "loss.h"
 #include "model.h"
 #include "optim.h"
-#include "proxygml.h"
 #include "recorder.h"
 #include "reducer.h"
 #include "rundir.h"
@@ -24,6 +24,7 @@
 #include "sampler.h"
 
 #include <math.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,7 +67,7 @@ typedef struct {
   int *te_labels;              /* n_test */
   /* model, loss, optimizer over one flat block [backbone | proxies] */
   Model model;
-  ProxyGML loss;
+  Loss loss;
   Adam opt;                    /* this rank's pieces of the block (include/reducer.h) */
   Reducer red;
   size_t n_backbone, n_params;
@@ -104,6 +105,9 @@ static int agree(Trainer *T, int ok) { return dist_verdict(T->d, ok, "proxygml t
 /* ------------------------------------------------------------ setup */
 
 _Static_assert((int)DIST_EXIT_HUNG == (int)TRAINER_EXIT_FAILED, "the watchdog exits with 'the training failed'");
+_Static_assert((int)CFG_LOSS_PROXYGML == (int)LOSS_PROXYGML && (int)CFG_LOSS_PROXYNCA == (int)LOSS_PROXYNCA &&
+                   (int)CFG_LOSS_PROXYANCHOR == (int)LOSS_PROXYANCHOR && (int)CFG_LOSS_SOFTTRIPLE == (int)LOSS_SOFTTRIPLE &&
+                   (int)CFG_LOSS_NORMSOFTMAX == (int)LOSS_NORMSOFTMAX, "the config's losses are loss.h's, in order");
 
 static double peak_rss_mib(void) {
   struct rusage ru;
@@ -119,10 +123,16 @@ int trainer_check_sizes(const Config *c, const DatasetInfo *tr, const DatasetInf
   s->C = c->C > 0 ? c->C : tr->label_max + 1;
   if (tr->label_max >= s->C)
     return err_set("config key 'C': the training split has label %d, but C = %d", tr->label_max, s->C);
-  s->N = c->N;
+  s->loss = c->loss;
+  s->N = cfg_proxies_per_class(c);
+  if ((int64_t)s->C * s->N > INT_MAX)
+    return err_set("config key '%s': C*%d = %d*%d proxies is out of range", c->loss == CFG_LOSS_PROXYGML ? "N" :
+                   "softtriple_centers", s->N, s->C, s->N);
   s->M = s->C * s->N;
   s->D = c->embed_dim;
-  if (cfg_resolve_k(c, s->C, &s->K) != 0) return -1;
+  /* the baselines keep no subgraph: the run file's test subgraphs hold each sample's N nearest proxies */
+  if (c->loss != CFG_LOSS_PROXYGML) s->K = s->N;
+  else if (cfg_resolve_k(c, s->C, &s->K) != 0) return -1;
   s->G = c->batch;
   if (s->G > tr->n)
     return err_set("config key 'batch': %d is larger than the training split (%lld rows)", s->G, (long long)tr->n);
@@ -152,7 +162,7 @@ int trainer_check_sizes(const Config *c, const DatasetInfo *tr, const DatasetInf
 }
 
 int trainer_sizes_warning(const TrainerSizes *s, char *buf, size_t cap) {
-  if (s->K > s->N) return 0;
+  if (s->loss != CFG_LOSS_PROXYGML || s->K > s->N) return 0;
   /* the N proxies of the sample's own class enter every subgraph first */
   snprintf(buf, cap, "K = %d <= N = %d: every subgraph holds only the sample's own class, so the classification "
            "loss is constant and the network learns nothing from it (choose K > N)", s->K, s->N);
@@ -234,6 +244,18 @@ static int load_init(Trainer *T) {
   return rc ? err_set("init_from %s: %s", path, err_msg()) : 0;
 }
 
+/* the baselines' keys (include/loss.h) */
+static BaselineParams loss_baseline_params(const Config *c) {
+  return (BaselineParams){.nca_scale = c->proxynca_scale, .pa_margin = c->proxyanchor_margin,
+                          .pa_alpha = c->proxyanchor_alpha, .st_centers = c->softtriple_centers,
+                          .st_lambda = c->softtriple_lambda, .st_gamma = c->softtriple_gamma,
+                          .st_tau = c->softtriple_tau, .st_margin = c->softtriple_margin,
+                          .ns_temperature = c->normsoftmax_temperature};
+}
+
+/* Proxy-Anchor's batch sums within the forward (docs/baselines.md 6): every rank, every step */
+static void reduce_over_ranks(void *d, double *buf, size_t n) { dist_allreduce_sum_f64(d, buf, n); }
+
 /* the model's backward pass reports the gradients it has finished */
 static void grads_ready(void *red, size_t lo) { reducer_ready(red, lo); }
 
@@ -260,10 +282,11 @@ static void build(Trainer *T) {
   for (int d = 0; d < T->D; d++)   /* drawn in the D x M order of the reference tensor */
     for (int j = 0; j < T->M; j++) T->proxies[(size_t)j * T->D + d] = bound * (2 * rng_uniform(&rng) - 1);
 
-  proxygml_init(&T->loss, T->B, T->D, T->C, T->N, T->K, (float)c->lambda, (float)c->scale);
-  T->loss.batch_norm = T->G;   /* the mean over the global batch */
-  T->loss.reg_begin = (int)((int64_t)T->M * T->d->rank / T->d->size);   /* each rank its slice of proxy rows */
-  T->loss.reg_end = (int)((int64_t)T->M * (T->d->rank + 1) / T->d->size);
+  loss_init(&T->loss, &(LossParams){.kind = (LossKind)c->loss, .N = T->N, .K = T->K, .lambda = c->lambda,
+                                     .scale = c->scale, .base = loss_baseline_params(c)},
+            T->B, T->D, T->C);
+  loss_set_split(&T->loss, T->G, T->d->rank, T->d->size);   /* the global divisor, each rank its per-proxy slice */
+  loss_set_reduce(&T->loss, reduce_over_ranks, T->d);
 
   adam_init(&T->opt, T->n_params, c->beta1, c->beta2, c->eps, c->weight_decay);
   size_t head_off, head_cnt;
@@ -290,7 +313,7 @@ static void build(Trainer *T) {
 
 static void trainer_free(Trainer *T) {
   model_free(&T->model);
-  proxygml_free(&T->loss);
+  loss_free(&T->loss);
   adam_free(&T->opt);
   reducer_free(&T->red);
   sampler_free(&T->sampler);
@@ -310,7 +333,7 @@ static void trainer_free(Trainer *T) {
 static void dump_step(Trainer *T) {
   float margin = INFINITY;
   for (int b = 0; b < T->B; b++) {
-    float m = proxygml_topk_margin(&T->loss, b, T->y[b]);
+    float m = loss_topk_margin(&T->loss, b, T->y[b]);
     margin = m < margin ? m : margin;
   }
   DIST_CHECK(MPI_Allreduce(MPI_IN_PLACE, &margin, 1, MPI_FLOAT, MPI_MIN, T->d->comm));
@@ -334,8 +357,8 @@ static float trainer_step(Trainer *T, int64_t step) {
   double t2 = now_sec();
   memset(T->grads, 0, T->n_params * sizeof(float));
   memset(T->dx, 0, (size_t)T->B * T->D * sizeof(float));
-  proxygml_forward(&T->loss, T->model.out, T->y, T->proxies, T->B);
-  proxygml_backward(&T->loss, T->dx, T->dproxies);
+  loss_forward(&T->loss, T->model.out, T->y, T->proxies, T->B);
+  loss_backward(&T->loss, T->dx, T->dproxies);
   float *stats = T->stats;
   stats[0] = T->loss.loss; stats[1] = T->loss.loss_cls; stats[2] = T->loss.loss_reg;
   stats[3] = g_stop_signal ? 1.0f : 0.0f;
@@ -701,12 +724,12 @@ int trainer_main(Dist *d, const TrainerArgs *a) {
     return rc;
   }
   dist_log(d,
-           "proxygml %s: %s on %s, %d rank%s x %d thread%s; C=%d N=%d K=%d D=%d, batch %d (%d per rank), "
+           "proxygml %s: %s, %s on %s, %d rank%s x %d thread%s; C=%d N=%d K=%d D=%d, batch %d (%d per rank), "
            "%lld steps/epoch, %zu parameters\n",
-           PROXYGML_VERSION, cfg_arch_name(T.cfg.arch), T.cfg.data, d->size, d->size > 1 ? "s" : "", d->threads,
+           PROXYGML_VERSION, cfg_loss_name(T.cfg.loss), cfg_arch_name(T.cfg.arch), T.cfg.data, d->size, d->size > 1 ? "s" : "", d->threads,
            d->threads > 1 ? "s" : "", T.C, T.N, T.K, T.D, T.G, T.B, (long long)T.steps_per_epoch, T.n_params);
   char warning[256];
-  if (trainer_sizes_warning(&(TrainerSizes){.K = T.K, .N = T.N}, warning, sizeof warning))
+  if (trainer_sizes_warning(&(TrainerSizes){.loss = T.cfg.loss, .K = T.K, .N = T.N}, warning, sizeof warning))
     dist_log(d, "warning: %s\n", warning);
   if (d->bound_cpus < d->threads)
     dist_log(d, "warning: %d threads on %d bound CPU(s): run mpirun with --bind-to none or --map-by slot:pe=%d\n",

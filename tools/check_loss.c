@@ -27,20 +27,38 @@ static int check_one(const char *path, int use_ref) {
   }
   LossCheckOut o;
   losscheck_compute(&o, &c, use_ref);
-  printf("%s: B=%d D=%d C=%d N=%d K=%d lambda=%g scale=%g (%s)\n", path, c.B, c.D, c.C, c.N, c.K, c.lambda, c.scale,
-         use_ref ? "float64 reference" : "float32");
+  const char *prec = use_ref ? "float64 reference" : "float32";
+  const BaselineParams *h = &c.base;
+  switch (c.kind) {
+  case LOSS_PROXYGML:
+    printf("%s: proxygml B=%d D=%d C=%d N=%d K=%d lambda=%g scale=%g (%s)\n", path, c.B, c.D, c.C, c.N, c.K, c.lambda,
+           c.scale, prec);
+    break;
+  case LOSS_PROXYNCA: printf("%s: proxynca B=%d D=%d C=%d scale=%g (%s)\n", path, c.B, c.D, c.C, h->nca_scale, prec); break;
+  case LOSS_PROXYANCHOR:
+    printf("%s: proxyanchor B=%d D=%d C=%d margin=%g alpha=%g (%s)\n", path, c.B, c.D, c.C, h->pa_margin, h->pa_alpha,
+           prec);
+    break;
+  case LOSS_SOFTTRIPLE:
+    printf("%s: softtriple B=%d D=%d C=%d centers=%d lambda=%g gamma=%g tau=%g margin=%g (%s)\n", path, c.B, c.D,
+           c.C, h->st_centers, h->st_lambda, h->st_gamma, h->st_tau, h->st_margin, prec);
+    break;
+  default:
+    printf("%s: normsoftmax B=%d D=%d C=%d temperature=%g (%s)\n", path, c.B, c.D, c.C, h->ns_temperature, prec);
+    break;
+  }
   LossCheckItem items[LOSSCHECK_NITEMS];
-  losscheck_items(items, &o, &c, use_ref);
+  int nitems = losscheck_items(items, &o, &c, use_ref);
   int failures = 0, compared = 0;
   double worst_ratio = 0;
-  for (int i = 0; i < LOSSCHECK_NITEMS; i++) {
+  for (int i = 0; i < nitems; i++) {
     LossCheckResult r;
     int got = losscheck_compare(&r, f, &items[i]);
     if (got < 0) {
-      printf("  %-15s unreadable: %s\n", items[i].name, err_msg());
+      printf("  %-18s unreadable: %s\n", items[i].name, err_msg());
       failures++;
     } else if (got > 0) {
-      printf("  %-15s max_abs %.3e  max_rel %.3e  tol %.1e  %s\n", items[i].name, r.max_abs, r.max_rel, r.tol,
+      printf("  %-18s max_abs %.3e  max_rel %.3e  tol %.1e  %s\n", items[i].name, r.max_abs, r.max_rel, r.tol,
              r.ok ? "ok" : "MISMATCH");
       compared++;
       if (!r.ok) failures++;
@@ -65,10 +83,13 @@ int tool_check_loss(int argc, char **argv) {
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
       printf("usage: proxygml check-loss [--ref] FILE.h5 [FILE.h5 ...]\n"
-             "Computes the ProxyGML loss and gradients from the inputs of each golden file\n"
-             "(x_raw, labels, proxies; attributes C, N, K or r, lambda, scale) and compares\n"
-             "every expected dataset present. --ref uses the float64 reference instead of the\n"
-             "float32 implementation (tolerance ~1e-10). Exit 0 ok, 1 mismatch, 2 bad input.\n");
+             "Computes a loss and its gradients from the inputs of each golden file (x_raw,\n"
+             "labels, proxies) and compares every expected dataset present. Which loss: a\n"
+             "file with attribute loss_name (ProxyNCALoss, ProxyAnchorLoss, SoftTripleLoss,\n"
+             "NormalizedSoftmaxLoss) is a baseline with its hyper-parameters as attributes\n"
+             "(tests/data/README.md); otherwise ProxyGML (attributes C, N, K or r, lambda,\n"
+             "scale). --ref uses the float64 reference instead of the float32 implementation\n"
+             "(tolerance ~1e-10). Exit 0 ok, 1 mismatch, 2 bad input.\n");
       return 0;
     }
     if (!strcmp(argv[i], "--ref")) { use_ref = 1; continue; }

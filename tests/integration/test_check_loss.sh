@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# proxygml check-loss on the golden files (exit 0), on a perturbed copy (exit 1)
-# and on bad input (exit 2, one line naming the problem).
+# proxygml check-loss on the golden files, ProxyGML's and the baselines' (exit
+# 0), on perturbed copies (exit 1) and on bad input (exit 2, one line naming
+# the problem).
 set -u
 BIN=${PROXYGML_BIN:?}
 DATA=${PROXYGML_TESTDATA:?}
@@ -23,6 +24,37 @@ expect() {   # expect CODE DESCRIPTION CMD...
 
 expect 0 "all golden files, float32" "$BIN" check-loss "$DATA"/loss_*.h5
 expect 0 "all golden files, float64 reference" "$BIN" check-loss --ref "$DATA"/loss_tiny.h5 "$DATA"/loss_scale20.h5 "$DATA"/loss_k_lt_n.h5
+
+expect 0 "all baseline golden files, float32" "$BIN" check-loss "$DATA"/baselines/*.h5
+expect 0 "all baseline golden files, float64 reference" "$BIN" check-loss --ref "$DATA"/baselines/*.h5
+# the loss and its hyper-parameters come from the file: each file names its loss
+for f in "$DATA"/baselines/*.h5; do
+  want=$(basename "$f" | sed 's/_tiny.*//; s/_medium.*//; s/proxy_nca/proxynca/; s/proxy_anchor/proxyanchor/; s/soft_triple/softtriple/; s/normalized_softmax/normsoftmax/')
+  "$BIN" check-loss "$f" | head -1 | grep -q ": $want " || { echo "FAIL $f is not checked as $want"; fail=1; }
+done
+"$BIN" check-loss "$DATA"/baselines/proxy_nca_tiny_scale10.h5 | head -1 | grep -q "scale=10 " ||
+  { echo "FAIL softmax_scale is not read from the file"; fail=1; }
+
+# variants of the baseline files
+$PY - "$DATA/baselines" "$tmp" <<'PYEOF'
+import sys, shutil, h5py, numpy as np
+src, out = sys.argv[1], sys.argv[2]
+def variant(base, name, fn):
+    shutil.copy(f"{src}/{base}.h5", f"{out}/{name}.h5")
+    with h5py.File(f"{out}/{name}.h5", "r+") as f:
+        fn(f)
+def perturb(f):
+    g = f["grad_proxies"][()]; g[0, 0] += 1e-2 * np.abs(g).max(); f["grad_proxies"][...] = g
+variant("soft_triple_medium", "st_perturbed_grad", perturb)
+# another hyper-parameter than the expected values were computed with
+variant("proxy_anchor_tiny", "pa_other_alpha", lambda f: f.attrs.__setitem__("alpha", 16.0))
+variant("normalized_softmax_tiny", "ns_unknown_loss", lambda f: f.attrs.__setitem__("loss_name", "ArcFaceLoss"))
+variant("proxy_nca_tiny", "nca_no_scale", lambda f: f.attrs.__delitem__("softmax_scale"))
+PYEOF
+expect 1 "baseline: perturbed gradient" "$BIN" check-loss "$tmp/st_perturbed_grad.h5"
+expect 1 "baseline: other alpha" "$BIN" check-loss "$tmp/pa_other_alpha.h5"
+expect 2 "baseline: unknown loss_name" "$BIN" check-loss "$tmp/ns_unknown_loss.h5"
+expect 2 "baseline: missing hyper-parameter" "$BIN" check-loss "$tmp/nca_no_scale.h5"
 
 # variants of a golden file, written by h5py under Debian's interpreter
 $PY - "$DATA/loss_lam05.h5" "$tmp" <<'PYEOF'

@@ -5,7 +5,10 @@
 #    of 96), np = 1, 2 and 3 compute the same summed gradient within float
 #    rounding, and the same parameters after the Adam step. A wrong divisor,
 #    a missed or doubled allreduce, or a rank training on the wrong rows
-#    breaks this by orders of magnitude more than the bound.
+#    breaks this by orders of magnitude more than the bound. The baseline
+#    losses (docs/baselines.md 6) are held to the same bounds, MLP only,
+#    np = 1 against 2: Proxy-Anchor's batch sums and class count are global,
+#    so a rank that used only its own rows would miss them by O(1).
 # 2. Two runs of the same seed and rank count are bitwise identical.
 #
 # Longer trajectories are compared statistically in test_np_trajectory.sh:
@@ -28,17 +31,20 @@ train() {   # train NP ARCH OUT [--set ...]
   [ $rc -eq 0 ] || { echo "FAIL np=$np $arch exited $rc"; tail -5 "$out.log"; exit 1; }
 }
 fail=0
-check_state() {   # ARCH SEED: exit 0 agree, 1 disagree, 3 a near-tie in this state (try another)
-  local arch=$1 seed=$2
+check_state() {   # ARCH SEED [LOSS [NPS]]: exit 0 agree, 1 disagree, 3 a near-tie in this state (try another)
+  local arch=$1 seed=$2 loss=${3:-proxygml} nps=${4:-1 2 3}
+  local tag=${arch}_$loss
   # the state: 20 steps from the seed, so that no gradient is the special first one
-  train 1 $arch "$tmp/${arch}_state" --set epochs=1 --set max_steps_per_epoch=20 --set seed=$seed --force
-  for np in 1 2 3; do
-    train $np $arch "$tmp/${arch}_np$np" --set epochs=1 --set max_steps_per_epoch=1 --set batch=96 --set dump_grads=1 \
-      --set init_from="$tmp/${arch}_state/run.h5" --set seed=$seed --force
+  train 1 $arch "$tmp/${tag}_state" --set epochs=1 --set max_steps_per_epoch=20 --set seed=$seed --set loss=$loss \
+    --set softtriple_centers=3 --force
+  for np in $nps; do
+    train $np $arch "$tmp/${tag}_np$np" --set epochs=1 --set max_steps_per_epoch=1 --set batch=96 --set dump_grads=1 \
+      --set init_from="$tmp/${tag}_state/run.h5" --set seed=$seed --set loss=$loss --set softtriple_centers=3 --force
   done
   # the bounds and their reasons: compare_step.py
-  $PY "$SRC/tests/mpi/compare_step.py" step "$arch" "$tmp/${arch}_state" "$tmp/${arch}_np1" \
-    "np=2:2:$tmp/${arch}_np2" "np=3:3:$tmp/${arch}_np3"
+  local specs=() np
+  for np in ${nps#1}; do specs+=("np=$np:$np:$tmp/${tag}_np$np"); done
+  $PY "$SRC/tests/mpi/compare_step.py" step "$tag" "$tmp/${tag}_state" "$tmp/${tag}_np1" "${specs[@]}"
 }
 for arch in mlp cnn; do
   verdict=3
@@ -48,6 +54,10 @@ for arch in mlp cnn; do
     [ $verdict -eq 3 ] || break
   done
   [ $verdict -eq 0 ] || { [ $verdict -eq 3 ] && echo "FAIL $arch: five states in a row with a near-tie"; fail=1; }
+done
+# the baselines select nothing, so no state has a near-tie: one state each
+for loss in proxynca proxyanchor softtriple normsoftmax; do
+  check_state mlp 0 $loss "1 2" || fail=1
 done
 
 # bitwise repeatability: the same seed and rank count, twice, 40 steps with evaluation

@@ -139,7 +139,7 @@ Test(cfg, unknown_keys_are_errors) {
   LOAD_FAILS("K = 10;\n", "unknown config key 'K'", "did you mean 'k'");
   LOAD_FAILS("wd = 1e-4;\n", "did you mean 'weight_decay'");
   LOAD_FAILS("zzzzzz = 1;\n", "unknown config key 'zzzzzz'");
-  LOAD_FAILS("loss = { N = 4; };\n", "unknown config key 'loss'", "top level");
+  LOAD_FAILS("optimiser = { lr = 4; };\n", "unknown config key 'optimiser'", "top level");
   SET_FAILS("lamda=0.3", "unknown config key 'lamda'", "did you mean 'lambda'");
   SET_FAILS("proxy-lr=0.1", "did you mean 'proxy_lr'");
 }
@@ -418,6 +418,66 @@ Test(cfg, hash_follows_the_trajectory_keys) {
   for (size_t i = 0; i < sizeof free_keys / sizeof free_keys[0]; i++)
     cr_assert_eq(cfg_set(&b, free_keys[i]), 0, "%s", err_msg());
   cr_assert_eq(cfg_hash(&b), h);
+}
+
+/* the loss and its keys: choices, ranges, what the hash sees */
+Test(cfg, loss_keys) {
+  Config c;
+  cfg_defaults(&c);
+  cr_assert_eq(c.loss, CFG_LOSS_PROXYGML);
+  cr_assert_eq(cfg_proxies_per_class(&c), c.N);
+  const char *names[] = {"proxygml", "proxynca", "proxyanchor", "softtriple", "normsoftmax"};
+  for (int i = 0; i < 5; i++) {
+    char kv[64];
+    snprintf(kv, sizeof kv, "loss=%s", names[i]);
+    cr_assert_eq(cfg_set(&c, kv), 0, "%s", err_msg());
+    cr_assert_eq(c.loss, i);
+    cr_assert_str_eq(cfg_loss_name(c.loss), names[i]);
+    cr_assert_eq(cfg_validate(&c), 0, "%s", err_msg());
+    round_trip(&c);
+  }
+  cr_assert_eq(cfg_set(&c, "softtriple_centers=4"), 0);
+  cr_assert_eq(cfg_proxies_per_class(&c), 1, "normsoftmax has one proxy per class");
+  cr_assert_eq(cfg_set(&c, "loss=softtriple"), 0);
+  cr_assert_eq(cfg_proxies_per_class(&c), 4);
+  SET_FAILS("loss=softmax", "config key 'loss'", "proxyanchor", "\"softmax\"");
+  SET_FAILS("proxyanchor_alpha=301", "proxyanchor_alpha");
+  SET_FAILS("proxyanchor_alpha=0", "proxyanchor_alpha");
+  SET_FAILS("proxyanchor_margin=1.5", "proxyanchor_margin");
+  SET_FAILS("softtriple_centers=0", "softtriple_centers");
+  SET_FAILS("softtriple_gamma=0", "softtriple_gamma");
+  SET_FAILS("softtriple_tau=-0.1", "softtriple_tau");
+  SET_FAILS("normsoftmax_temperature=0", "normsoftmax_temperature");
+  SET_FAILS("proxynca_scale=-1", "proxynca_scale");
+  LOAD_FAILS("loss = 2;\n", "config key 'loss'", "loss name");
+  /* K is ProxyGML's: a baseline with C given validates whatever k says */
+  cfg_defaults(&c);
+  cr_assert_eq(cfg_set(&c, "C=10"), 0);
+  cr_assert_eq(cfg_set(&c, "k=1000"), 0);
+  cr_assert_eq(cfg_validate(&c), -1);
+  cr_assert_eq(cfg_set(&c, "loss=proxynca"), 0);
+  cr_assert_eq(cfg_validate(&c), 0, "%s", err_msg());
+}
+
+Test(cfg, hash_sees_only_the_chosen_loss) {
+  Config a, b;
+  cfg_defaults(&a);
+  uint64_t h = cfg_hash(&a);
+  /* a ProxyGML configuration: the baselines' keys are not part of it */
+  b = a;
+  const char *others[] = {"proxynca_scale=3", "proxyanchor_alpha=16", "softtriple_centers=2", "softtriple_tau=0",
+                          "normsoftmax_temperature=0.1"};
+  for (size_t i = 0; i < sizeof others / sizeof others[0]; i++) cr_assert_eq(cfg_set(&b, others[i]), 0);
+  cr_assert_eq(cfg_hash(&b), h);
+  /* choosing a baseline changes it, and so do that baseline's keys, not another's */
+  cfg_defaults(&b);
+  cr_assert_eq(cfg_set(&b, "loss=softtriple"), 0);
+  uint64_t hs = cfg_hash(&b);
+  cr_assert_neq(hs, h);
+  cr_assert_eq(cfg_set(&b, "proxyanchor_alpha=16"), 0);
+  cr_assert_eq(cfg_hash(&b), hs);
+  cr_assert_eq(cfg_set(&b, "softtriple_centers=2"), 0);
+  cr_assert_neq(cfg_hash(&b), hs);
 }
 
 /* h5io_attr_str reads with an ASCII memory type, and HDF5 will not convert the
