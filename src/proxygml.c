@@ -13,6 +13,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+_Static_assert(sizeof(((ProxyGML *)0)->phase_sec) == PROXYGML_NPHASE * sizeof(double), "one slot per phase");
+
+const char *proxygml_phase_name(int phase) {
+  static const char *names[PROXYGML_NPHASE] = {"normalise", "similarity", "select", "softmax",
+                                               "reg_forward", "reg_backward", "sparse_backward", "x_backward"};
+  return phase >= 0 && phase < PROXYGML_NPHASE ? names[phase] : "?";
+}
+
 int proxygml_k_from_ratio(double r, int C, int N) {
   return (int)ceil(r * C * N);   /* (r*C)*N: the order matters at exact multiples (2) */
 }
@@ -52,11 +60,12 @@ void proxygml_init(ProxyGML *l, int B_max, int D, int C, int N, int K, float lam
   l->scratch_gw = xmalloc_f32((size_t)l->nthreads * D);
   l->gx_part = xmalloc_f32((size_t)l->nthreads * Bm * D);
   l->row_loss = xmalloc((size_t)(Bm > (size_t)M ? Bm : (size_t)M) * sizeof(double));
+  l->thread_sec = xcalloc((size_t)l->nthreads * 2, sizeof(double));
 }
 
 void proxygml_free(ProxyGML *l) {
   void *bufs[] = {l->x, l->xnorm, l->pnorm, l->S, l->sel, l->Z, l->zmask, l->P, l->GZ, l->gx, l->W, l->U,
-                  l->G, l->GU, l->GW, l->csr_start, l->csr_b, l->csr_g, l->scratch_v, l->scratch_i, l->scratch_gw, l->gx_part, l->row_loss};
+                  l->G, l->GU, l->GW, l->csr_start, l->csr_b, l->csr_g, l->scratch_v, l->scratch_i, l->scratch_gw, l->gx_part, l->row_loss, l->thread_sec};
   for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
   memset(l, 0, sizeof *l);
 }
@@ -279,23 +288,39 @@ float proxygml_forward(ProxyGML *l, const float *x_raw, const int *labels, const
   l->B = B;
   l->proxies = proxies;
 
+  double *ph = l->phase_sec, t0 = now_sec(), t1;
   l2norm_forward(l->x, l->xnorm, x_raw, B, l->D);          /* 3.1 */
+  ph[PROXYGML_PHASE_NORMALISE] += (t1 = now_sec()) - t0;
   similarity_blocked(l, proxies, B);                        /* 3.1-3.2 */
+  ph[PROXYGML_PHASE_SIMILARITY] += (t0 = now_sec()) - t1;
+  memset(l->thread_sec, 0, (size_t)l->nthreads * 2 * sizeof(double));
 #pragma omp parallel for schedule(dynamic, 1) num_threads(l->nthreads) if ((long)B * M > 16384)
   for (int b = 0; b < B; b++) {
     int t = omp_get_thread_num();
+    double r0 = now_sec();
     int *sel = l->sel + (size_t)b * K;
     const float *srow = l->S + (size_t)b * M;
     select_row(sel, srow, labels[b], C, N, K, l->scratch_v + (size_t)t * 2 * M, l->scratch_i + (size_t)t * M);  /* 3.3 */
+    double r1 = now_sec();
     size_t o = (size_t)b * C;
     l->row_loss[b] = softmax_row(l->Z + o, l->zmask + o, l->P + o, l->GZ + o, l->scratch_i + (size_t)t * M,
                                  (double *)(l->scratch_v + (size_t)t * 2 * M), sel, srow, labels[b], C, N, K, l->scale,
                                  inv_b);
+    l->thread_sec[2 * t] += r1 - r0;
+    l->thread_sec[2 * t + 1] += now_sec() - r1;
+  }
+  {   /* the loop's wall time, split in the proportion of the threads' time in each part */
+    double sel_s = 0, sm_s = 0, wall = (t1 = now_sec()) - t0;
+    for (int t = 0; t < l->nthreads; t++) { sel_s += l->thread_sec[2 * t]; sm_s += l->thread_sec[2 * t + 1]; }
+    double f = sel_s + sm_s > 0 ? sel_s / (sel_s + sm_s) : 0.5;
+    ph[PROXYGML_PHASE_SELECT] += wall * f;
+    ph[PROXYGML_PHASE_SOFTMAX] += wall * (1 - f);
   }
   double loss_cls = 0;
   for (int b = 0; b < B; b++) loss_cls += l->row_loss[b];
   l->loss_cls = (float)(loss_cls * inv_b);
   l->loss_reg = l->lambda > 0 ? (float)(regulariser_forward(l, proxies) / M) : 0.0f;
+  ph[PROXYGML_PHASE_REG_FORWARD] += now_sec() - t1;
   l->loss = l->loss_cls + l->lambda * l->loss_reg;
   return l->loss;
 }
@@ -347,6 +372,7 @@ void proxygml_backward(ProxyGML *l, float *dx_raw, float *dproxies) {
   const int B = l->B, D = l->D, C = l->C, N = l->N, M = l->M, K = l->K;
   const int nt = l->nthreads;
   const float *P = l->proxies;
+  double *ph = l->phase_sec, t0 = now_sec(), t1;
 
   /* 4.3 sparse: G_S[b,j] = G_Z[b, c(j)] on the K selected j of row b only.
    * The (b, j) pairs grouped by proxy, b ascending, so that one pass over the
@@ -367,7 +393,10 @@ void proxygml_backward(ProxyGML *l, float *dx_raw, float *dproxies) {
   start[0] = 0;
 
   int reg = l->lambda > 0;
+  t1 = now_sec();
   if (reg) regulariser_backward(l);
+  ph[PROXYGML_PHASE_REG_BACKWARD] += now_sec() - t1;
+  t1 = now_sec() - (t1 - t0);   /* the selection by proxy above counts as sparse backward */
   int keep = l->keep_grad_w;
   memset(l->gx_part, 0, (size_t)nt * B * D * sizeof(float));
   /* 4.5, columns: dP_j += (G_W_j - W_j (W_j . G_W_j)) / ||P_j||, only for proxies with a gradient */
@@ -389,6 +418,7 @@ void proxygml_backward(ProxyGML *l, float *dx_raw, float *dproxies) {
                      l->csr_g + e0, e1 - e0, D);
     }
   }
+  ph[PROXYGML_PHASE_SPARSE_BACKWARD] += (t0 = now_sec()) - t1;
   /* G_x: the per-thread partial sums in thread order, then 4.5 for the rows */
 #pragma omp parallel for schedule(static) num_threads(nt) if (B * D > 32768)
   for (int i = 0; i < B * D; i++) {
@@ -397,6 +427,7 @@ void proxygml_backward(ProxyGML *l, float *dx_raw, float *dproxies) {
     l->gx[i] = acc;
   }
   l2norm_backward(dx_raw, l->gx, l->x, l->xnorm, B, D);
+  ph[PROXYGML_PHASE_X_BACKWARD] += now_sec() - t0;
 }
 
 /* ------------------------------------------------------------ float64 reference */
