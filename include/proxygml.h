@@ -112,6 +112,14 @@ void proxygml_backward(ProxyGML *l, float *dx_raw, float *dproxies);
  * similarities smaller than half of it cannot change the subgraph. */
 float proxygml_topk_margin(const ProxyGML *l, int b, int y);
 
+/* Row y's subgraph (3.3): its N positives and the K-N most similar negatives
+ * (K >= N), or its K most similar positives (K < N); ties: lower index
+ * first; out ascending. v: 2M floats and idx: M ints of scratch. A row with
+ * a NaN keeps the order of the bounded heap the loss used before.
+ * proxygml_select_ref: the same by a plain sort (the tests' twin; no NaN). */
+void proxygml_select(int *out /* K */, const float *s /* M */, int y, int C, int N, int K, float *v, int *idx);
+void proxygml_select_ref(int *out /* K */, const float *s /* M */, int y, int C, int N, int K);
+
 /* The K largest of s[0..M) (ties: lower index first), ascending indices into
  * out; v, idx: scratch of K each. Inference-time subgraphs (no labels). */
 void proxygml_topk(int *out /* K */, const float *s /* M */, int M, int K, float *v, int *idx);

@@ -121,10 +121,9 @@ static void bestk_scan(BestK *h, const float *s, int j0, int j1) {
 
 static int cmp_int(const void *a, const void *b) { return (*(const int *)a > *(const int *)b) - (*(const int *)a < *(const int *)b); }
 
-/* Row b keeps its N positives plus the K-N most similar negatives (K >= N), or
- * its K most similar positives (K < N): the top-K of S + 1000*Pi without the
- * float32 ties that the +1000 would create (3.3, 5.5). */
-static void select_row(int *out /* K */, const float *s /* M */, int y, int C, int N, int K, float *v, int *idx) {
+/* The heap path of the selection below: rows with a NaN (whose order the
+ * heap defines, as it always has) and K < N. */
+static void select_row_heap(int *out /* K */, const float *s /* M */, int y, int C, int N, int K, float *v, int *idx) {
   int M = C * N, p0 = y * N;
   if (K >= N) {
     for (int n = 0; n < N; n++) out[n] = p0 + n;
@@ -140,6 +139,96 @@ static void select_row(int *out /* K */, const float *s /* M */, int y, int C, i
     memcpy(out, idx, (size_t)K * sizeof(int));
   }
   qsort(out, (size_t)K, sizeof(int), cmp_int);   /* ascending: sums below run in index order */
+}
+
+/* unsigned order = float order, -0 = +0 (they compare equal, so they must tie) */
+static inline uint32_t order_key(float v) {
+  v += 0.0f;
+  uint32_t b;
+  memcpy(&b, &v, sizeof b);
+  return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
+}
+
+/* larger = ranks first: larger value, then lower index (better()'s rule as one integer) */
+static inline uint64_t rank_key(float v, int j) { return (uint64_t)order_key(v) << 32 | (uint32_t)~(uint32_t)j; }
+
+/* the k-th largest of a[0..n) (1 <= k <= n, distinct keys), by quickselect; reorders a */
+static uint64_t kth_largest(uint64_t *a, int n, int k) {
+  int lo = 0, hi = n - 1, want = k - 1;   /* position in descending order */
+  while (lo < hi) {
+    uint64_t p = a[lo + (hi - lo) / 2], t;
+    int i = lo, j = hi;
+    while (i <= j) {
+      while (a[i] > p) i++;
+      while (a[j] < p) j--;
+      if (i <= j) { t = a[i]; a[i] = a[j]; a[j] = t; i++; j--; }
+    }
+    if (want <= j) hi = j;
+    else if (want >= i) lo = i;
+    else return a[want];
+  }
+  return a[want];
+}
+
+enum { SELECT_BITS = 11 };   /* histogram of the top bits of the keys: 2048 buckets, 8 KiB on the stack */
+
+/* Row b keeps its N positives plus the K-N most similar negatives (K >= N), or
+ * its K most similar positives (K < N): the top-K of S + 1000*Pi without the
+ * float32 ties that the +1000 would create (3.3, 5.5). Ties: lower index first.
+ * The K-N negatives are found by a threshold, not a heap: a histogram of the
+ * keys' top bits gives the bucket holding the (K-N)-th best, an exact select
+ * among that bucket's few members gives the threshold itself, and one scan in
+ * index order keeps everything at or above it, ascending, with no sort.
+ * v: 2M floats (M keys of 8 bytes), idx: M ints of scratch. */
+void proxygml_select(int *out, const float *s, int y, int C, int N, int K, float *v, int *idx) {
+  const int M = C * N, p0 = y * N, k = K - N;
+  if (K < N || k == 0) { select_row_heap(out, s, y, C, N, K, v, idx); return; }
+  uint32_t hist[1 << SELECT_BITS];
+  memset(hist, 0, sizeof hist);
+  int nan = 0;
+  for (int j = 0; j < M; j++) {
+    if (j == p0) { j += N - 1; continue; }
+    nan |= s[j] != s[j];
+    hist[order_key(s[j]) >> (32 - SELECT_BITS)]++;
+  }
+  if (nan) { select_row_heap(out, s, y, C, N, K, v, idx); return; }
+  int b = (1 << SELECT_BITS) - 1;
+  uint32_t above = 0;   /* negatives in buckets > b */
+  while (above + hist[b] < (uint32_t)k) above += hist[b--];
+  uint64_t *a = (uint64_t *)v;   /* the members of bucket b: M at most */
+  int m = 0;
+  for (int j = 0; j < M; j++) {
+    if (j == p0) { j += N - 1; continue; }
+    if ((int)(order_key(s[j]) >> (32 - SELECT_BITS)) == b) a[m++] = rank_key(s[j], j);
+  }
+  const uint64_t thr = kth_largest(a, m, k - (int)above);
+  int n = 0;   /* branch-free: idx[n] is written whether kept or not, so idx (M > K) and not out (K) */
+  for (int j = 0; j < p0; j++) { idx[n] = j; n += rank_key(s[j], j) >= thr; }
+  for (int j = p0; j < p0 + N; j++) idx[n++] = j;
+  for (int j = p0 + N; j < M; j++) { idx[n] = j; n += rank_key(s[j], j) >= thr; }
+  memcpy(out, idx, (size_t)K * sizeof(int));
+}
+
+typedef struct { double v; int j; } RefItem;
+static int cmp_ref_item(const void *a, const void *b) {   /* value descending, then index ascending */
+  const RefItem *x = a, *y = b;
+  if (x->v != y->v) return x->v > y->v ? -1 : 1;
+  return (x->j > y->j) - (x->j < y->j);
+}
+
+void proxygml_select_ref(int *out, const float *s, int y, int C, int N, int K) {
+  const int M = C * N;
+  RefItem *it = xmalloc((size_t)M * sizeof *it);
+  for (int j = 0; j < M; j++) {   /* positives first, as S + 1000 Pi ranks them, without the float ties */
+    it[j].v = j / N == y ? INFINITY : s[j];
+    it[j].j = j;
+  }
+  if (K < N)   /* among the positives only */
+    for (int j = 0; j < M; j++) it[j].v = j / N == y ? s[j] : -INFINITY;
+  qsort(it, (size_t)M, sizeof *it, cmp_ref_item);
+  for (int i = 0; i < K; i++) out[i] = it[i].j;
+  free(it);
+  qsort(out, (size_t)K, sizeof(int), cmp_int);
 }
 
 float proxygml_topk_margin(const ProxyGML *l, int b, int y) {
@@ -300,7 +389,7 @@ float proxygml_forward(ProxyGML *l, const float *x_raw, const int *labels, const
     double r0 = now_sec();
     int *sel = l->sel + (size_t)b * K;
     const float *srow = l->S + (size_t)b * M;
-    select_row(sel, srow, labels[b], C, N, K, l->scratch_v + (size_t)t * 2 * M, l->scratch_i + (size_t)t * M);  /* 3.3 */
+    proxygml_select(sel, srow, labels[b], C, N, K, l->scratch_v + (size_t)t * 2 * M, l->scratch_i + (size_t)t * M);  /* 3.3 */
     double r1 = now_sec();
     size_t o = (size_t)b * C;
     l->row_loss[b] = softmax_row(l->Z + o, l->zmask + o, l->P + o, l->GZ + o, l->scratch_i + (size_t)t * M,
