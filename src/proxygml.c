@@ -257,6 +257,15 @@ void proxygml_topk(int *out, const float *s, int M, int K, float *v, int *idx) {
 
 enum { PROXY_BLOCK = 256 };   /* proxies per similarity block: 512 KiB at D = 512, stays in L2 */
 
+/* in double: the norms enter every gradient (multi-versioned: the portable
+ * baseline converts and adds two doubles at a time, a third of sop's similarity pass) */
+static PROXYGML_HOT double sum_squares(const float *p, int D) {
+  double ss = 0;
+#pragma omp simd reduction(+ : ss)
+  for (int d = 0; d < D; d++) ss += (double)p[d] * p[d];
+  return ss;
+}
+
 static PROXYGML_HOT void divide_by(float *s, const float *by, int n) {
   for (int j = 0; j < n; j++) s[j] /= by[j];
 }
@@ -274,13 +283,7 @@ static void similarity_blocked(ProxyGML *l, const float *proxies, int B) {
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (nblk > 1)
   for (int k = 0; k < nblk; k++) {
     int j0 = k * PROXY_BLOCK, nj = M - j0 < PROXY_BLOCK ? M - j0 : PROXY_BLOCK;
-    for (int j = j0; j < j0 + nj; j++) {
-      const float *p = proxies + (size_t)j * D;
-      double ss = 0;
-#pragma omp simd reduction(+ : ss)
-      for (int d = 0; d < D; d++) ss += (double)p[d] * p[d];
-      l->pnorm[j] = (float)fmax(sqrt(ss), 1e-12);
-    }
+    for (int j = j0; j < j0 + nj; j++) l->pnorm[j] = (float)fmax(sqrt(sum_squares(proxies + (size_t)j * D, D)), 1e-12);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, nj, D, 1.0f, l->x, D, proxies + (size_t)j0 * D, D,
                 0.0f, l->S + j0, M);
     for (int b = 0; b < B; b++) divide_by(l->S + (size_t)b * M + j0, l->pnorm + j0, nj);
@@ -457,6 +460,19 @@ static PROXYGML_HOT void proxy_backward(float *dp, float *gw, float *gx_part, co
   for (int d = 0; d < D; d++) dp[d] += (gw[d] - p[d] * wdot) * inv;
 }
 
+/* The proxy loop below is bound by memory: each proxy's row and its gradient
+ * row come from DRAM (23 MB each for sop) and the hardware prefetcher does
+ * not start on a row before the loop touches it. Asking a few rows ahead
+ * overlaps those misses with the work on the current row. */
+enum { PREFETCH_AHEAD = 4 };
+
+static inline void prefetch_rows(const float *p, const float *dp, int D) {
+  for (int d = 0; d < D; d += 16) {   /* 16 floats: one cache line */
+    __builtin_prefetch(p + d, 0, 3);
+    __builtin_prefetch(dp + d, 1, 3);
+  }
+}
+
 void proxygml_backward(ProxyGML *l, float *dx_raw, float *dproxies) {
   const int B = l->B, D = l->D, C = l->C, N = l->N, M = l->M, K = l->K;
   const int nt = l->nthreads;
@@ -501,6 +517,8 @@ void proxygml_backward(ProxyGML *l, float *dx_raw, float *dproxies) {
         if (keep) memset(l->GW + (size_t)j * D, 0, (size_t)D * sizeof(float));
         continue;
       }
+      if (j + PREFETCH_AHEAD < M) prefetch_rows(P + (size_t)(j + PREFETCH_AHEAD) * D,
+                                                dproxies + (size_t)(j + PREFETCH_AHEAD) * D, D);
       float *gw = gw_local ? gw_local : l->GW + (size_t)j * D;
       if (!reg) memset(gw, 0, (size_t)D * sizeof(float));
       proxy_backward(dproxies + (size_t)j * D, gw, gx_part, P + (size_t)j * D, l->pnorm[j], l->x, l->csr_b + e0,
