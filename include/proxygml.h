@@ -74,7 +74,25 @@ typedef struct {
   float *scratch_gw; /* nthreads x D  one proxy's gradient */
   float *gx_part;    /* nthreads x B_max x D  per-thread partial G_x */
   double *row_loss;  /* max(B_max, M)  per-row loss terms, summed in order */
+  double *thread_sec; /* nthreads x 2  select / softmax seconds inside the per-row loop */
+  /* wall seconds per phase, ADDED by every forward and backward (the caller
+   * zeroes it to start a measurement); a few clock reads per call */
+  double phase_sec[8];
 } ProxyGML;
+
+/* the phases of phase_sec, in the order a step runs them */
+enum {
+  PROXYGML_PHASE_NORMALISE,     /* x_raw -> x (3.1) */
+  PROXYGML_PHASE_SIMILARITY,    /* S = x W^T with the proxy norms (3.1-3.2) */
+  PROXYGML_PHASE_SELECT,        /* the subgraph of every row (3.3) */
+  PROXYGML_PHASE_SOFTMAX,       /* logits, masked softmax, G_Z (3.4-3.6, 4.2) */
+  PROXYGML_PHASE_REG_FORWARD,   /* the regulariser's W, U, G and its loss (3.7) */
+  PROXYGML_PHASE_REG_BACKWARD,  /* its gradient lambda dL_reg/dW (4.4) */
+  PROXYGML_PHASE_SPARSE_BACKWARD, /* the selection by proxy, G_W and G_x over the K pairs of each row, dproxies (4.3, 4.5) */
+  PROXYGML_PHASE_X_BACKWARD,    /* G_x summed over threads, dx_raw (4.5) */
+  PROXYGML_NPHASE
+};
+const char *proxygml_phase_name(int phase);
 
 /* K = ceil((r*C)*N), left to right in double (the published rounding). */
 int proxygml_k_from_ratio(double r, int C, int N);
@@ -93,6 +111,14 @@ void proxygml_backward(ProxyGML *l, float *dx_raw, float *dproxies);
  * positives when K < N); +inf when nothing competes. A perturbation of the
  * similarities smaller than half of it cannot change the subgraph. */
 float proxygml_topk_margin(const ProxyGML *l, int b, int y);
+
+/* Row y's subgraph (3.3): its N positives and the K-N most similar negatives
+ * (K >= N), or its K most similar positives (K < N); ties: lower index
+ * first; out ascending. v: 2M floats and idx: M ints of scratch. A row with
+ * a NaN keeps the order of the bounded heap the loss used before.
+ * proxygml_select_ref: the same by a plain sort (the tests' twin; no NaN). */
+void proxygml_select(int *out /* K */, const float *s /* M */, int y, int C, int N, int K, float *v, int *idx);
+void proxygml_select_ref(int *out /* K */, const float *s /* M */, int y, int C, int N, int K);
 
 /* The K largest of s[0..M) (ties: lower index first), ascending indices into
  * out; v, idx: scratch of K each. Inference-time subgraphs (no labels). */

@@ -13,6 +13,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+_Static_assert(sizeof(((ProxyGML *)0)->phase_sec) == PROXYGML_NPHASE * sizeof(double), "one slot per phase");
+
+const char *proxygml_phase_name(int phase) {
+  static const char *names[PROXYGML_NPHASE] = {"normalise", "similarity", "select", "softmax",
+                                               "reg_forward", "reg_backward", "sparse_backward", "x_backward"};
+  return phase >= 0 && phase < PROXYGML_NPHASE ? names[phase] : "?";
+}
+
 int proxygml_k_from_ratio(double r, int C, int N) {
   return (int)ceil(r * C * N);   /* (r*C)*N: the order matters at exact multiples (2) */
 }
@@ -52,11 +60,12 @@ void proxygml_init(ProxyGML *l, int B_max, int D, int C, int N, int K, float lam
   l->scratch_gw = xmalloc_f32((size_t)l->nthreads * D);
   l->gx_part = xmalloc_f32((size_t)l->nthreads * Bm * D);
   l->row_loss = xmalloc((size_t)(Bm > (size_t)M ? Bm : (size_t)M) * sizeof(double));
+  l->thread_sec = xcalloc((size_t)l->nthreads * 2, sizeof(double));
 }
 
 void proxygml_free(ProxyGML *l) {
   void *bufs[] = {l->x, l->xnorm, l->pnorm, l->S, l->sel, l->Z, l->zmask, l->P, l->GZ, l->gx, l->W, l->U,
-                  l->G, l->GU, l->GW, l->csr_start, l->csr_b, l->csr_g, l->scratch_v, l->scratch_i, l->scratch_gw, l->gx_part, l->row_loss};
+                  l->G, l->GU, l->GW, l->csr_start, l->csr_b, l->csr_g, l->scratch_v, l->scratch_i, l->scratch_gw, l->gx_part, l->row_loss, l->thread_sec};
   for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
   memset(l, 0, sizeof *l);
 }
@@ -112,10 +121,9 @@ static void bestk_scan(BestK *h, const float *s, int j0, int j1) {
 
 static int cmp_int(const void *a, const void *b) { return (*(const int *)a > *(const int *)b) - (*(const int *)a < *(const int *)b); }
 
-/* Row b keeps its N positives plus the K-N most similar negatives (K >= N), or
- * its K most similar positives (K < N): the top-K of S + 1000*Pi without the
- * float32 ties that the +1000 would create (3.3, 5.5). */
-static void select_row(int *out /* K */, const float *s /* M */, int y, int C, int N, int K, float *v, int *idx) {
+/* The heap path of the selection below: rows with a NaN (whose order the
+ * heap defines, as it always has) and K < N. */
+static void select_row_heap(int *out /* K */, const float *s /* M */, int y, int C, int N, int K, float *v, int *idx) {
   int M = C * N, p0 = y * N;
   if (K >= N) {
     for (int n = 0; n < N; n++) out[n] = p0 + n;
@@ -131,6 +139,96 @@ static void select_row(int *out /* K */, const float *s /* M */, int y, int C, i
     memcpy(out, idx, (size_t)K * sizeof(int));
   }
   qsort(out, (size_t)K, sizeof(int), cmp_int);   /* ascending: sums below run in index order */
+}
+
+/* unsigned order = float order, -0 = +0 (they compare equal, so they must tie) */
+static inline uint32_t order_key(float v) {
+  v += 0.0f;
+  uint32_t b;
+  memcpy(&b, &v, sizeof b);
+  return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
+}
+
+/* larger = ranks first: larger value, then lower index (better()'s rule as one integer) */
+static inline uint64_t rank_key(float v, int j) { return (uint64_t)order_key(v) << 32 | (uint32_t)~(uint32_t)j; }
+
+/* the k-th largest of a[0..n) (1 <= k <= n, distinct keys), by quickselect; reorders a */
+static uint64_t kth_largest(uint64_t *a, int n, int k) {
+  int lo = 0, hi = n - 1, want = k - 1;   /* position in descending order */
+  while (lo < hi) {
+    uint64_t p = a[lo + (hi - lo) / 2], t;
+    int i = lo, j = hi;
+    while (i <= j) {
+      while (a[i] > p) i++;
+      while (a[j] < p) j--;
+      if (i <= j) { t = a[i]; a[i] = a[j]; a[j] = t; i++; j--; }
+    }
+    if (want <= j) hi = j;
+    else if (want >= i) lo = i;
+    else return a[want];
+  }
+  return a[want];
+}
+
+enum { SELECT_BITS = 11 };   /* histogram of the top bits of the keys: 2048 buckets, 8 KiB on the stack */
+
+/* Row b keeps its N positives plus the K-N most similar negatives (K >= N), or
+ * its K most similar positives (K < N): the top-K of S + 1000*Pi without the
+ * float32 ties that the +1000 would create (3.3, 5.5). Ties: lower index first.
+ * The K-N negatives are found by a threshold, not a heap: a histogram of the
+ * keys' top bits gives the bucket holding the (K-N)-th best, an exact select
+ * among that bucket's few members gives the threshold itself, and one scan in
+ * index order keeps everything at or above it, ascending, with no sort.
+ * v: 2M floats (M keys of 8 bytes), idx: M ints of scratch. */
+void proxygml_select(int *out, const float *s, int y, int C, int N, int K, float *v, int *idx) {
+  const int M = C * N, p0 = y * N, k = K - N;
+  if (K < N || k == 0) { select_row_heap(out, s, y, C, N, K, v, idx); return; }
+  uint32_t hist[1 << SELECT_BITS];
+  memset(hist, 0, sizeof hist);
+  int nan = 0;
+  for (int j = 0; j < M; j++) {
+    if (j == p0) { j += N - 1; continue; }
+    nan |= s[j] != s[j];
+    hist[order_key(s[j]) >> (32 - SELECT_BITS)]++;
+  }
+  if (nan) { select_row_heap(out, s, y, C, N, K, v, idx); return; }
+  int b = (1 << SELECT_BITS) - 1;
+  uint32_t above = 0;   /* negatives in buckets > b */
+  while (above + hist[b] < (uint32_t)k) above += hist[b--];
+  uint64_t *a = (uint64_t *)v;   /* the members of bucket b: M at most */
+  int m = 0;
+  for (int j = 0; j < M; j++) {
+    if (j == p0) { j += N - 1; continue; }
+    if ((int)(order_key(s[j]) >> (32 - SELECT_BITS)) == b) a[m++] = rank_key(s[j], j);
+  }
+  const uint64_t thr = kth_largest(a, m, k - (int)above);
+  int n = 0;   /* branch-free: idx[n] is written whether kept or not, so idx (M > K) and not out (K) */
+  for (int j = 0; j < p0; j++) { idx[n] = j; n += rank_key(s[j], j) >= thr; }
+  for (int j = p0; j < p0 + N; j++) idx[n++] = j;
+  for (int j = p0 + N; j < M; j++) { idx[n] = j; n += rank_key(s[j], j) >= thr; }
+  memcpy(out, idx, (size_t)K * sizeof(int));
+}
+
+typedef struct { double v; int j; } RefItem;
+static int cmp_ref_item(const void *a, const void *b) {   /* value descending, then index ascending */
+  const RefItem *x = a, *y = b;
+  if (x->v != y->v) return x->v > y->v ? -1 : 1;
+  return (x->j > y->j) - (x->j < y->j);
+}
+
+void proxygml_select_ref(int *out, const float *s, int y, int C, int N, int K) {
+  const int M = C * N;
+  RefItem *it = xmalloc((size_t)M * sizeof *it);
+  for (int j = 0; j < M; j++) {   /* positives first, as S + 1000 Pi ranks them, without the float ties */
+    it[j].v = j / N == y ? INFINITY : s[j];
+    it[j].j = j;
+  }
+  if (K < N)   /* among the positives only */
+    for (int j = 0; j < M; j++) it[j].v = j / N == y ? s[j] : -INFINITY;
+  qsort(it, (size_t)M, sizeof *it, cmp_ref_item);
+  for (int i = 0; i < K; i++) out[i] = it[i].j;
+  free(it);
+  qsort(out, (size_t)K, sizeof(int), cmp_int);
 }
 
 float proxygml_topk_margin(const ProxyGML *l, int b, int y) {
@@ -159,6 +257,15 @@ void proxygml_topk(int *out, const float *s, int M, int K, float *v, int *idx) {
 
 enum { PROXY_BLOCK = 256 };   /* proxies per similarity block: 512 KiB at D = 512, stays in L2 */
 
+/* in double: the norms enter every gradient (multi-versioned: the portable
+ * baseline converts and adds two doubles at a time, a third of sop's similarity pass) */
+static PROXYGML_HOT double sum_squares(const float *p, int D) {
+  double ss = 0;
+#pragma omp simd reduction(+ : ss)
+  for (int d = 0; d < D; d++) ss += (double)p[d] * p[d];
+  return ss;
+}
+
 static PROXYGML_HOT void divide_by(float *s, const float *by, int n) {
   for (int j = 0; j < n; j++) s[j] /= by[j];
 }
@@ -176,13 +283,7 @@ static void similarity_blocked(ProxyGML *l, const float *proxies, int B) {
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (nblk > 1)
   for (int k = 0; k < nblk; k++) {
     int j0 = k * PROXY_BLOCK, nj = M - j0 < PROXY_BLOCK ? M - j0 : PROXY_BLOCK;
-    for (int j = j0; j < j0 + nj; j++) {
-      const float *p = proxies + (size_t)j * D;
-      double ss = 0;
-#pragma omp simd reduction(+ : ss)
-      for (int d = 0; d < D; d++) ss += (double)p[d] * p[d];
-      l->pnorm[j] = (float)fmax(sqrt(ss), 1e-12);
-    }
+    for (int j = j0; j < j0 + nj; j++) l->pnorm[j] = (float)fmax(sqrt(sum_squares(proxies + (size_t)j * D, D)), 1e-12);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, nj, D, 1.0f, l->x, D, proxies + (size_t)j0 * D, D,
                 0.0f, l->S + j0, M);
     for (int b = 0; b < B; b++) divide_by(l->S + (size_t)b * M + j0, l->pnorm + j0, nj);
@@ -247,15 +348,22 @@ static PROXYGML_HOT double regulariser_row(float *zc, int own, int C, int M) {
   return m + log(se) - zown;
 }
 
+/* y = x * s and y += x over one row (multi-versioned: M x D each, a few
+ * hundred microseconds of cub's step in the portable baseline) */
+static PROXYGML_HOT void scale_row(float *y, const float *x, float s, int D) {
+  for (int d = 0; d < D; d++) y[d] = x[d] * s;
+}
+
+static PROXYGML_HOT void add_row(float *y, const float *x, int D) {
+  for (int d = 0; d < D; d++) y[d] += x[d];
+}
+
 /* 3.7 and 4.4: rows [rb, re) of the regulariser through U = W Y (never the
  * M x M matrix); leaves (softmax - onehot) / M in G. Returns their loss sum. */
 static double regulariser_forward(ProxyGML *l, const float *proxies) {
   const int D = l->D, C = l->C, N = l->N, M = l->M, rb = l->reg_begin, Mr = l->reg_end - l->reg_begin;
 #pragma omp parallel for schedule(static) num_threads(l->nthreads) if (M > 256)
-  for (int j = 0; j < M; j++) {
-    float inv = 1.0f / l->pnorm[j];
-    for (int d = 0; d < D; d++) l->W[(size_t)j * D + d] = proxies[(size_t)j * D + d] * inv;
-  }
+  for (int j = 0; j < M; j++) scale_row(l->W + (size_t)j * D, proxies + (size_t)j * D, 1.0f / l->pnorm[j], D);
   for (int c = 0; c < C; c++) {
     float *u = l->U + (size_t)c * D;
     memcpy(u, l->W + (size_t)c * N * D, (size_t)D * sizeof(float));
@@ -279,23 +387,39 @@ float proxygml_forward(ProxyGML *l, const float *x_raw, const int *labels, const
   l->B = B;
   l->proxies = proxies;
 
+  double *ph = l->phase_sec, t0 = now_sec(), t1;
   l2norm_forward(l->x, l->xnorm, x_raw, B, l->D);          /* 3.1 */
+  ph[PROXYGML_PHASE_NORMALISE] += (t1 = now_sec()) - t0;
   similarity_blocked(l, proxies, B);                        /* 3.1-3.2 */
+  ph[PROXYGML_PHASE_SIMILARITY] += (t0 = now_sec()) - t1;
+  memset(l->thread_sec, 0, (size_t)l->nthreads * 2 * sizeof(double));
 #pragma omp parallel for schedule(dynamic, 1) num_threads(l->nthreads) if ((long)B * M > 16384)
   for (int b = 0; b < B; b++) {
     int t = omp_get_thread_num();
+    double r0 = now_sec();
     int *sel = l->sel + (size_t)b * K;
     const float *srow = l->S + (size_t)b * M;
-    select_row(sel, srow, labels[b], C, N, K, l->scratch_v + (size_t)t * 2 * M, l->scratch_i + (size_t)t * M);  /* 3.3 */
+    proxygml_select(sel, srow, labels[b], C, N, K, l->scratch_v + (size_t)t * 2 * M, l->scratch_i + (size_t)t * M);  /* 3.3 */
+    double r1 = now_sec();
     size_t o = (size_t)b * C;
     l->row_loss[b] = softmax_row(l->Z + o, l->zmask + o, l->P + o, l->GZ + o, l->scratch_i + (size_t)t * M,
                                  (double *)(l->scratch_v + (size_t)t * 2 * M), sel, srow, labels[b], C, N, K, l->scale,
                                  inv_b);
+    l->thread_sec[2 * t] += r1 - r0;
+    l->thread_sec[2 * t + 1] += now_sec() - r1;
+  }
+  {   /* the loop's wall time, split in the proportion of the threads' time in each part */
+    double sel_s = 0, sm_s = 0, wall = (t1 = now_sec()) - t0;
+    for (int t = 0; t < l->nthreads; t++) { sel_s += l->thread_sec[2 * t]; sm_s += l->thread_sec[2 * t + 1]; }
+    double f = sel_s + sm_s > 0 ? sel_s / (sel_s + sm_s) : 0.5;
+    ph[PROXYGML_PHASE_SELECT] += wall * f;
+    ph[PROXYGML_PHASE_SOFTMAX] += wall * (1 - f);
   }
   double loss_cls = 0;
   for (int b = 0; b < B; b++) loss_cls += l->row_loss[b];
   l->loss_cls = (float)(loss_cls * inv_b);
   l->loss_reg = l->lambda > 0 ? (float)(regulariser_forward(l, proxies) / M) : 0.0f;
+  ph[PROXYGML_PHASE_REG_FORWARD] += now_sec() - t1;
   l->loss = l->loss_cls + l->lambda * l->loss_reg;
   return l->loss;
 }
@@ -305,7 +429,9 @@ float proxygml_forward(ProxyGML *l, const float *x_raw, const int *labels, const
 /* lambda dL_reg/dW = lambda (U G^T + (W G) Y^T), restricted to G's rows [rb, re) */
 static void regulariser_backward(ProxyGML *l) {
   const int D = l->D, C = l->C, N = l->N, M = l->M, rb = l->reg_begin, Mr = l->reg_end - l->reg_begin;
-  memset(l->GW, 0, (size_t)M * D * sizeof(float));
+  /* rows [rb, re) are written by the first product (beta 0): clear only the others */
+  memset(l->GW, 0, (size_t)rb * D * sizeof(float));
+  memset(l->GW + (size_t)l->reg_end * D, 0, (size_t)(M - l->reg_end) * D * sizeof(float));
   if (Mr <= 0) return;
   const float *G = l->G + (size_t)rb * C;
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Mr, D, C, l->lambda, G, C, l->U, D, 0.0f,
@@ -313,11 +439,7 @@ static void regulariser_backward(ProxyGML *l) {
   cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, C, D, Mr, l->lambda, G, C, l->W + (size_t)rb * D, D, 0.0f,
               l->GU, D);
 #pragma omp parallel for schedule(static) num_threads(l->nthreads) if (M > 256)
-  for (int j = 0; j < M; j++) {
-    const float *gu = l->GU + (size_t)(j / N) * D;
-    float *gw = l->GW + (size_t)j * D;
-    for (int d = 0; d < D; d++) gw[d] += gu[d];
-  }
+  for (int j = 0; j < M; j++) add_row(l->GW + (size_t)j * D, l->GU + (size_t)(j / N) * D, D);
 }
 
 /* proxy j's share of 4.3 and 4.5: its n (row b[e], gradient g[e]) pairs add
@@ -343,10 +465,24 @@ static PROXYGML_HOT void proxy_backward(float *dp, float *gw, float *gx_part, co
   for (int d = 0; d < D; d++) dp[d] += (gw[d] - p[d] * wdot) * inv;
 }
 
+/* The proxy loop below is bound by memory: each proxy's row and its gradient
+ * row come from DRAM (23 MB each for sop) and the hardware prefetcher does
+ * not start on a row before the loop touches it. Asking a few rows ahead
+ * overlaps those misses with the work on the current row. */
+enum { PREFETCH_AHEAD = 4 };
+
+static inline void prefetch_rows(const float *p, const float *dp, int D) {
+  for (int d = 0; d < D; d += 16) {   /* 16 floats: one cache line */
+    __builtin_prefetch(p + d, 0, 3);
+    __builtin_prefetch(dp + d, 1, 3);
+  }
+}
+
 void proxygml_backward(ProxyGML *l, float *dx_raw, float *dproxies) {
   const int B = l->B, D = l->D, C = l->C, N = l->N, M = l->M, K = l->K;
   const int nt = l->nthreads;
   const float *P = l->proxies;
+  double *ph = l->phase_sec, t0 = now_sec(), t1;
 
   /* 4.3 sparse: G_S[b,j] = G_Z[b, c(j)] on the K selected j of row b only.
    * The (b, j) pairs grouped by proxy, b ascending, so that one pass over the
@@ -367,7 +503,10 @@ void proxygml_backward(ProxyGML *l, float *dx_raw, float *dproxies) {
   start[0] = 0;
 
   int reg = l->lambda > 0;
+  t1 = now_sec();
   if (reg) regulariser_backward(l);
+  ph[PROXYGML_PHASE_REG_BACKWARD] += now_sec() - t1;
+  t1 = now_sec() - (t1 - t0);   /* the selection by proxy above counts as sparse backward */
   int keep = l->keep_grad_w;
   memset(l->gx_part, 0, (size_t)nt * B * D * sizeof(float));
   /* 4.5, columns: dP_j += (G_W_j - W_j (W_j . G_W_j)) / ||P_j||, only for proxies with a gradient */
@@ -383,12 +522,15 @@ void proxygml_backward(ProxyGML *l, float *dx_raw, float *dproxies) {
         if (keep) memset(l->GW + (size_t)j * D, 0, (size_t)D * sizeof(float));
         continue;
       }
+      if (j + PREFETCH_AHEAD < M) prefetch_rows(P + (size_t)(j + PREFETCH_AHEAD) * D,
+                                                dproxies + (size_t)(j + PREFETCH_AHEAD) * D, D);
       float *gw = gw_local ? gw_local : l->GW + (size_t)j * D;
       if (!reg) memset(gw, 0, (size_t)D * sizeof(float));
       proxy_backward(dproxies + (size_t)j * D, gw, gx_part, P + (size_t)j * D, l->pnorm[j], l->x, l->csr_b + e0,
                      l->csr_g + e0, e1 - e0, D);
     }
   }
+  ph[PROXYGML_PHASE_SPARSE_BACKWARD] += (t0 = now_sec()) - t1;
   /* G_x: the per-thread partial sums in thread order, then 4.5 for the rows */
 #pragma omp parallel for schedule(static) num_threads(nt) if (B * D > 32768)
   for (int i = 0; i < B * D; i++) {
@@ -397,6 +539,7 @@ void proxygml_backward(ProxyGML *l, float *dx_raw, float *dproxies) {
     l->gx[i] = acc;
   }
   l2norm_backward(dx_raw, l->gx, l->x, l->xnorm, B, D);
+  ph[PROXYGML_PHASE_X_BACKWARD] += now_sec() - t0;
 }
 
 /* ------------------------------------------------------------ float64 reference */

@@ -411,3 +411,62 @@ Test(finite_differences, reference_backward, .timeout = 120) {
     problem_free(&p);
   }
 }
+
+/* ------------------------------------------------------------ the selection */
+
+/* proxygml_select (histogram threshold) against proxygml_select_ref (a full
+ * sort) on rows built to tie: values from a handful of levels, +0 and -0,
+ * huge and tiny magnitudes, every K from 1 to M for small M, and the bucket
+ * of the threshold holding most of the row. */
+static void select_case(Rng *rng, int C, int N, int K, int levels, int y) {
+  const int M = C * N;
+  float *s = xmalloc_f32((size_t)M), *v = xmalloc_f32(2 * (size_t)M);
+  int *idx = xmalloc((size_t)M * sizeof(int)), *got = xmalloc((size_t)K * sizeof(int)), *want = xmalloc((size_t)K * sizeof(int));
+  for (int j = 0; j < M; j++) {
+    double u = rng_uniform(rng);
+    if (levels > 0) s[j] = (float)((int)(u * levels) - levels / 2) * 0.125f;   /* many exact ties, +0 among them */
+    else s[j] = (float)rng_normal(rng) * 0.05f;
+    if (levels > 0 && s[j] == 0 && rng_uniform(rng) < 0.5) s[j] = -0.0f;
+    if (levels < 0) s[j] = 0.0625f + (float)j * 1e-9f * (float)(j % 3);   /* one narrow bucket */
+  }
+  if (M > 4) { s[1] = 3e38f; s[2] = -3e38f; s[3] = 1e-40f; }
+  proxygml_select(got, s, y, C, N, K, v, idx);
+  proxygml_select_ref(want, s, y, C, N, K);
+  for (int i = 0; i < K; i++)
+    cr_assert_eq(got[i], want[i], "C=%d N=%d K=%d levels=%d y=%d: entry %d is %d, the sort says %d", C, N, K, levels,
+                 y, i, got[i], want[i]);
+  free(s); free(v); free(idx); free(got); free(want);
+}
+
+Test(select, matches_full_sort_with_ties) {
+  Rng rng;
+  rng_init(&rng, 7);
+  const int shapes[][2] = {{1, 1}, {2, 1}, {5, 3}, {7, 2}, {13, 1}, {10, 4}, {3, 8}};
+  for (size_t sh = 0; sh < sizeof shapes / sizeof shapes[0]; sh++) {
+    const int C = shapes[sh][0], N = shapes[sh][1], M = C * N;
+    for (int K = 1; K <= M; K++)
+      for (int levels = -1; levels <= 9; levels += 5)
+        select_case(&rng, C, N, K, levels, (int)rng_below(&rng, (uint32_t)C));
+  }
+  for (int rep = 0; rep < 20; rep++) {   /* sop-like rows: thousands of negatives, K - N in the hundreds */
+    const int C = 3000 + (int)rng_below(&rng, 2000), N = 1 + (int)rng_below(&rng, 2), M = C * N;
+    const int K = N + 1 + (int)rng_below(&rng, (uint32_t)(M / 10));
+    select_case(&rng, C, N, K, rep % 3 == 0 ? 0 : rep % 3 == 1 ? 3 : -1, (int)rng_below(&rng, (uint32_t)C));
+  }
+}
+
+/* a NaN row keeps the heap's order, which selects the positives and K valid entries */
+Test(select, nan_row_keeps_positives) {
+  const int C = 6, N = 2, M = C * N, K = 5, y = 2;
+  float s[12], v[24];
+  int idx[12], out[5];
+  for (int j = 0; j < M; j++) s[j] = (float)j * 0.1f;
+  s[7] = NAN;
+  proxygml_select(out, s, y, C, N, K, v, idx);
+  int pos = 0;
+  for (int i = 0; i < K; i++) {
+    cr_assert(out[i] >= 0 && out[i] < M && (i == 0 || out[i] > out[i - 1]), "entry %d = %d", i, out[i]);
+    pos += out[i] / N == y;
+  }
+  cr_assert_eq(pos, N);
+}
