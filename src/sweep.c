@@ -495,7 +495,8 @@ int sweep_write_manifest(const Sweep *s) {
   bad |= fclose(f) != 0;
   if (bad) {
     unlink(tmp);
-    /* unreachable in tests: writing a few lines to a file just created fails only on a full disk or an I/O error */
+    /* unreachable in tests: writing a few lines to a file just created fails only on a full disk or an I/O
+     * error */
     return err_set("cannot write '%s': %s", tmp, strerror(e));
   }
   return fsutil_commit(tmp, path);
