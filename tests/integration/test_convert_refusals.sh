@@ -11,6 +11,10 @@
 set -u
 BIN=${PROXYGML_BIN:?}
 PY=/usr/bin/python3
+if ! $PY -c 'import PIL, numpy, fontTools' 2>/dev/null; then
+  echo "SKIP: /usr/bin/python3 lacks PIL, numpy or fontTools (scripts/setup.sh installs python3-pil, python3-numpy, python3-fonttools)"
+  exit 77
+fi
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 fails=0
