@@ -18,6 +18,8 @@ PKGS=(
   fonts-wqy-zenhei
   # analysis, tests and the PyTorch baselines (Debian's interpreter)
   python3 python3-h5py python3-numpy python3-pil python3-matplotlib python3-sklearn python3-pytest python3-torch
+  # fonts built by tests/integration/test_convert_refusals.sh
+  python3-fonttools
   # memcheck of a short training (tests/integration/test_valgrind.sh)
   valgrind
   # network namespaces, veth and tc tbf of the two-node test bed (scripts/netbed.sh)

@@ -177,6 +177,7 @@ int checkpoint_load(const char *path, Checkpoint *c) {
   Checkpoint h = *c;
   int rc = read_header(f, &h);
   /* the header the caller checked, and a trace that fits its buffer */
+  /* unreachable in tests: another process rewrites the checkpoint between two reads of it */
   if (!rc && (h.step != c->step || h.config_hash != c->config_hash))
     rc = err_set("changed since its header was read (step %lld, then %lld)", (long long)c->step, (long long)h.step);
   if (!rc && c->step > c->trace_cap)

@@ -35,6 +35,8 @@ static int gz_exact(gzFile gz, const char *path, void *buf, size_t want, const c
     if (r < 0) {
       int zerr;
       const char *m = gzerror(gz, &zerr);
+      size_t n = strlen(path);
+      if (!strncmp(m, path, n) && !strncmp(m + n, ": ", 2)) m += n + 2;   /* zlib's message repeats the path */
       return err_set("%s: corrupt gzip data in the %s (%s)", path, what, m);
     }
     if (r == 0) break;

@@ -153,6 +153,8 @@ static int has_image_ext(const char *name) {
 /* sorted visible entries of dir: sub-directories (want_dirs) or image files */
 static int list_dir(const char *dir, int want_dirs, ConvertStrList *out) {
   DIR *d = opendir(dir);
+  /* unreachable in tests: the caller has just seen a directory here, and opendir then fails only without read
+   * permission, which root, the tests' user, always has */
   if (!d) return err_set("%s: cannot open directory (%s)", dir, strerror(errno));
   struct dirent *e;
   while ((e = readdir(d))) {

@@ -55,7 +55,8 @@ static int write_1d(hid_t loc, const char *name, hid_t type, int64_t n, const vo
   return st < 0 ? err_set("cannot write dataset '%s'", name) : 0;
 }
 
-/* prefix the current message with the temp file's name */
+/* prefix the current message with the temp file's name
+ * unreachable in tests: called only when HDF5 fails on the temp file the writer has just created */
 static int fail_w(const DatasetWriter *w) { return err_set("%s: %s", w->tmp, err_msg()); }
 
 int dataset_writer_init(DatasetWriter *w, const char *out, int n_classes, const char *const *class_names,

@@ -57,6 +57,8 @@ static int add_face(Glyphs *g, int *cap, const char *path, int index, int nfaces
   /* em size in 26.6 pixels; unhinted outlines take fractional sizes */
   if (FT_Set_Char_Size(f, 0, (FT_F26Dot6)lrint(GLYPHS_EM_FRACTION * g->size * 64.0), 72, 72) != 0) {
     FT_Done_Face(f);
+    /* unreachable in tests: a scalable face takes any size in [8, 1024] unless its header is damaged in a way
+     * FT_New_Face let pass */
     return err_set("%s: face %d refuses size %d", path, index, g->size);
   }
   if (g->nfaces == *cap) {
@@ -205,6 +207,8 @@ int glyphs_render(const Glyphs *g, int fi, uint32_t cp, const GlyphsAug *a, uint
   FT_Face face = (FT_Face)g->faces[fi].face;
   FT_UInt gi = FT_Get_Char_Index(face, cp);
   if (!gi) return err_set("%s#%d: no glyph for U+%04X", g->faces[fi].path, g->faces[fi].index, cp);
+  /* unreachable in tests: faces are scalable (add_face refuses bitmap fonts), and every caller renders only the
+   * characters glyphs_drawable has loaded as outlines */
   if (FT_Load_Glyph(face, gi, FT_LOAD_NO_HINTING | FT_LOAD_NO_BITMAP) != 0 ||
       face->glyph->format != FT_GLYPH_FORMAT_OUTLINE)
     return err_set("%s#%d: glyph of U+%04X cannot be loaded as an outline", g->faces[fi].path, g->faces[fi].index, cp);

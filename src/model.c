@@ -75,6 +75,7 @@ static void add_maxpool2(Model *m) {
 int model_check(const char *arch, int in_c, int in_h, int in_w, int embed_dim) {
   if (in_c < 1 || in_h < 1 || in_w < 1 || embed_dim < 1)
     return err_set("model: bad sizes (input %d x %d x %d, embedding %d)", in_c, in_h, in_w, embed_dim);
+  /* unreachable in tests: a dataset file with rows of more than 2^30 values (4 GiB each) */
   if ((long)in_c * in_h * in_w > (1L << 30)) return err_set("model: input %d x %d x %d too large", in_c, in_h, in_w);
   if (strcmp(arch, "mlp") && strcmp(arch, "cnn") && strcmp(arch, "linear"))
     return err_set("unknown architecture '%s' (known: mlp, cnn, linear)", arch);

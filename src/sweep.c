@@ -58,6 +58,7 @@ static int value_text(const config_setting_t *v, const char *key, int allow_arra
   case CONFIG_TYPE_BOOL: return err_set("key '%s': true/false is not a configuration value", key);
   case CONFIG_TYPE_ARRAY:
   case CONFIG_TYPE_LIST: {
+    /* unreachable in tests: libconfig's arrays hold scalars only, and an array inside a list ( ... ) is allowed */
     if (!allow_array) return err_set("key '%s': a value may not be a nested array or list", key);
     size_t len = 0;
     for (int j = 0; j < config_setting_length(v); j++) {
@@ -175,6 +176,7 @@ static int read_file(Sweep *s, const config_t *lc) {
     snprintf(stem, sizeof stem, "%s", base);
     char *dot = strrchr(stem, '.');
     if (dot && dot != stem) *dot = 0;
+    /* unreachable in tests: a file name has at most NAME_MAX = 255 bytes, and the file was opened */
     if (strlen(stem) + 6 > sizeof s->out) return err_set("%s: the file name is too long", s->path);
     memcpy(s->out, "runs/", 5);
     memcpy(s->out + 5, stem, strlen(stem) + 1);
@@ -493,6 +495,8 @@ int sweep_write_manifest(const Sweep *s) {
   bad |= fclose(f) != 0;
   if (bad) {
     unlink(tmp);
+    /* unreachable in tests: writing a few lines to a file just created fails only on a full disk or an I/O
+     * error */
     return err_set("cannot write '%s': %s", tmp, strerror(e));
   }
   return fsutil_commit(tmp, path);

@@ -226,6 +226,7 @@ static int load_init(Trainer *T) {
     /* a tensor the model does not have: most likely another architecture's file */
     H5G_info_t info = {0};
     hid_t g = rc == 0 ? H5Gopen2(f, "params", H5P_DEFAULT) : -1;
+    /* unreachable in tests: model_params_read has just read every tensor of this group */
     if (rc == 0 && (g < 0 || H5Gget_info(g, &info) < 0)) rc = err_set("'params' is not a readable group");
     for (hsize_t i = 0; rc == 0 && i < info.nlinks; i++) {
       char name[256] = "";
@@ -263,8 +264,8 @@ static void build(Trainer *T) {
   const Config *c = &T->cfg;
   int in_c = T->tr_info.kind == DATASET_IMAGES ? T->tr_info.channels : T->tr_info.F;
   int in_h = T->tr_info.kind == DATASET_IMAGES ? T->tr_info.H : 1, in_w = T->tr_info.kind == DATASET_IMAGES ? T->tr_info.W : 1;
-  /* unreachable in tests: trainer_check_sizes has run model_check on the same arguments */
   const int eval_chunk = T->B > 256 ? T->B : 256;   /* the model's largest batch: training or evaluation */
+  /* unreachable in tests: trainer_check_sizes has run model_check on the same arguments */
   CHECK(model_init(&T->model, cfg_arch_name(c->arch), in_c, in_h, in_w, T->D, eval_chunk) == 0, "%s", err_msg());
   T->n_backbone = model_num_params(&T->model);
   T->n_params = T->n_backbone + (size_t)T->M * T->D;

@@ -84,6 +84,25 @@ variant("k_zero", lambda f: f.attrs.__setitem__("K", 0))
 def wrong_shape(f):
     p = f["proxies"][()]; del f["proxies"]; f["proxies"] = p[:, :-1]
 variant("wrong_shape", wrong_shape)
+variant("c_zero", lambda f: f.attrs.__setitem__("C", 0))
+def r_only(f, r):
+    del f.attrs["K"]; f.attrs["r"] = r
+variant("r_too_large", lambda f: r_only(f, 1.5))
+variant("r_ok", lambda f: r_only(f, 0.25))                 # K = ceil(0.25 * 24) = 6, as the file's K
+def no_k(f):
+    del f.attrs["K"]; del f.attrs["r"]
+variant("no_k", no_k)
+variant("lambda_negative", lambda f: f.attrs.__setitem__("lambda", -1.0))
+variant("scale_zero", lambda f: f.attrs.__setitem__("scale", 0.0))
+def x_1d(f):
+    x = f["x_raw"][()]; del f["x_raw"]; f["x_raw"] = x.ravel()
+variant("x_1d", x_1d)
+def labels_short(f):
+    y = f["labels"][()]; del f["labels"]; f["labels"] = y[:-1]
+variant("labels_short", labels_short)
+def inf_proxies(f):
+    p = f["proxies"][()]; p[2, 5] = np.inf; f["proxies"][...] = p
+variant("inf_proxies", inf_proxies)
 PYEOF
 [ -f "$tmp/perturbed_grad.h5" ] || { echo "FAIL could not write variants with h5py"; exit 1; }
 expect 1 "perturbed gradient" "$BIN" check-loss "$tmp/perturbed_grad.h5"
@@ -95,6 +114,21 @@ expect 2 "K > C*N" "$BIN" check-loss "$tmp/k_too_large.h5"
 expect 2 "K = 0" "$BIN" check-loss "$tmp/k_zero.h5"
 expect 2 "wrong proxies shape" "$BIN" check-loss "$tmp/wrong_shape.h5"
 expect 2 "missing file" "$BIN" check-loss "$tmp/nope.h5"
+expect 0 "K from the attribute r" "$BIN" check-loss "$tmp/r_ok.h5"
+# each malformed attribute or dataset: exit 2 and the line that names it
+refused() {   # refused VARIANT MESSAGE: the one line ends with MESSAGE
+  expect 2 "$1" "$BIN" check-loss "$tmp/$1.h5"
+  grep -qF -- "$2" "$tmp/err" && [ "$(tail -c "$((${#2} + 1))" "$tmp/err")" = "$2" ] ||
+    { echo "FAIL $1: want the message '$2', got: $(cat "$tmp/err")"; fail=1; }
+}
+refused c_zero          "C=0, N=3: both must be >= 1"
+refused r_too_large     "attribute r=1.5 outside (0, 1]"
+refused no_k            "neither attribute 'K' nor 'r' is present"
+refused lambda_negative "attribute lambda=-1 must be >= 0"
+refused scale_zero      "attribute scale=0 must be > 0"
+refused x_1d            "dataset 'x_raw' must be B x D with B, D >= 1"
+refused labels_short    "dataset 'labels' must have B=16 entries"
+refused inf_proxies     "dataset 'proxies' holds NaN or Inf"
 head -c 4096 /dev/urandom >"$tmp/garbage.h5"
 expect 2 "not an HDF5 file" "$BIN" check-loss "$tmp/garbage.h5"
 expect 2 "no file given" "$BIN" check-loss

@@ -183,6 +183,38 @@ Test(cfg, out_of_range_is_an_error) {
   SET_FAILS("k=-3", "config key 'k': must be >= 0, got -3");
 }
 
+/* list keys hold at most CFG_LIST_MAX entries, each an int, from either source */
+Test(cfg, list_keys_refusals) {
+  char kv[600] = "recall_ks=", text[600] = "recall_ks = [";
+  for (int j = 1; j <= CFG_LIST_MAX + 1; j++) {
+    snprintf(kv + strlen(kv), sizeof kv - strlen(kv), "%s%d", j > 1 ? "," : "", j);
+    snprintf(text + strlen(text), sizeof text - strlen(text), "%s%d", j > 1 ? ", " : "", j);
+  }
+  strcat(text, "];\n");
+  SET_FAILS(kv, "config key 'recall_ks': more than 64 entries");
+  LOAD_FAILS(text, "bad.cfg:1:", "config key 'recall_ks': more than 64 entries");
+  LOAD_FAILS("recall_ks = [3000000000L];\n", "config key 'recall_ks': entry 3000000000 out of range");
+}
+
+/* a Config filled by a caller rather than the parser is checked as strictly */
+Test(cfg, validate_a_struct_set_by_hand) {
+  Config c;
+  cfg_defaults(&c);
+  c.arch = 7;
+  cr_assert_eq(cfg_validate(&c), -1);
+  ASSERT_MSG("config key 'arch': invalid choice 7");
+  cfg_defaults(&c);
+  c.recall_ks.n = CFG_LIST_MAX + 1;
+  cr_assert_eq(cfg_validate(&c), -1);
+  ASSERT_MSG("config key 'recall_ks': invalid list length 65");
+  cfg_defaults(&c);
+  c.r = 1.5;   /* beyond the range cfg_set and cfg_load allow */
+  c.N = 4;
+  int K = 0;
+  cr_assert_eq(cfg_resolve_k(&c, 10, &K), -1);
+  ASSERT_MSG("config key 'r': K = ceil(r*C*N) = 60 must be between 1 and C*N = 40 (r = 1.5, C = 10, N = 4)");
+}
+
 Test(cfg, k_and_r_together) {
   LOAD_FAILS("C = 10;\nk = 10;\nr = 0.25;\n", "bad.cfg:3:", "'k' and 'r'", "k = 10", "r = 0.25");
   /* k = 0 means "use r", and an r equal to the default chooses nothing */

@@ -5,13 +5,18 @@
  * of h5io, fsutil and the dataset writer on arguments the converters never
  * pass. Each case asserts its own message. */
 #include "common.h"
+#include "convert_glyphs.h"
+#include "convert_images.h"
 #include "dataset_writer.h"
 #include "fsutil.h"
+#include "glyphs.h"
 #include "h5io.h"
+#include "imageio.h"
 #include "metrics.h"
 #include "optim.h"
 #include "proxygml.h"
 #include "recorder.h"
+#include "reducer.h"
 #include "runfile.h"
 
 #include <criterion/criterion.h>
@@ -150,10 +155,26 @@ static void adam_groups(void) {
   for (size_t g = 0; g <= OPTIM_MAX_GROUPS; g++) adam_add_group(&o, g, g + 1, 1e-3);
 }
 
+static void adam_shard_range(void) {
+  Adam o;
+  adam_init(&o, 10, 0.9, 0.999, 1e-8, 0);
+  const OptimRange pieces[2] = {{0, 4}, {6, 12}};
+  adam_shard(&o, pieces, 2);
+}
+/* the CHECK comes before the reducer is touched: no MPI needed */
+static void reducer_stats(void) {
+  Reducer r;
+  memset(&r, 0, sizeof r);
+  float grads[1], stats[REDUCER_MAX_STATS + 1];
+  reducer_begin(&r, grads, stats, REDUCER_MAX_STATS + 1);
+}
+
 Test(refusals, adam_add_group_preconditions) {
   expect_check(adam_range, "adam_add_group: range [4, 11) outside [0, 10)");
   expect_check(adam_overlap, "adam_add_group: groups overlap");
   expect_check(adam_groups, "adam_add_group: more than 8 groups");
+  expect_check(adam_shard_range, "adam_shard: piece [6, 12) outside [0, 10)");
+  expect_check(reducer_stats, "reducer_begin: 9 stats");
 }
 
 static void loss_sizes(void) { ProxyGML l; proxygml_init(&l, 4, 0, 2, 2, 2, 0.3f, 10); }
@@ -332,4 +353,56 @@ Test(files, dataset_writer_refusals) {
   EXPECT_ERR(dataset_writer_end(&w), "d.h5: the split would be empty (no rows)");
   dataset_writer_free(&w);
   cr_assert(access(in_dir("d.h5"), F_OK) != 0, "a failed conversion leaves no output");
+}
+
+/* ------------------------------------------------ converters, fonts, PNG */
+
+Test(files, imageio_png_refusals) {
+  const uint8_t px[2 * 2 * 2] = {0};
+  EXPECT_ERR(imageio_write_png(in_dir("a.png"), px, 2, 2, 2), "a.png: PNG writer takes 1 or 3 channels, got 2");
+  EXPECT_ERR(imageio_write_png(in_dir("no/such/dir/a.png"), px, 2, 2, 1), "no/such/dir/a.png: cannot write PNG (");
+}
+
+/* the options the command line bounds before it calls the converters */
+Test(files, converter_options) {
+  /* a valid tree: ROOT/{train,test}/a/x.png */
+  const uint8_t px[4 * 4] = {0};
+  char dir[600];
+  const char *sub[] = {"tree", "tree/train", "tree/train/a", "tree/test", "tree/test/a"};
+  for (int i = 0; i < 5; i++) {
+    snprintf(dir, sizeof dir, "%s/%s", g_dir, sub[i]);
+    cr_assert_eq(mkdir(dir, 0755), 0);
+  }
+  cr_assert_eq(imageio_write_png(in_dir("tree/train/a/x.png"), px, 4, 4, 1), 0, "%s", err_msg());
+  cr_assert_eq(imageio_write_png(in_dir("tree/test/a/y.png"), px, 4, 4, 1), 0, "%s", err_msg());
+  ConvertImagesOpts io = {.size = 0};
+  EXPECT_ERR(convert_images_folder(in_dir("f.h5"), in_dir("tree"), &io), "--size 0 is outside [1, 4096]");
+  io.size = 5000;
+  EXPECT_ERR(convert_images_folder(in_dir("f.h5"), in_dir("tree"), &io), "--size 5000 is outside [1, 4096]");
+  cr_assert(access(in_dir("f.h5"), F_OK) != 0, "a refused conversion leaves no output");
+
+  ConvertGlyphsOpts go = {.train_classes = 0, .test_classes = 1, .size = 32, .augment = 1};
+  EXPECT_ERR(convert_glyphs_write(in_dir("g.h5"), &go), "--train-classes and --test-classes must be >= 1");
+  go = (ConvertGlyphsOpts){.train_classes = 1, .test_classes = 1, .size = 32, .augment = 1001};
+  EXPECT_ERR(convert_glyphs_write(in_dir("g.h5"), &go), "--augment 1001 is outside [1, 1000]");
+  go = (ConvertGlyphsOpts){.train_classes = 1, .test_classes = 1, .size = 7, .augment = 1};
+  EXPECT_ERR(convert_glyphs_write(in_dir("g.h5"), &go), "--size 7 is outside [8, 1024]");
+}
+
+/* glyphs on one CJK font that scripts/setup.sh installs (fonts-ipafont-gothic) */
+Test(files, glyphs_refusals) {
+  const char *font[1] = {"ipag.ttf"};
+  Glyphs g;
+  EXPECT_ERR(glyphs_init(&g, font, 1, GLYPHS_FONT_DIR, 4, 0), "glyph size 4 is outside [8, 1024]");
+  cr_assert_eq(glyphs_init(&g, font, 1, GLYPHS_FONT_DIR, 16, 0), 0, "%s", err_msg());
+  uint32_t *cps = NULL;
+  int n = -1;
+  EXPECT_ERR(glyphs_common(&g, 0x9FFF, 0x4E00, &cps, &n), "bad codepoint range U+9FFF..U+4E00");
+  cr_assert(cps == NULL && n == 0);
+  GlyphsAug aug = {0};
+  aug.scale = 1;
+  uint8_t out[16 * 16];
+  EXPECT_ERR(glyphs_render(&g, 0, 0x10FFFF, &aug, out), "ipag.ttf#0: no glyph for U+10FFFF");
+  cr_assert_eq(glyphs_render(&g, 0, 0x4E00, &aug, out), 0, "%s", err_msg());   /* the face itself renders */
+  glyphs_free(&g);
 }
