@@ -50,11 +50,25 @@ variant("soft_triple_medium", "st_perturbed_grad", perturb)
 variant("proxy_anchor_tiny", "pa_other_alpha", lambda f: f.attrs.__setitem__("alpha", 16.0))
 variant("normalized_softmax_tiny", "ns_unknown_loss", lambda f: f.attrs.__setitem__("loss_name", "ArcFaceLoss"))
 variant("proxy_nca_tiny", "nca_no_scale", lambda f: f.attrs.__delitem__("softmax_scale"))
+# malformed attributes of a baseline file, one each
+variant("proxy_anchor_tiny", "pa_margin_out", lambda f: f.attrs.__setitem__("margin", 2.0))
+variant("proxy_nca_tiny", "nca_c_zero", lambda f: f.attrs.__setitem__("C", 0))
+variant("soft_triple_tiny", "st_no_centres", lambda f: f.attrs.__setitem__("centers_per_class", 0))
+variant("normalized_softmax_tiny", "ns_bad_layout", lambda f: f.attrs.__setitem__("proxies_layout", "M by D"))
 PYEOF
 expect 1 "baseline: perturbed gradient" "$BIN" check-loss "$tmp/st_perturbed_grad.h5"
 expect 1 "baseline: other alpha" "$BIN" check-loss "$tmp/pa_other_alpha.h5"
 expect 2 "baseline: unknown loss_name" "$BIN" check-loss "$tmp/ns_unknown_loss.h5"
 expect 2 "baseline: missing hyper-parameter" "$BIN" check-loss "$tmp/nca_no_scale.h5"
+base_refused() {   # base_refused VARIANT MESSAGE: exit 2 and the one line ends with MESSAGE
+  expect 2 "baseline: $1" "$BIN" check-loss "$tmp/$1.h5"
+  grep -qF -- "$2" "$tmp/err" && [ "$(tail -c "$((${#2} + 1))" "$tmp/err")" = "$2" ] ||
+    { echo "FAIL $1: want the message '$2', got: $(cat "$tmp/err")"; fail=1; }
+}
+base_refused pa_margin_out "attribute margin=2 outside [-1, 1]"
+base_refused nca_c_zero    "attribute C=0 outside [1, 2^24]"
+base_refused st_no_centres "attribute centers_per_class=0 outside [1, 2^26 / C]"
+base_refused ns_bad_layout "attribute proxies_layout='M by D': expected 'C x D ...' or 'D x ...'"
 
 # variants of a golden file, written by h5py under Debian's interpreter
 $PY - "$DATA/loss_lam05.h5" "$tmp" <<'PYEOF'

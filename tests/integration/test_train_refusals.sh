@@ -26,6 +26,9 @@ r = np.random.default_rng(0)
 np.save("xtr.npy", r.normal(size=(40, 6)).astype(np.float32)); np.save("ytr.npy", np.arange(40) % 4)
 np.save("xte.npy", r.normal(size=(20, 6)).astype(np.float32)); np.save("yte.npy", np.arange(20) % 4)
 np.save("xte1.npy", r.normal(size=(1, 6)).astype(np.float32)); np.save("yte1.npy", np.zeros(1, np.int64))
+# one training label at the converter's limit 2^24 - 1: with C = 0 the classes
+# come from the labels, and C*N overflows an int only there, past the config check
+y = np.arange(40) % 4; y[0] = 2 ** 24 - 1; np.save("ytop.npy", y)
 np.save("xte2.npy", r.normal(size=(2, 6)).astype(np.float32)); np.save("yte2.npy", np.arange(2))
 # Fashion-MNIST IDX files of 2 x 2 images: too small for the cnn
 os.makedirs("idx")
@@ -41,6 +44,8 @@ D=(--train-x xtr.npy --train-y ytr.npy)
 "$BIN" data features test1.h5 "${D[@]}" --test-x xte1.npy --test-y yte1.npy >/dev/null &&
 "$BIN" data features test2.h5 "${D[@]}" --test-x xte2.npy --test-y yte2.npy >/dev/null &&
 "$BIN" data fashion-mnist tiny_images.h5 --idx-dir idx --protocol seen >/dev/null ||
+  { echo "FAIL: cannot convert the sources"; exit 1; }
+"$BIN" data features toplabel.h5 --train-x xtr.npy --train-y ytop.npy --test-x xte.npy --test-y yte.npy >/dev/null ||
   { echo "FAIL: cannot convert the sources"; exit 1; }
 S=(--set data=small.h5 --set C=4 --set N=2 --set batch=8 --set recall_ks=1 --set epochs=1 --set kmeans_restarts=1)
 
@@ -106,6 +111,8 @@ EOF
 # --- the dataset
 train "splits of different widths" "widths.h5: train and test rows differ in kind or size" --set data=widths.h5
 train "features of width 0" "width0.h5: /train/features has a bad width F = 0" --set data=width0.h5
+train "C*N beyond an int" "config key 'N': C\*200 = 16777216\*200 proxies is out of range" --set data=toplabel.h5 \
+  --set C=0 --set N=200
 train "one test row" "test1.h5: the test split needs at least 2 rows for retrieval" --set data=test1.h5
 train "a path below a file" "small.h5/x.h5: cannot read it: Not a directory" --set data=small.h5/x.h5
 train "a damaged superblock" "superblock.h5: corrupt HDF5 file \(it has the HDF5 signature but cannot be opened\)" \

@@ -615,3 +615,14 @@ Test(cfg, help_lists_every_key) {
   free(text);
   free(dump);
 }
+
+/* each key within its range, their product beyond an int: the proxy count */
+Test(cfg, proxy_count_beyond_int_range) {
+  Config c;
+  cfg_defaults(&c);
+  cr_assert_eq(cfg_set(&c, "loss=softtriple"), 0, "%s", err_msg());
+  cr_assert_eq(cfg_set(&c, "C=1000000"), 0, "%s", err_msg());
+  cr_assert_eq(cfg_set(&c, "softtriple_centers=10000"), 0, "%s", err_msg());
+  cr_assert_eq(cfg_validate(&c), -1);
+  ASSERT_MSG("config keys 'C' and 'softtriple_centers': C*centres = 1000000*10000 is out of range");
+}

@@ -12,6 +12,7 @@
 #include "glyphs.h"
 #include "h5io.h"
 #include "imageio.h"
+#include "loss.h"
 #include "metrics.h"
 #include "optim.h"
 #include "proxygml.h"
@@ -191,6 +192,38 @@ Test(refusals, proxygml_preconditions) {
   expect_check(loss_sizes, "proxygml_init: bad sizes B=4 D=0 C=2 N=2");
   expect_check(loss_k, "proxygml_init: K=5 outside [1, C*N=4]");
   expect_check(loss_batch, "proxygml_forward: B=5 outside [1, 4]");
+}
+
+static void baseline_sizes(void) {
+  Baseline b;
+  BaselineParams p = {.st_centers = 2};
+  baseline_init(&b, BASELINE_SOFTTRIPLE, &p, 4, 0, 3);
+}
+static void baseline_batch(void) {
+  Baseline b;
+  BaselineParams p = {.nca_scale = 1};
+  float x[8] = {0}, w[6] = {0};
+  int y[4] = {0};
+  baseline_init(&b, BASELINE_PROXYNCA, &p, 2, 2, 3);
+  baseline_forward(&b, x, y, w, 3);
+}
+static void loss_kind_range(void) {
+  Loss l;
+  LossParams p = {.kind = LOSS_NKINDS};
+  loss_init(&l, &p, 4, 2, 3);
+}
+static void loss_split_rank(void) {
+  Loss l;
+  LossParams p = {.kind = LOSS_NORMSOFTMAX, .base = {.ns_temperature = 0.05}};
+  loss_init(&l, &p, 4, 2, 3);
+  loss_set_split(&l, 8, 2, 2);
+}
+
+Test(refusals, baseline_and_loss_preconditions) {
+  expect_check(baseline_sizes, "baseline_init: bad sizes B=4 D=0 C=3 k=2");
+  expect_check(baseline_batch, "baseline_forward: B=3 outside [1, 2]");
+  expect_check(loss_kind_range, "loss_init: bad kind 5");
+  expect_check(loss_split_rank, "loss_set_split: rank 2 of 2");
 }
 
 static const char *const PHASES[1] = {"data"};
