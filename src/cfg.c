@@ -120,8 +120,9 @@ static const Key KEYS[] = {
   {"shard_optimizer", T_INT, FLD(shard_optimizer), "1", 0, 1, F_RESUME, NULL,
    "1 = each rank keeps Adam's moments of 1/P of the parameters and updates only those (reduce-scatter, "
    "allgather); 0 = every rank updates the whole replica"},
-  {"overlap", T_INT, FLD(overlap), "1", 0, 1, F_RESUME, NULL,
-   "1 = reduce the gradients in buckets while the backward pass runs; 0 = one blocking reduction after it"},
+  {"overlap", T_INT, FLD(overlap), "0", 0, 1, F_RESUME, NULL,
+   "1 = reduce the gradients in buckets while the backward pass runs (pays when MPI has a core of its own to "
+   "progress on, docs/scaling.md); 0 = one blocking reduction after it"},
   {"bucket_mib", T_F64, FLD(bucket_mib), "1", 0, 8192, F_MIN_OPEN | F_RESUME, NULL,
    "size of a gradient bucket in MiB when overlap = 1"},
 };
