@@ -38,16 +38,20 @@ def median_run(out, rounds, arch, name):
     return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
 
 
+# bench-reduce's columns of each (shard_optimizer, overlap) path
+COLUMNS = {(0, 0): "allreduce_ms", (1, 0): "rs_ag_ms", (0, 1): "iallreduce_ms", (1, 1): "irs_iag_ms"}
+
+
 def reduce_fit(path):
-    """{path: (alpha s, beta B/s)} from bench-reduce's lines"""
-    pts = {"allreduce": [], "rs_ag": []}
+    """{(shard, overlap): (alpha s, beta B/s)} from bench-reduce's lines"""
+    pts = {v: [] for v in COLUMNS}
     for line in open(path):
         if not line.startswith("mib="):
             continue
-        kv = dict(f.split("=") for f in line.split())
+        kv = dict(f.split("=") for f in line.split() if "=" in f)
         S = float(kv["mib"]) * 1048576
-        pts["allreduce"].append((S, float(kv["allreduce_ms"]) / 1e3))
-        pts["rs_ag"].append((S, float(kv["rs_ag_ms"]) / 1e3))
+        for v, col in COLUMNS.items():
+            pts[v].append((S, float(kv[col]) / 1e3))
     fit = {}
     for k, xy in pts.items():
         x, y = np.array(xy).T
@@ -59,10 +63,10 @@ def reduce_fit(path):
 def main():
     out, rounds, archs, transports = sys.argv[1], int(sys.argv[2]), sys.argv[3].split(), sys.argv[4:]
     fits = {tr: reduce_fit("%s/reduce_%s.txt" % (out, tr)) for tr in transports}
-    print("== the reduction alone (bench-reduce, 2 ranks): t = alpha + S/beta")
+    print("== the reduction alone (bench-reduce, 2 ranks): t = alpha + S/beta, per path (shard, overlap)")
     for tr, fit in fits.items():
-        print("  %-14s allreduce alpha %6.0f us beta %6.2f GB/s   reduce-scatter+allgather alpha %6.0f us beta %6.2f GB/s"
-              % (tr, fit["allreduce"][0] * 1e6, fit["allreduce"][1] / 1e9, fit["rs_ag"][0] * 1e6, fit["rs_ag"][1] / 1e9))
+        print("  %-14s " % tr + "   ".join("s%do%d: alpha %5.0f us beta %6.2f GB/s" % (v[0], v[1], fit[v][0] * 1e6, fit[v][1] / 1e9)
+                                        for v in VARIANTS))
     errors = []
     for arch in archs:
         base = median_run(out, rounds, arch, "np1t2")
@@ -76,7 +80,7 @@ def main():
         for tr in transports:
             for shard, overlap in VARIANTS:
                 m = median_run(out, rounds, arch, "%s_s%do%d" % (tr, shard, overlap))
-                a, b = fits[tr]["rs_ag" if shard else "allreduce"]
+                a, b = fits[tr][(shard, overlap)]
                 model = (cal["data"] + cal["forward"] + cal["loss"] + cal["backward"] + a + S / b
                          + cal["optimizer"] / (2 if shard else 1))
                 step = sum(m[p] for p in PHASES)
@@ -107,7 +111,7 @@ def main():
     print("   compute %.1f GFLOP/s per node (measured, MLP), Adam %.1f GB/s (measured); ring reduction on each link:"
           % (rate / 1e9, adam_bw / 1e9))
     print("   T_red(P) = 2(P-1) alpha + 2(P-1)/P S/beta_bus, alpha and beta_bus from the 2-rank fit of each bed")
-    links = [(tr, fits[tr]["rs_ag"]) for tr in transports if tr != "shm"]
+    links = [(tr, fits[tr][(1, 0)]) for tr in transports if tr != "shm"]
     print("  %6s %10s %10s" % ("nodes", "compute ms", "Adam ms") + "".join(" %24s" % ("%s: step ms / eff." % tr.replace("bench", "")) for tr, _ in links))
     for P in (8, 16, 32, 64, 128, 256):
         row = "  %6d %10.1f %10.2f" % (P, 1e3 * t_comp, 1e3 * t_adam / P)
