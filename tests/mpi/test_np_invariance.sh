@@ -10,6 +10,10 @@
 #    np = 1 against 2: Proxy-Anchor's batch sums and class count are global,
 #    so a rank that used only its own rows would miss them by O(1).
 # 2. Two runs of the same seed and rank count are bitwise identical.
+# Every run here shards the optimizer and overlaps the reduction with
+# backward in 0.5 MiB buckets, the path with the most moving parts; the
+# blocking path is the default of every other test, and mpi/reducer_np*
+# holds the paths against each other.
 #
 # Longer trajectories are compared statistically in test_np_trajectory.sh:
 # top-K is discontinuous, so a 1e-7 difference in summation order flips a
@@ -26,7 +30,8 @@ trap 'rm -rf "$tmp"' EXIT
 train() {   # train NP ARCH OUT [--set ...]
   local np=$1 arch=$2 out=$3; shift 3
   timeout 300 mpirun --timeout 280 -np "$np" --bind-to none "$BIN" train --config "$SRC/experiments/fmnist_$arch.cfg" \
-    --set "data=$tmp/fm.h5" --set threads=1 --set eval_epochs= --out "$out" "$@" >"$out.log" 2>&1
+    --set "data=$tmp/fm.h5" --set threads=1 --set eval_epochs= --set shard_optimizer=1 --set overlap=1 \
+    --set bucket_mib=0.5 --out "$out" "$@" >"$out.log" 2>&1
   local rc=$?
   [ $rc -eq 0 ] || { echo "FAIL np=$np $arch exited $rc"; tail -5 "$out.log"; exit 1; }
 }
