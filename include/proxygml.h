@@ -124,6 +124,29 @@ void proxygml_select_ref(int *out /* K */, const float *s /* M */, int y, int C,
  * out; v, idx: scratch of K each. Inference-time subgraphs (no labels). */
 void proxygml_topk(int *out /* K */, const float *s /* M */, int M, int K, float *v, int *idx);
 
+/* ---- pieces shared with the class-sharded loss (include/proxyshard.h) ---- */
+
+/* S (B x M, row stride M) = x W^T with W = proxies / ||proxies|| (norms
+ * clamped at 1e-12 into pnorm, M): by blocks of proxies over nt threads */
+void proxygml_similarity(float *S, float *pnorm, const float *x /* B x D */, const float *proxies /* M x D */,
+                         int B, int M, int D, int nt);
+/* one row of the regulariser's softmax over the C classes: returns its loss
+ * term and leaves (softmax - onehot) / M in zc (C); own: the proxy's class */
+double proxygml_regulariser_row(float *zc, int own, int C, int M);
+/* proxy j's share of 4.3 and 4.5: its n (row b[e], gradient g[e]) pairs add
+ * g x_b to G_W_j (gw, D; pre-filled with the regulariser's part or zero) and
+ * g W_j to the rows' partial G_x (gx_part, rows x D); then
+ * dp += (G_W_j - W_j (W_j . G_W_j)) / ||P_j|| */
+void proxygml_proxy_backward(float *dp, float *gw, float *gx_part, const float *p, float pnorm, const float *x,
+                             const int *b, const float *g, int n, int D);
+
+/* unsigned order = float order, -0 = +0 (they compare equal, so they must tie) */
+static inline uint32_t proxygml_order_key(float v) {
+  v += 0.0f;
+  union { float f; uint32_t u; } c = {.f = v};
+  return (c.u & 0x80000000u) ? ~c.u : (c.u | 0x80000000u);
+}
+
 /* ---- the float64 reference ---------------------------------------------- */
 typedef struct {
   int B, D, C, N, M, K;

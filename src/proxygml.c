@@ -141,16 +141,8 @@ static void select_row_heap(int *out /* K */, const float *s /* M */, int y, int
   qsort(out, (size_t)K, sizeof(int), cmp_int);   /* ascending: sums below run in index order */
 }
 
-/* unsigned order = float order, -0 = +0 (they compare equal, so they must tie) */
-static inline uint32_t order_key(float v) {
-  v += 0.0f;
-  uint32_t b;
-  memcpy(&b, &v, sizeof b);
-  return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
-}
-
 /* larger = ranks first: larger value, then lower index (better()'s rule as one integer) */
-static inline uint64_t rank_key(float v, int j) { return (uint64_t)order_key(v) << 32 | (uint32_t)~(uint32_t)j; }
+static inline uint64_t rank_key(float v, int j) { return (uint64_t)proxygml_order_key(v) << 32 | (uint32_t)~(uint32_t)j; }
 
 /* the k-th largest of a[0..n) (1 <= k <= n, distinct keys), by quickselect; reorders a */
 static uint64_t kth_largest(uint64_t *a, int n, int k) {
@@ -189,7 +181,7 @@ void proxygml_select(int *out, const float *s, int y, int C, int N, int K, float
   for (int j = 0; j < M; j++) {
     if (j == p0) { j += N - 1; continue; }
     nan |= s[j] != s[j];
-    hist[order_key(s[j]) >> (32 - SELECT_BITS)]++;
+    hist[proxygml_order_key(s[j]) >> (32 - SELECT_BITS)]++;
   }
   if (nan) { select_row_heap(out, s, y, C, N, K, v, idx); return; }
   int b = (1 << SELECT_BITS) - 1;
@@ -199,7 +191,7 @@ void proxygml_select(int *out, const float *s, int y, int C, int N, int K, float
   int m = 0;
   for (int j = 0; j < M; j++) {
     if (j == p0) { j += N - 1; continue; }
-    if ((int)(order_key(s[j]) >> (32 - SELECT_BITS)) == b) a[m++] = rank_key(s[j], j);
+    if ((int)(proxygml_order_key(s[j]) >> (32 - SELECT_BITS)) == b) a[m++] = rank_key(s[j], j);
   }
   const uint64_t thr = kth_largest(a, m, k - (int)above);
   int n = 0;   /* branch-free: idx[n] is written whether kept or not, so idx (M > K) and not out (K) */
@@ -273,9 +265,8 @@ static PROXYGML_HOT void divide_by(float *s, const float *by, int n) {
 /* S = x W^T with W = P / ||P|| by blocks of proxies: each block's norms are
  * taken while it is in cache and its columns of x P^T are scaled by them, so
  * the M x D proxies are read from memory once and W is never written. */
-static void similarity_blocked(ProxyGML *l, const float *proxies, int B) {
-  const int D = l->D, M = l->M, nblk = (M + PROXY_BLOCK - 1) / PROXY_BLOCK;
-  int nt = l->nthreads;
+void proxygml_similarity(float *S, float *pnorm, const float *x, const float *proxies, int B, int M, int D, int nt) {
+  const int nblk = (M + PROXY_BLOCK - 1) / PROXY_BLOCK;
   /* the pthread build only: in the OpenMP one this call is omp_set_num_threads,
    * and BLAS inside our region is serial anyway */
   const int switch_blas = nt > 1 && openblas_get_parallel() != 2;
@@ -283,10 +274,10 @@ static void similarity_blocked(ProxyGML *l, const float *proxies, int B) {
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (nblk > 1)
   for (int k = 0; k < nblk; k++) {
     int j0 = k * PROXY_BLOCK, nj = M - j0 < PROXY_BLOCK ? M - j0 : PROXY_BLOCK;
-    for (int j = j0; j < j0 + nj; j++) l->pnorm[j] = (float)fmax(sqrt(sum_squares(proxies + (size_t)j * D, D)), 1e-12);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, nj, D, 1.0f, l->x, D, proxies + (size_t)j0 * D, D,
-                0.0f, l->S + j0, M);
-    for (int b = 0; b < B; b++) divide_by(l->S + (size_t)b * M + j0, l->pnorm + j0, nj);
+    for (int j = j0; j < j0 + nj; j++) pnorm[j] = (float)fmax(sqrt(sum_squares(proxies + (size_t)j * D, D)), 1e-12);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, nj, D, 1.0f, x, D, proxies + (size_t)j0 * D, D,
+                0.0f, S + j0, M);
+    for (int b = 0; b < B; b++) divide_by(S + (size_t)b * M + j0, pnorm + j0, nj);
   }
   if (switch_blas) openblas_set_num_threads(nt);
 }
@@ -335,9 +326,7 @@ static double softmax_row(float *z, uint8_t *mask, float *p, float *gz, int *cls
   return -log(py + 1e-20);
 }
 
-/* one row of the regulariser's softmax over classes: returns its loss term
- * and leaves (softmax - onehot) / M in zc (C) */
-static PROXYGML_HOT double regulariser_row(float *zc, int own, int C, int M) {
+PROXYGML_HOT double proxygml_regulariser_row(float *zc, int own, int C, int M) {
   float m = -INFINITY;
   for (int c = 0; c < C; c++) m = zc[c] > m ? zc[c] : m;   /* no NaN here: fmaxf's NaN rule would be a call */
   double zown = zc[own], se = 0;
@@ -374,7 +363,7 @@ static double regulariser_forward(ProxyGML *l, const float *proxies) {
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Mr, C, D, 1.0f, l->W + (size_t)rb * D, D, l->U, D, 0.0f, G, C);
   double *row_loss = l->row_loss;   /* summed below in a fixed order: OpenMP reductions are not */
 #pragma omp parallel for schedule(static) num_threads(l->nthreads) if (Mr > 256)
-  for (int i = 0; i < Mr; i++) row_loss[i] = regulariser_row(G + (size_t)i * C, (rb + i) / N, C, M);
+  for (int i = 0; i < Mr; i++) row_loss[i] = proxygml_regulariser_row(G + (size_t)i * C, (rb + i) / N, C, M);
   double reg = 0;
   for (int i = 0; i < Mr; i++) reg += row_loss[i];
   return reg;
@@ -390,7 +379,7 @@ float proxygml_forward(ProxyGML *l, const float *x_raw, const int *labels, const
   double *ph = l->phase_sec, t0 = now_sec(), t1;
   l2norm_forward(l->x, l->xnorm, x_raw, B, l->D);          /* 3.1 */
   ph[PROXYGML_PHASE_NORMALISE] += (t1 = now_sec()) - t0;
-  similarity_blocked(l, proxies, B);                        /* 3.1-3.2 */
+  proxygml_similarity(l->S, l->pnorm, l->x, proxies, B, M, l->D, l->nthreads);   /* 3.1-3.2 */
   ph[PROXYGML_PHASE_SIMILARITY] += (t0 = now_sec()) - t1;
   memset(l->thread_sec, 0, (size_t)l->nthreads * 2 * sizeof(double));
 #pragma omp parallel for schedule(dynamic, 1) num_threads(l->nthreads) if ((long)B * M > 16384)
@@ -442,10 +431,7 @@ static void regulariser_backward(ProxyGML *l) {
   for (int j = 0; j < M; j++) add_row(l->GW + (size_t)j * D, l->GU + (size_t)(j / N) * D, D);
 }
 
-/* proxy j's share of 4.3 and 4.5: its n (row b[e], gradient g[e]) pairs add
- * g x_b to G_W_j (gw, D) and g W_j to the rows' partial G_x (gx_part, B x D);
- * then dP_j += (G_W_j - W_j (W_j . G_W_j)) / ||P_j|| */
-static PROXYGML_HOT void proxy_backward(float *dp, float *gw, float *gx_part, const float *p, float pnorm,
+PROXYGML_HOT void proxygml_proxy_backward(float *dp, float *gw, float *gx_part, const float *p, float pnorm,
                                         const float *x, const int *b, const float *g, int n, int D) {
   const float inv = 1.0f / pnorm;
   for (int e = 0; e < n; e++) {
@@ -526,7 +512,7 @@ void proxygml_backward(ProxyGML *l, float *dx_raw, float *dproxies) {
                                                 dproxies + (size_t)(j + PREFETCH_AHEAD) * D, D);
       float *gw = gw_local ? gw_local : l->GW + (size_t)j * D;
       if (!reg) memset(gw, 0, (size_t)D * sizeof(float));
-      proxy_backward(dproxies + (size_t)j * D, gw, gx_part, P + (size_t)j * D, l->pnorm[j], l->x, l->csr_b + e0,
+      proxygml_proxy_backward(dproxies + (size_t)j * D, gw, gx_part, P + (size_t)j * D, l->pnorm[j], l->x, l->csr_b + e0,
                      l->csr_g + e0, e1 - e0, D);
     }
   }

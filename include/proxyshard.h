@@ -1,0 +1,117 @@
+/* proxyshard.h: the ProxyGML loss with its proxies sharded by class across
+ * the ranks, for label spaces too large to replicate (docs/sharding.md). It
+ * computes the same function as include/proxygml.h: the same subgraphs (the
+ * same tie rule), the same softmax, the same gradients up to the order of
+ * float sums.
+ *
+ *   ProxyShard s;
+ *   proxyshard_init(&s, d, G, D, C, N, K, lambda, scale);   // s.c0, s.c1: this rank's classes
+ *   float v = proxyshard_forward(&s, x_raw, labels, slab);   // collective
+ *   proxyshard_backward(&s, dx_raw, dslab);                  // collective; both accumulate (+=)
+ *   proxyshard_free(&s);
+ *
+ * Layout: rank r owns the classes [c0, c1) = [C r / P, C (r+1) / P) and all
+ * N proxies of each, the rows [j0, j0 + Mp) of the global M x D matrix
+ * (j0 = c0 N, Mp = (c1 - c0) N): `slab` is that Mp x D block. Rank r holds
+ * the rows [r B, (r+1) B) of the global batch of G = P B samples (x_raw B x
+ * D, labels B), as the sampler hands them out.
+ *
+ * The step: the normalised embeddings and the labels are allgathered; each
+ * rank computes the G x Mp similarities to its own proxies; every row's
+ * subgraph is selected exactly across ranks (the owner of its class keeps
+ * the positives; the K - N best negatives are found by histograms of their
+ * values summed over the ranks, docs/sharding.md 2); each rank sums its
+ * classes' logits, and one allreduce of 2G doubles (num, den) gives every
+ * rank the masked softmax. Backward: the proxy gradients stay on their rank;
+ * the embedding gradient (G x D partial sums) is reduce-scattered to the
+ * rank that owns each row. Traffic per step is O(G D + G 2^10), whatever C.
+ *
+ * Ties: entries of equal similarity rank by global proxy index, lower first
+ * (the rule of proxygml_select). Requires P <= C and G = P B.
+ *
+ * The regulariser (lambda > 0) is exact: U (C x D, the class sums of the
+ * normalised proxies) is allgathered and each rank computes the terms of its
+ * own proxies in chunks; its cost is O(Mp C D) per rank and U is C x D on
+ * every rank, affordable up to C ~ 10^5 (docs/sharding.md 3).
+ */
+#ifndef PROXYGML_PROXYSHARD_H
+#define PROXYGML_PROXYSHARD_H
+
+#include <stdint.h>
+
+#include "dist.h"
+
+enum { PROXYSHARD_BINS = 1024 };   /* first round: bins of equal width over [-1, 1] */
+
+/* one row's bracket of the (K-N)-th best negative (docs/sharding.md 2.2) */
+typedef struct {
+  int need;          /* negatives still to pick inside the bracket; 0: none at all */
+  int bin;           /* the bracket's value bin */
+  int level;         /* bytes of the order key fixed so far (0..4) */
+  uint32_t prefix;   /* their value */
+  int whole;         /* the whole bracket is kept */
+  int ties_before;   /* level 4, part of a tie kept: equal keys on lower ranks */
+  int ties_local;    /* equal keys here */
+} ProxyShardRow;
+
+typedef struct {
+  const Dist *d;
+  int P, rank, nt;
+  int G, B, D, C, N, M, K;
+  float lambda, scale;
+  int c0, c1, j0, Mp;          /* this rank's classes and proxies */
+  int row0;                    /* its first row of the global batch: rank * B */
+  /* results of the last forward: this rank's share (summed over ranks: the loss) */
+  float loss, loss_cls, loss_reg;
+  double bytes;                /* payload bytes of this rank's collectives, forward + backward (added) */
+  const float *slab;           /* Mp x D, borrowed from the forward */
+  float *x;                    /* G x D   normalised embeddings of the global batch */
+  float *xnorm;                /* B       clamped norms of this rank's rows */
+  int *y;                      /* G       labels */
+  float *pnorm;                /* Mp */
+  float *S;                    /* G x Mp  similarities */
+  ProxyShardRow *row;          /* G */
+  int *lhist, *ghist;          /* G x PROXYSHARD_BINS: this rank's counts, the sums over ranks */
+  int *cand_start;             /* G + 1   the entries of each row's bracket (CSR) */
+  uint32_t *cand_key;          /* their order keys */
+  int64_t cand_cap;
+  int *active;                 /* G  rows still refining */
+  int cap;                     /* min(K, Mp): local entries a row can keep */
+  int *keep_n;                 /* G */
+  int *keep_j;                 /* G x cap  local proxy indices kept, ascending */
+  float *keep_g;               /* G x cap  their G_S */
+  int *run_c;                  /* G x cap  the classes of the kept entries (one run each) */
+  double *run_e;               /* G x cap  exp(s Z) of each run, 0 where masked */
+  int *run_n;                  /* G */
+  double *numden;              /* 2G  p_y numerator and denominator, then the sums */
+  double *zmax;                /* G   the global largest unmasked logit (large s N only) */
+  double *row_loss;            /* max(G, 128): per-row loss terms */
+  int *csr_start, *csr_b;      /* Mp + 1, G x cap: the kept pairs by proxy */
+  float *csr_g;
+  float *gx_part;              /* nt x G x D */
+  float *gx;                   /* G x D   partial G_x, then this rank's rows (B x D) */
+  float *scratch_gw;           /* nt x D */
+  /* the regulariser (lambda > 0) */
+  float *W;                    /* Mp x D  normalised proxies */
+  float *U;                    /* C x D   class sums of W, every class */
+  float *GU;                   /* C x D   lambda G^T W over this rank's proxies, then its classes' sums */
+  float *GW;                   /* Mp x D  lambda dL_reg/dW */
+  float *Zc;                   /* PROXYSHARD_REG_CHUNK x C */
+  int *ucounts, *udispls;      /* P: each rank's classes x D */
+} ProxyShard;
+
+/* the classes [*c0, *c1) of rank r of P */
+void proxyshard_classes(int C, int P, int r, int *c0, int *c1);
+void proxyshard_init(ProxyShard *s, const Dist *d, int G, int D, int C, int N, int K, float lambda, float scale);
+void proxyshard_free(ProxyShard *s);
+/* returns this rank's share of the loss */
+float proxyshard_forward(ProxyShard *s, const float *x_raw /* B x D */, const int *labels /* B */,
+                         const float *slab /* Mp x D */);
+/* dx_raw += dL/dx_raw (B x D), dslab += dL/dslab (Mp x D) */
+void proxyshard_backward(ProxyShard *s, float *dx_raw, float *dslab);
+/* collective: the least, over the global batch, of proxygml_topk_margin */
+float proxyshard_topk_margin(ProxyShard *s);
+/* the global proxy indices kept for global row b by this rank, ascending, into out; returns how many */
+int proxyshard_kept(const ProxyShard *s, int b, int *out);
+
+#endif

@@ -1,0 +1,182 @@
+/* test_proxyshard.c: under mpirun (np = 1, 2, 3), the class-sharded loss
+ * equals the replicated one (include/proxygml.h) run on the whole global
+ * batch: the same subgraph of every row, the same loss, the same gradients
+ * of the embeddings and of the proxies, for class counts that do not divide
+ * over the ranks, K > N, K = N, K < N, the regulariser, a large scale, a row
+ * whose whole top-K lies on one rank, and exact ties at the K-th place.
+ *
+ * What is guaranteed: both compute the same float32 similarities up to the
+ * GEMM's grouping of D products (a few ulps), then the same selection rule,
+ * the same per-class sums in the same order and the softmax in double. So
+ * a subgraph can differ only where two similarities lie within that
+ * rounding: sets are compared on rows whose replicated top-K margin exceeds
+ * 1e-4 (far above a few ulps of values in [-1, 1]), and on every row of the
+ * tie cases, whose similarities are exact (one-hot embeddings against
+ * small-integer proxies: one exact product, an exactly rounded norm and
+ * quotient, whatever the grouping). Values then agree to a few ulps times
+ * the softmax's sensitivity, s N: the bound used is 2e-5 * max(1, s N)
+ * relative to the largest reference magnitude. Exit status: the verdict. */
+#include <math.h>
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+#include "dist.h"
+#include "proxygml.h"
+#include "proxyshard.h"
+#include "rng.h"
+
+static int g_ok = 1;
+static void verdict(int rank, int cond, const char *what) {
+  if (!cond) g_ok = 0;
+  if (rank == 0 || !cond) printf("%s [rank %d] %s\n", cond ? "ok  " : "FAIL", rank, what);
+  fflush(stdout);
+}
+
+typedef enum { DATA_RANDOM, DATA_ONE_RANK, DATA_TIES } DataKind;
+
+typedef struct {
+  const char *name;
+  int G, D, C, N, K;
+  float lambda, scale;
+  DataKind data;
+} Case;
+
+/* the same global batch and proxies on every rank */
+static void make_data(const Case *c, float *x, int *y, float *p) {
+  Rng r;
+  rng_init(&r, (uint64_t)(c->C * 131 + c->K * 7 + c->N));
+  const int M = c->C * c->N, D = c->D;
+  for (int b = 0; b < c->G; b++) y[b] = (int)rng_below(&r, (uint32_t)c->C);
+  if (c->data == DATA_TIES) {
+    /* one-hot embeddings (scaled: the norm divides exactly) and proxies
+     * drawn from three small-integer rows: exact, massively tied similarities */
+    float pool[3][64];
+    for (int k = 0; k < 3; k++)
+      for (int d = 0; d < D; d++) pool[k][d] = (float)((int)rng_below(&r, 5) - 2);
+    for (int k = 0; k < 3; k++) pool[k][k] = 3.0f;   /* no zero row */
+    for (int j = 0; j < M; j++) memcpy(p + (size_t)j * D, pool[rng_below(&r, 3)], (size_t)D * sizeof(float));
+    memset(x, 0, (size_t)c->G * D * sizeof(float));
+    for (int b = 0; b < c->G; b++) x[(size_t)b * D + b % D] = 2.0f;
+    return;
+  }
+  for (size_t i = 0; i < (size_t)c->G * D; i++) x[i] = (float)rng_normal(&r);
+  for (size_t i = 0; i < (size_t)M * D; i++) p[i] = (float)rng_normal(&r);
+  if (c->data == DATA_ONE_RANK) {
+    /* row 0 (class 0) points along e0, and so do the proxies of the two last
+     * classes, which every rank count places on the last rank */
+    for (int d = 0; d < D; d++) x[d] = d == 0 ? 1.0f : 0.01f * (float)rng_normal(&r);
+    for (int j = (c->C - 2) * c->N; j < M; j++)
+      for (int d = 0; d < D; d++) p[(size_t)j * D + d] = d == 0 ? 1.0f : 0.01f * (float)rng_normal(&r);
+    y[0] = 0;
+  }
+}
+
+static float max_abs(const float *a, size_t n) {
+  float m = 0;
+  for (size_t i = 0; i < n; i++) m = fabsf(a[i]) > m ? fabsf(a[i]) : m;
+  return m;
+}
+
+static float max_diff(const float *a, const float *b, size_t n) {
+  float m = 0;
+  for (size_t i = 0; i < n; i++) m = fabsf(a[i] - b[i]) > m ? fabsf(a[i] - b[i]) : m;
+  return m;
+}
+
+static void run_case(const Dist *d, const Case *c) {
+  const int P = d->size, G = c->G, D = c->D, M = c->C * c->N;
+  float *x = xmalloc_f32((size_t)G * D), *p = xmalloc_f32((size_t)M * D);
+  int *y = xmalloc((size_t)G * sizeof(int));
+  make_data(c, x, y, p);
+
+  ProxyGML ref;
+  proxygml_init(&ref, G, D, c->C, c->N, c->K, c->lambda, c->scale);
+  float *dx_ref = xcalloc((size_t)G * D, sizeof(float)), *dp_ref = xcalloc((size_t)M * D, sizeof(float));
+  float loss_ref = proxygml_forward(&ref, x, y, p, G);
+  proxygml_backward(&ref, dx_ref, dp_ref);
+
+  ProxyShard s;
+  proxyshard_init(&s, d, G, D, c->C, c->N, c->K, c->lambda, c->scale);
+  const int B = s.B;
+  float *dx = xcalloc((size_t)B * D, sizeof(float)), *dp = xcalloc((size_t)s.Mp * D, sizeof(float));
+  double loss = proxyshard_forward(&s, x + (size_t)s.row0 * D, y + s.row0, p + (size_t)s.j0 * D);
+  proxyshard_backward(&s, dx, dp);
+  float margin = proxyshard_topk_margin(&s);
+  DIST_CHECK(MPI_Allreduce(MPI_IN_PLACE, &loss, 1, MPI_DOUBLE, MPI_SUM, d->comm));
+
+  /* subgraphs: every rank's kept proxies of each row, summed over ranks */
+  int *mask = xcalloc((size_t)G * M, sizeof(int)), *mask_ref = xcalloc((size_t)G * M, sizeof(int));
+  int *kept = xmalloc((size_t)M * sizeof(int));
+  for (int b = 0; b < G; b++) {
+    int n = proxyshard_kept(&s, b, kept);
+    for (int i = 0; i < n; i++) mask[(size_t)b * M + kept[i]]++;
+    for (int i = 0; i < c->K; i++) mask_ref[(size_t)b * M + ref.sel[(size_t)b * c->K + i]] = 1;
+  }
+  DIST_CHECK(MPI_Allreduce(MPI_IN_PLACE, mask, G * M, MPI_INT, MPI_SUM, d->comm));
+  int rows_checked = 0, rows_same = 0;
+  float margin_ref = INFINITY;
+  for (int b = 0; b < G; b++) {
+    float m = proxygml_topk_margin(&ref, b, y[b]);
+    margin_ref = m < margin_ref ? m : margin_ref;
+    if (c->data != DATA_TIES && !(m > 1e-4f)) continue;
+    rows_checked++;
+    rows_same += !memcmp(mask + (size_t)b * M, mask_ref + (size_t)b * M, (size_t)M * sizeof(int));
+  }
+  char what[256];
+  snprintf(what, sizeof what, "%s (np %d, C %d over %d ranks): the same subgraph in %d of %d rows checked", c->name,
+           P, c->C, P, rows_same, rows_checked);
+  verdict(d->rank, rows_checked > 0 && rows_same == rows_checked, what);
+  if (c->data == DATA_ONE_RANK) {
+    /* the construction: row 0's negatives all on the last rank */
+    int lo, hi, all_there = 1;
+    proxyshard_classes(c->C, P, P - 1, &lo, &hi);
+    for (int j = 0; j < M; j++)
+      if (mask[j] && j / c->N != y[0] && (j / c->N < lo || j / c->N >= hi)) all_there = 0;
+    snprintf(what, sizeof what, "%s (np %d): row 0's negatives all lie on rank %d", c->name, P, P - 1);
+    verdict(d->rank, all_there, what);
+  }
+  const double tol = 2e-5 * fmax(1.0, (double)c->scale * c->N);
+  snprintf(what, sizeof what, "%s (np %d): loss %.9g, replicated %.9g", c->name, P, loss, (double)loss_ref);
+  verdict(d->rank, fabs(loss - loss_ref) <= tol * fmax(1.0, fabs(loss_ref)), what);
+  float ex = max_diff(dx, dx_ref + (size_t)s.row0 * D, (size_t)B * D), sx = max_abs(dx_ref, (size_t)G * D);
+  snprintf(what, sizeof what, "%s (np %d): dL/dx of this rank's rows within %.1e of the largest (%.2e off)", c->name,
+           P, tol, sx > 0 ? ex / sx : ex);
+  verdict(d->rank, ex <= tol * sx, what);
+  float ep = max_diff(dp, dp_ref + (size_t)s.j0 * D, (size_t)s.Mp * D), sp = max_abs(dp_ref, (size_t)M * D);
+  snprintf(what, sizeof what, "%s (np %d): dL/dproxies of this rank's slab within %.1e of the largest (%.2e off)",
+           c->name, P, tol, sp > 0 ? ep / sp : ep);
+  verdict(d->rank, ep <= tol * sp, what);
+  if (c->data != DATA_TIES) {
+    snprintf(what, sizeof what, "%s (np %d): top-K margin %.6g, replicated %.6g", c->name, P, margin, margin_ref);
+    verdict(d->rank, margin == margin_ref || fabsf(margin - margin_ref) <= 1e-5f, what);
+  }
+  proxyshard_free(&s);
+  proxygml_free(&ref);
+  void *bufs[] = {x, p, y, dx_ref, dp_ref, dx, dp, mask, mask_ref, kept};
+  for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
+}
+
+int main(int argc, char **argv) {
+  Dist d;
+  dist_init(&d, &argc, &argv);
+  /* C = 7, 5, 11: never a multiple of 2 or 3 ranks; G = 12, 6: always divisible */
+  const Case cases[] = {
+    {"K > N with the regulariser", 12, 16, 7, 3, 8, 0.3f, 1.0f, DATA_RANDOM},
+    {"K > N, many classes", 12, 16, 301, 2, 60, 0.0f, 1.0f, DATA_RANDOM},
+    {"K = N", 6, 8, 7, 2, 2, 0.0f, 1.0f, DATA_RANDOM},
+    {"K < N", 6, 8, 5, 4, 2, 0.0f, 1.0f, DATA_RANDOM},
+    {"scale 250 (s N > 600: the largest logit subtracted)", 12, 16, 7, 3, 10, 0.0f, 250.0f, DATA_RANDOM},
+    {"a row whose top-K lies on one rank", 6, 8, 11, 2, 6, 0.0f, 1.0f, DATA_ONE_RANK},
+    {"exact ties at the K-th place", 12, 8, 11, 3, 10, 0.0f, 1.0f, DATA_TIES},
+    {"exact ties among the positives, K < N", 6, 8, 5, 4, 3, 0.0f, 1.0f, DATA_TIES},
+    {"exact ties with the regulariser", 12, 8, 11, 3, 14, 0.5f, 1.0f, DATA_TIES},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_case(&d, &cases[i]);
+  int ok = g_ok;
+  DIST_CHECK(MPI_Allreduce(MPI_IN_PLACE, &ok, 1, MPI_INT, MPI_MIN, d.comm));
+  dist_finalize(&d);
+  return ok ? 0 : 1;
+}
