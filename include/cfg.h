@@ -96,6 +96,7 @@ typedef struct {
   int64_t seed;                 /* initialisation and shuffling, >= 0 */
   int64_t dump_grads;           /* steps whose reduced gradient goes to DIR/grads.h5; 0 = off */
   int64_t collective_timeout;   /* seconds one MPI call may block before the job is ended; 0 = off */
+  int64_t shard_proxies;        /* 1: proxies sharded by class across the ranks (include/proxyshard.h) */
   double bucket_mib;            /* gradient bucket size when overlapping, > 0 */
   int shard_optimizer;          /* ZeRO-1: Adam state and update split over the ranks */
   int overlap;                  /* reduce gradient buckets during the backward pass */
@@ -149,7 +150,7 @@ int cfg_write_attrs(const Config *c, hid_t loc);
  * trajectory. Keys that can change when resuming a run (name, epochs,
  * eval_epochs, recall_ks, kmeans_restarts, threads, checkpoint_every,
  * check_sync_every, dump_grads, collective_timeout, shard_optimizer, overlap,
- * bucket_mib) are left out; --help marks them. So are the keys of the
+ * bucket_mib, shard_proxies) are left out; --help marks them. So are the keys of the
  * losses not chosen, and `loss` itself when it is proxygml: a ProxyGML
  * configuration hashes as it did before the baselines existed, and its
  * checkpoints still resume. */

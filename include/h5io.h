@@ -57,6 +57,10 @@ int h5io_write(hid_t loc, const char *name, hid_t memtype, int ndim, const int64
  * rank 0 passes all rows, the others none. Contiguous, unfiltered. */
 int h5io_write_rows(hid_t loc, const char *name, hid_t memtype, int ndim, const int64_t *dims, int64_t row0,
                     int64_t nrows, const void *buf);
+/* the same with several pieces per rank: piece k is rows [row0[k], +nrows[k])
+ * from bufs[k], one collective write each (npieces equal on every rank) */
+int h5io_write_pieces(hid_t loc, const char *name, hid_t memtype, int ndim, const int64_t *dims, int npieces,
+                      const int64_t *row0, const int64_t *nrows, const void *const *bufs);
 int h5io_set_attr_i64(hid_t loc, const char *name, int64_t v);
 int h5io_set_attr_f64(hid_t loc, const char *name, double v);
 int h5io_set_attr_str(hid_t loc, const char *name, const char *v);

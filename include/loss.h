@@ -39,6 +39,7 @@
 
 #include "baselines.h"
 #include "proxygml.h"
+#include "proxyshard.h"
 
 typedef enum {
   LOSS_PROXYGML,
@@ -64,6 +65,8 @@ typedef struct {
   int D, C, N, M;              /* N proxies per class, M = C*N */
   float loss, loss_cls, loss_reg;   /* this process's share, after a forward */
   ProxyGML gml;                /* kind == LOSS_PROXYGML */
+  int sharded;                 /* ProxyGML with its proxies sharded by class (loss_init_sharded) */
+  ProxyShard shard;
   Baseline base;               /* the other kinds */
   LossReduceFn reduce;
   void *reduce_ctx;
@@ -79,6 +82,12 @@ LossParams loss_defaults(void);
 int loss_proxies_per_class(const LossParams *p);
 
 void loss_init(Loss *l, const LossParams *p, int B_max, int D, int C);
+/* ProxyGML over the ranks of d with its proxies sharded by class
+ * (include/proxyshard.h): each rank passes its B = global_batch / P rows and
+ * its slab of shard.Mp proxies (rows [shard.j0, shard.j0 + shard.Mp) of the
+ * M x D matrix) to loss_forward and loss_backward, which are then collective.
+ * The shares and the split are built in: no loss_set_split. */
+void loss_init_sharded(Loss *l, const LossParams *p, const Dist *d, int global_batch, int D, int C);
 void loss_free(Loss *l);
 void loss_set_split(Loss *l, int global_batch, int rank, int ranks);
 void loss_set_reduce(Loss *l, LossReduceFn fn, void *ctx);

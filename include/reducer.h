@@ -59,18 +59,26 @@ typedef struct {
   ReducerBucket *b;           /* in the order they become ready: from the top of the block down */
   int nown;
   OptimRange *own;            /* nown: this rank's piece of each bucket (sharded), else the whole block */
-  size_t own_total;           /* the sum of their lengths */
+  size_t own_total;           /* the sum of their lengths, a tail excluded */
   float *own_grads;           /* own_total (sharded), else NULL: the grads block is reduced in place */
   MPI_Request *req;           /* nbuckets + 1 (the stats) */
   float *grads, *stats;       /* of the current step */
   int nstats, stats_started;
   size_t frontier;            /* gradients in [frontier, n) are final */
+  size_t n_tail;              /* reducer_set_tail */
 } Reducer;
 
 /* bucket_elems = 0: one bucket for the network, one for the proxies. A single
  * rank has nothing to reduce: every call below returns at once. */
 void reducer_init(Reducer *r, const Dist *d, size_t n, size_t n_backbone, size_t bucket_elems, int shard, int overlap);
 void reducer_free(Reducer *r);
+/* A tail [n, n + n_tail) of the block that each rank owns alone (the
+ * proxies sharded by class, include/proxyshard.h): never reduced, always
+ * this rank's last own piece, so that Adam updates it with the rest. Its
+ * gradients go to reducer_tail(r, grads): grads + n, or the end of the
+ * compact own_grads when sharded. Call before adam_shard. */
+void reducer_set_tail(Reducer *r, size_t n_tail);
+float *reducer_tail(const Reducer *r, float *grads);
 /* a new step: grads (n) will hold this rank's sums; stats (nstats, final
  * before the first reducer_ready) are summed over the ranks in place, in a
  * small reduction of their own */
@@ -83,7 +91,8 @@ void reducer_ready(Reducer *r, size_t lo);
 const float *reducer_finish(Reducer *r);
 /* sharded: every rank's updated pieces of `full` (n) to every rank */
 void reducer_gather(Reducer *r, float *full);
-/* sharded: the compact pieces of every rank (own_total on each) into full (n) on rank 0 */
+/* sharded: the compact pieces of every rank (own_total on each) into full (n) on rank 0;
+ * these three move the reduced pieces only, never a tail */
 void reducer_gather_root(Reducer *r, const float *own, float *full);
 /* this rank's pieces of full (n) into own (own_total), and back; copies, no MPI */
 void reducer_take_own(const Reducer *r, const float *full, float *own);

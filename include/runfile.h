@@ -62,6 +62,10 @@ typedef struct {
   double peak_rss_mib;         /* largest peak resident memory of any rank */
   /* the proxies, identical on every rank */
   const float *proxies;        /* M x D raw */
+  /* sharded proxies (proxy_rows > 0): proxies holds this rank's rows
+   * [proxy_row0, proxy_row0 + proxy_rows), params the network [0,
+   * n_backbone) followed by them; each rank writes its rows */
+  int64_t proxy_row0, proxy_rows, n_backbone;
   /* the test subgraphs of this rank's rows (NULL to skip): K proxies each */
   const int *sub_idx;          /* emb_rows x K */
   const float *sub_sim;        /* emb_rows x K */

@@ -123,6 +123,9 @@ static const Key KEYS[] = {
   {"overlap", T_INT, FLD(overlap), "0", 0, 1, F_RESUME, NULL,
    "1 = reduce the gradients in buckets while the backward pass runs (pays when MPI has a core of its own to "
    "progress on, docs/scaling.md); 0 = one blocking reduction after it"},
+  {"shard_proxies", T_I64, FLD(shard_proxies), "0", 0, 1, F_RESUME, NULL,
+   "1 = each rank holds the proxies of C/P classes and their Adam state; the subgraphs are selected exactly "
+   "across the ranks (ProxyGML only, docs/sharding.md); 0 = every rank holds every proxy"},
   {"bucket_mib", T_F64, FLD(bucket_mib), "1", 0, 8192, F_MIN_OPEN | F_RESUME, NULL,
    "size of a gradient bucket in MiB when overlap = 1"},
 };
@@ -637,6 +640,9 @@ int cfg_validate(const Config *c) {
     if (c->eval_epochs.v[j] > c->epochs)
       return err_set("config key 'eval_epochs': epoch %d is after the last one (epochs = %d)", c->eval_epochs.v[j],
                      c->epochs);
+  if (c->shard_proxies && c->loss != CFG_LOSS_PROXYGML)
+    return err_set("config key 'shard_proxies': only the proxygml loss shards its proxies (loss = %s)",
+                   cfg_loss_name(c->loss));
   int K;   /* K is ProxyGML's: the baselines keep no subgraph */
   if (c->loss == CFG_LOSS_PROXYGML && c->C > 0 && cfg_resolve_k(c, c->C, &K) != 0) return -1;
   if (c->C > 0 && (int64_t)c->C * cfg_proxies_per_class(c) > INT_MAX)

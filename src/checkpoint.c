@@ -4,6 +4,7 @@
 #include "fsutil.h"
 
 #include "common.h"
+#include "dist.h"
 #include "h5io.h"
 
 #include <dirent.h>
@@ -17,7 +18,9 @@
 
 #define CKPT_FORMAT 1
 
-static int write_table(hid_t f, const char *name, const RunTable *t) {
+static int put(hid_t f, int rank0, const char *name, hid_t type, int ndim, const int64_t *dims, const void *buf);
+
+static int write_table(hid_t f, int rank0, const char *name, const RunTable *t) {
   char cols[RUNTABLE_MAXCOLS * 33] = "";
   for (int c = 0; c < t->ncols; c++) {
     strcat(cols, c ? "," : "");
@@ -25,7 +28,7 @@ static int write_table(hid_t f, const char *name, const RunTable *t) {
   }
   int64_t dims[2] = {t->nrows, t->ncols};
   double empty = 0;
-  if (h5io_write(f, name, H5T_NATIVE_DOUBLE, 2, dims, t->nrows ? t->rows : &empty)) return -1;
+  if (put(f, rank0, name, H5T_NATIVE_DOUBLE, 2, dims, t->nrows ? t->rows : &empty)) return -1;
   hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
   int rc = h5io_set_attr_str(d, "columns", cols);
   H5Dclose(d);
@@ -44,11 +47,25 @@ static int read_table(hid_t f, const char *name, RunTable *t) {
   return rc;
 }
 
-static int write_file(const char *path, const Checkpoint *c) {
-  hid_t f;
-  if (h5io_create(path, &f)) return -1;
+/* a dataset written by one process, or in a parallel file by rank 0 for all */
+static int put(hid_t f, int rank0, const char *name, hid_t type, int ndim, const int64_t *dims, const void *buf) {
+  if (rank0 < 0) return h5io_write(f, name, type, ndim, dims, buf);
+  return h5io_write_rows(f, name, type, ndim, dims, 0, rank0 ? dims[0] : 0, buf);
+}
+
+/* the block's params, m or v: whole, or the network from rank 0 and each rank's slab */
+static int put_block(hid_t f, int rank0, const Checkpoint *c, const char *name, const float *net, const float *tail) {
+  int64_t n = (int64_t)c->n_params;
+  if (!c->tail_len) return put(f, rank0, name, H5T_NATIVE_FLOAT, 1, &n, net);
+  int64_t row0[2] = {0, (int64_t)c->tail_off}, nrows[2] = {rank0 ? (int64_t)c->n_backbone : 0, (int64_t)c->tail_len};
+  const void *bufs[2] = {net, tail};
+  return h5io_write_pieces(f, name, H5T_NATIVE_FLOAT, 1, &n, 2, row0, nrows, bufs);
+}
+
+/* rank0: -1 a serial file; else a parallel one, 1 on rank 0 */
+static int write_file(hid_t f, int rank0, const Checkpoint *c) {
   const Adam *o = c->opt;
-  int64_t n = (int64_t)c->n_params, ns[2] = {c->step, 3}, ng = o->ngroups;
+  int64_t ns[2] = {c->step, 3}, ng = o->ngroups;
   int rc = 0;
   rc |= h5io_set_attr_i64(f, "format_version", CKPT_FORMAT);
   rc |= h5io_set_attr_i64(f, "step", c->step);
@@ -60,26 +77,23 @@ static int write_file(const char *path, const Checkpoint *c) {
   rc |= h5io_set_attr_i64(f, "ranks", c->ranks);
   rc |= h5io_set_attr_f64(f, "train_seconds", c->train_seconds);
   rc |= h5io_set_attr_f64(f, "wall_seconds", c->wall_seconds);
-  rc |= h5io_write(f, "params", H5T_NATIVE_FLOAT, 1, &n, c->params);
-  rc |= h5io_write(f, "adam/m", H5T_NATIVE_FLOAT, 1, &n, c->m);
-  rc |= h5io_write(f, "adam/v", H5T_NATIVE_FLOAT, 1, &n, c->v);
+  rc |= put_block(f, rank0, c, "params", c->params, c->tail_params);
+  rc |= put_block(f, rank0, c, "adam/m", c->m, c->tail_m);
+  rc |= put_block(f, rank0, c, "adam/v", c->v, c->tail_v);
   long t[OPTIM_MAX_GROUPS];
   double lr[OPTIM_MAX_GROUPS];
   int frozen[OPTIM_MAX_GROUPS];
   for (int g = 0; g < o->ngroups; g++) { t[g] = o->groups[g].t; lr[g] = o->groups[g].lr; frozen[g] = o->groups[g].frozen; }
-  rc |= h5io_write(f, "adam/t", H5T_NATIVE_LONG, 1, &ng, t);
-  rc |= h5io_write(f, "adam/lr", H5T_NATIVE_DOUBLE, 1, &ng, lr);
-  rc |= h5io_write(f, "adam/frozen", H5T_NATIVE_INT, 1, &ng, frozen);
+  rc |= put(f, rank0, "adam/t", H5T_NATIVE_LONG, 1, &ng, t);
+  rc |= put(f, rank0, "adam/lr", H5T_NATIVE_DOUBLE, 1, &ng, lr);
+  rc |= put(f, rank0, "adam/frozen", H5T_NATIVE_INT, 1, &ng, frozen);
   double none = 0;
-  rc |= h5io_write(f, "loss_trace", H5T_NATIVE_DOUBLE, 2, ns, c->step ? c->loss_trace : &none);
-  rc |= write_table(f, "metrics", c->metrics);
-  rc |= write_table(f, "timing", c->timing);
+  rc |= put(f, rank0, "loss_trace", H5T_NATIVE_DOUBLE, 2, ns, c->step ? c->loss_trace : &none);
+  rc |= write_table(f, rank0, "metrics", c->metrics);
+  rc |= write_table(f, rank0, "timing", c->timing);
   /* last: the mark that everything before it was written */
   if (!rc) rc = h5io_set_attr_i64(f, "complete", 1);
-  if (H5Fclose(f) < 0) rc = -1;
-  /* unreachable in tests: HDF5 fails here only after the same file was opened or created (a library or disk fault) */
-  if (rc) return err_set("%s: cannot write the checkpoint (disk full?)", path);
-  return 0;
+  return rc;
 }
 
 static int is_ckpt_name(const char *name, long long *step) {
@@ -103,22 +117,57 @@ static int list_steps(const char *dir, long long *steps, int cap) {
   return n;
 }
 
+/* the two newest are kept */
+static void prune(const char *dir) {
+  long long steps[256];
+  int n = list_steps(dir, steps, 256);
+  for (int i = 2; i < n; i++) {
+    char old[4200];
+    snprintf(old, sizeof old, "%s/step-%09lld.h5", dir, steps[i]);
+    unlink(old);
+  }
+}
+
 int checkpoint_save(const char *run_dir, const Checkpoint *c) {
   char dir[4096], path[4200], tmp[4300];
   snprintf(dir, sizeof dir, "%s/checkpoints", run_dir);
   if (fsutil_mkdir_p(dir) != 0) return -1;
   snprintf(path, sizeof path, "%s/step-%09lld.h5", dir, (long long)c->step);
   snprintf(tmp, sizeof tmp, "%s.tmp", path);
-  if (write_file(tmp, c) != 0) { unlink(tmp); return -1; }
+  hid_t f;
+  if (h5io_create(tmp, &f)) return -1;
+  int rc = write_file(f, -1, c);
+  if (H5Fclose(f) < 0) rc = -1;
+  /* unreachable in tests: HDF5 fails here only after the same file was opened or created (a library or disk fault) */
+  if (rc) { unlink(tmp); return err_set("%s: cannot write the checkpoint (disk full?)", tmp); }
   /* unreachable in tests: the rename next to the file just written fails only on a broken file system */
   if (fsutil_commit(tmp, path) != 0) return err_set("cannot move the checkpoint into place: %s", err_msg());
-  long long steps[256];
-  int n = list_steps(dir, steps, 256);
-  for (int i = 2; i < n; i++) {   /* keep the two newest */
-    char old[4200];
-    snprintf(old, sizeof old, "%s/step-%09lld.h5", dir, steps[i]);
-    unlink(old);
-  }
+  prune(dir);
+  return 0;
+}
+
+int checkpoint_save_sharded(const char *run_dir, const Checkpoint *c, MPI_Comm comm) {
+  char dir[4096], path[4200], tmp[4300];
+  int rank;
+  DIST_CHECK(MPI_Comm_rank(comm, &rank));
+  snprintf(dir, sizeof dir, "%s/checkpoints", run_dir);
+  int ok = rank != 0 || fsutil_mkdir_p(dir) == 0, all;
+  DIST_CHECK(MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_MIN, comm));
+  /* unreachable in tests: the trainer has created the run directory before the first step */
+  if (!all) return rank == 0 ? -1 : err_set("rank 0 cannot create %s", dir);
+  snprintf(path, sizeof path, "%s/step-%09lld.h5", dir, (long long)c->step);
+  snprintf(tmp, sizeof tmp, "%s.tmp", path);
+  hid_t f;
+  if (h5io_create_parallel(tmp, comm, &f)) return -1;
+  int rc = write_file(f, rank == 0, c);
+  if (H5Fclose(f) < 0) rc = -1;   /* collective: every rank's slab is on disk after it */
+  DIST_CHECK(MPI_Allreduce(&rc, &all, 1, MPI_INT, MPI_MIN, comm));
+  /* unreachable in tests: HDF5 fails here only after the same file was opened or created (a library or disk fault) */
+  if (all) { if (rank == 0) unlink(tmp); return err_set("%s: cannot write the checkpoint (disk full?)", tmp); }
+  if (rank != 0) return 0;
+  /* unreachable in tests: the rename next to the file just written fails only on a broken file system */
+  if (fsutil_commit(tmp, path) != 0) return err_set("cannot move the checkpoint into place: %s", err_msg());
+  prune(dir);
   return 0;
 }
 
@@ -169,6 +218,19 @@ int checkpoint_find_latest(const char *run_dir, int64_t before, int warn, Checkp
   return 0;
 }
 
+/* params, m or v: whole, or the network and this rank's slab */
+static int read_block(hid_t f, const char *name, const Checkpoint *c, float *net, float *tail) {
+  if (!c->tail_len) return h5io_read(f, name, H5T_NATIVE_FLOAT, net, c->n_params);
+  int nd;
+  int64_t dims[H5IO_MAXDIM];
+  if (h5io_shape(f, name, &nd, dims)) return -1;
+  if (nd != 1 || dims[0] != (int64_t)c->n_params)
+    return err_set("dataset '%s' holds %lld values, the block has %zu", name, nd == 1 ? (long long)dims[0] : -1LL,
+                   c->n_params);
+  if (h5io_read_rows(f, name, H5T_NATIVE_FLOAT, 0, (int64_t)c->n_backbone, net)) return -1;
+  return h5io_read_rows(f, name, H5T_NATIVE_FLOAT, (int64_t)c->tail_off, (int64_t)c->tail_len, tail);
+}
+
 int checkpoint_load(const char *path, Checkpoint *c) {
   runtable_free_rows(c->metrics);
   runtable_free_rows(c->timing);
@@ -183,9 +245,9 @@ int checkpoint_load(const char *path, Checkpoint *c) {
   if (!rc && c->step > c->trace_cap)
     rc = err_set("holds %lld steps, the loss trace has room for %lld", (long long)c->step, (long long)c->trace_cap);
   Adam *o = c->opt;
-  if (!rc) rc = h5io_read(f, "params", H5T_NATIVE_FLOAT, c->params, c->n_params);
-  if (!rc) rc = h5io_read(f, "adam/m", H5T_NATIVE_FLOAT, c->m, c->n_params);
-  if (!rc) rc = h5io_read(f, "adam/v", H5T_NATIVE_FLOAT, c->v, c->n_params);
+  if (!rc) rc = read_block(f, "params", c, c->params, c->tail_params);
+  if (!rc) rc = read_block(f, "adam/m", c, c->m, c->tail_m);
+  if (!rc) rc = read_block(f, "adam/v", c, c->v, c->tail_v);
   long t[OPTIM_MAX_GROUPS];
   double lr[OPTIM_MAX_GROUPS];
   int frozen[OPTIM_MAX_GROUPS];

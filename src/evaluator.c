@@ -96,6 +96,7 @@ static double nmi_of_kmeans(Evaluator *e, int restarts, uint64_t seed) {
 static void subgraphs(Evaluator *e, const float *proxies) {
   const int D = e->D, M = e->M, K = e->K;
   const int64_t nl = e->shard->nrows;
+  if (M == 0) return;
   for (int j = 0; j < M; j++) {
     const float *p = proxies + (size_t)j * D;
     double ss = 0;

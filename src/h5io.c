@@ -253,32 +253,40 @@ int h5io_write(hid_t loc, const char *name, hid_t memtype, int ndim, const int64
 
 int h5io_write_rows(hid_t loc, const char *name, hid_t memtype, int ndim, const int64_t *dims, int64_t row0,
                     int64_t nrows, const void *buf) {
+  return h5io_write_pieces(loc, name, memtype, ndim, dims, 1, &row0, &nrows, &buf);
+}
+
+int h5io_write_pieces(hid_t loc, const char *name, hid_t memtype, int ndim, const int64_t *dims, int npieces,
+                      const int64_t *row0, const int64_t *nrows, const void *const *bufs) {
   h5io_quiet();
   hsize_t hd[H5IO_MAXDIM], start[H5IO_MAXDIM] = {0}, cnt[H5IO_MAXDIM];
   for (int i = 0; i < ndim; i++) { hd[i] = (hsize_t)dims[i]; cnt[i] = hd[i]; }
-  if (ndim < 1 || row0 < 0 || nrows < 0 || row0 + nrows > dims[0])
-    return err_set("dataset '%s': rows [%lld, %lld) out of range", name, (long long)row0, (long long)(row0 + nrows));
-  start[0] = (hsize_t)row0;
-  cnt[0] = (hsize_t)nrows;
+  for (int k = 0; k < npieces; k++)
+    if (ndim < 1 || row0[k] < 0 || nrows[k] < 0 || row0[k] + nrows[k] > dims[0])
+      return err_set("dataset '%s': rows [%lld, %lld) out of range", name, (long long)row0[k],
+                     (long long)(row0[k] + nrows[k]));
   hid_t fs = H5Screate_simple(ndim, hd, NULL);
   hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
   H5Pset_create_intermediate_group(lcpl, 1);
   hid_t d = H5Dcreate2(loc, name, memtype, fs, lcpl, H5P_DEFAULT, H5P_DEFAULT);
-  herr_t st = -1;
-  if (d >= 0 && dims[0] == 0) st = 0;   /* an empty table: nothing to write (MPI-IO rejects it) */
-  else if (d >= 0) {
+  herr_t st = d >= 0 ? 0 : -1;
+  hid_t dxpl = H5Pcreate(H5P_DATASET_XFER);
+  hid_t fid = H5Iget_file_id(loc), fapl = H5Fget_access_plist(fid);
+  H5Fclose(fid);   /* H5Iget_file_id takes a reference */
+  if (H5Pget_driver(fapl) == H5FD_MPIO) H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE);
+  H5Pclose(fapl);
+  /* an empty table has nothing to write (MPI-IO rejects it); each piece is
+   * one collective write, so every rank passes the same npieces */
+  for (int k = 0; k < npieces && st >= 0 && dims[0] > 0; k++) {
+    start[0] = (hsize_t)row0[k];
+    cnt[0] = (hsize_t)nrows[k];
     hid_t ms = H5Screate_simple(ndim, cnt, NULL);
-    if (nrows > 0) H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, cnt, NULL);
+    if (nrows[k] > 0) H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, cnt, NULL);
     else { H5Sselect_none(fs); H5Sselect_none(ms); }
-    hid_t dxpl = H5Pcreate(H5P_DATASET_XFER);
-    hid_t fid = H5Iget_file_id(loc), fapl = H5Fget_access_plist(fid);
-    H5Fclose(fid);   /* H5Iget_file_id takes a reference */
-    if (H5Pget_driver(fapl) == H5FD_MPIO) H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE);
-    H5Pclose(fapl);
-    st = H5Dwrite(d, memtype, ms, fs, dxpl, buf);
-    H5Pclose(dxpl);
+    st = H5Dwrite(d, memtype, ms, fs, dxpl, bufs[k]);
     H5Sclose(ms);
   }
+  H5Pclose(dxpl);
   if (d >= 0) H5Dclose(d);
   H5Pclose(lcpl);
   H5Sclose(fs);

@@ -39,14 +39,25 @@ void loss_init(Loss *l, const LossParams *p, int B_max, int D, int C) {
   else baseline_init(&l->base, BASE_KIND[p->kind], &p->base, B_max, D, C);
 }
 
+void loss_init_sharded(Loss *l, const LossParams *p, const Dist *d, int global_batch, int D, int C) {
+  CHECK(p->kind == LOSS_PROXYGML, "loss_init_sharded: only ProxyGML shards its proxies");
+  memset(l, 0, sizeof *l);
+  l->kind = p->kind;
+  l->sharded = 1;
+  l->D = D; l->C = C; l->N = p->N; l->M = C * p->N;
+  proxyshard_init(&l->shard, d, global_batch, D, C, p->N, p->K, (float)p->lambda, (float)p->scale);
+}
+
 void loss_free(Loss *l) {
-  if (l->kind == LOSS_PROXYGML) proxygml_free(&l->gml);
+  if (l->sharded) proxyshard_free(&l->shard);
+  else if (l->kind == LOSS_PROXYGML) proxygml_free(&l->gml);
   else baseline_free(&l->base);
   memset(l, 0, sizeof *l);
 }
 
 void loss_set_split(Loss *l, int global_batch, int rank, int ranks) {
   CHECK(ranks >= 1 && rank >= 0 && rank < ranks, "loss_set_split: rank %d of %d", rank, ranks);
+  if (l->sharded) return;
   if (l->kind == LOSS_PROXYGML) {   /* docs/loss.md 6.2 */
     l->gml.batch_norm = global_batch;
     l->gml.reg_begin = (int)((int64_t)l->M * rank / ranks);
@@ -64,6 +75,12 @@ void loss_set_reduce(Loss *l, LossReduceFn fn, void *ctx) {
 }
 
 float loss_forward(Loss *l, const float *x_raw, const int *labels, const float *proxies, int B) {
+  if (l->sharded) {
+    CHECK(B == l->shard.B, "loss_forward: %d rows, the sharded loss takes %d", B, l->shard.B);
+    proxyshard_forward(&l->shard, x_raw, labels, proxies);
+    l->loss = l->shard.loss; l->loss_cls = l->shard.loss_cls; l->loss_reg = l->shard.loss_reg;
+    return l->loss;
+  }
   if (l->kind == LOSS_PROXYGML) {
     proxygml_forward(&l->gml, x_raw, labels, proxies, B);
     l->loss = l->gml.loss; l->loss_cls = l->gml.loss_cls; l->loss_reg = l->gml.loss_reg;
@@ -77,10 +94,12 @@ float loss_forward(Loss *l, const float *x_raw, const int *labels, const float *
 }
 
 void loss_backward(Loss *l, float *dx_raw, float *dproxies) {
-  if (l->kind == LOSS_PROXYGML) proxygml_backward(&l->gml, dx_raw, dproxies);
+  if (l->sharded) proxyshard_backward(&l->shard, dx_raw, dproxies);
+  else if (l->kind == LOSS_PROXYGML) proxygml_backward(&l->gml, dx_raw, dproxies);
   else baseline_backward(&l->base, dx_raw, dproxies);
 }
 
 float loss_topk_margin(const Loss *l, int b, int y) {
+  CHECK(!l->sharded, "loss_topk_margin: a sharded loss's margin is collective (proxyshard_topk_margin)");
   return l->kind == LOSS_PROXYGML ? proxygml_topk_margin(&l->gml, b, y) : INFINITY;
 }

@@ -65,6 +65,21 @@ void reducer_init(Reducer *r, const Dist *d, size_t n, size_t n_backbone, size_t
   }
 }
 
+void reducer_set_tail(Reducer *r, size_t n_tail) {
+  r->n_tail = n_tail;
+  if (!r->shard) {
+    r->own[0].end = r->n + n_tail;
+    return;
+  }
+  r->own[r->nown++] = (OptimRange){r->n, r->n + n_tail};
+  free(r->own_grads);
+  r->own_grads = xmalloc_f32(r->own_total + n_tail + 1);
+}
+
+float *reducer_tail(const Reducer *r, float *grads) {
+  return r->shard ? r->own_grads + r->own_total : grads + r->n;
+}
+
 void reducer_free(Reducer *r) {
   for (int k = 0; k < r->nbuckets; k++) {
     free(r->b[k].counts);

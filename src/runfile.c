@@ -140,16 +140,24 @@ static int write_all(hid_t f, const RunSnapshot *s, const Dist *d) {
     rc = h5io_write_rows(f, trace[k], H5T_NATIVE_DOUBLE, 1, &ns, 0, d->rank == 0 ? ns : 0, col);
   }
   free(col);
-  if (rc || h5io_write_rows(f, "model/parameters", H5T_NATIVE_FLOAT, 1, &np, 0, d->rank == 0 ? np : 0, s->params))
-    return -1;
+  if (rc) return -1;
+  /* the proxies: replicated, rank 0 writes them all; sharded, each rank its rows */
+  const int sharded = s->proxy_rows > 0;
+  const int64_t D = s->D, p0 = sharded ? s->proxy_row0 : 0, pn = sharded ? s->proxy_rows : d->rank == 0 ? M : 0;
+  if (!sharded) rc = h5io_write_rows(f, "model/parameters", H5T_NATIVE_FLOAT, 1, &np, 0, d->rank == 0 ? np : 0, s->params);
+  else {
+    int64_t row0[2] = {0, s->n_backbone + p0 * D}, nrows[2] = {d->rank == 0 ? s->n_backbone : 0, pn * D};
+    const void *bufs[2] = {s->params, s->params + s->n_backbone};
+    rc = h5io_write_pieces(f, "model/parameters", H5T_NATIVE_FLOAT, 1, &np, 2, row0, nrows, bufs);
+  }
+  if (rc) return -1;
   /* proxies (M x D raw, one per row), their classes, their test usage */
-  int64_t pd[2] = {M, s->D};
-  int *cls = xmalloc((size_t)M * sizeof(int));
-  for (int64_t j = 0; j < M; j++) cls[j] = (int)(j / s->N);
-  int64_t r0 = d->rank == 0 ? M : 0;
-  rc = h5io_write_rows(f, "proxies/values", H5T_NATIVE_FLOAT, 2, pd, 0, r0, s->proxies);
-  if (!rc) rc = h5io_write_rows(f, "proxies/classes", H5T_NATIVE_INT, 1, pd, 0, r0, cls);
-  if (!rc && s->sel_count) rc = h5io_write_rows(f, "proxies/selection_count", H5T_NATIVE_INT64, 1, pd, 0, r0, s->sel_count);
+  int64_t pd[2] = {M, D};
+  int *cls = xmalloc((size_t)(pn ? pn : 1) * sizeof(int));
+  for (int64_t j = 0; j < pn; j++) cls[j] = (int)((p0 + j) / s->N);
+  rc = h5io_write_rows(f, "proxies/values", H5T_NATIVE_FLOAT, 2, pd, p0, pn, s->proxies);
+  if (!rc) rc = h5io_write_rows(f, "proxies/classes", H5T_NATIVE_INT, 1, pd, p0, pn, cls);
+  if (!rc && s->sel_count) rc = h5io_write_rows(f, "proxies/selection_count", H5T_NATIVE_INT64, 1, pd, p0, pn, s->sel_count);
   free(cls);
   return rc;
 }

@@ -72,6 +72,10 @@ typedef struct {
   Reducer red;
   size_t n_backbone, n_params;
   float *params, *grads;       /* n_params each */
+  /* shard_proxies: this rank holds the proxies [j0, j0 + Mp) only, so its
+   * block is [backbone | its slab]; the whole one (n_global) exists on disk */
+  int sharded, j0, Mp;
+  size_t n_global, slab_off;   /* the whole block's length, where this rank's slab starts in it */
   float stats[LOSS_SLOTS];     /* summed over the ranks with the gradients */
   float *proxies, *dproxies;   /* views: M x D */
   int group_body, group_head, group_proxy;
@@ -138,6 +142,9 @@ int trainer_check_sizes(const Config *c, const DatasetInfo *tr, const DatasetInf
     return err_set("config key 'batch': %d is larger than the training split (%lld rows)", s->G, (long long)tr->n);
   if (ranks > 0 && s->G % ranks != 0)
     return err_set("config key 'batch': the global batch %d does not divide over %d ranks", s->G, ranks);
+  if (c->shard_proxies && ranks > s->C)
+    return err_set("config key 'shard_proxies': %d classes cannot be sharded over %d ranks (one class or more each)",
+                   s->C, ranks);
   if (te->n < 2) return err_set("%s: the test split needs at least 2 rows for retrieval", c->data);
   if (ranks > 0 && te->n < ranks) return err_set("%s: fewer test rows than ranks", c->data);
   if (c->recall_ks.n < 1) return err_set("config key 'recall_ks': give at least one k");
@@ -209,10 +216,13 @@ static int load_init(Trainer *T) {
   int64_t dims[H5IO_MAXDIM];
   if (h5io_has(f, "model/parameters")) {   /* a run file: the block as it was written */
     if (h5io_shape(f, "model/parameters", &nd, dims) != 0) rc = -1;
-    else if (nd != 1 || dims[0] != (int64_t)T->n_params)
+    else if (nd != 1 || dims[0] != (int64_t)T->n_global)
       rc = err_set("model/parameters holds %lld values, this %s with M = %d, D = %d has %zu",
-                   (long long)(nd == 1 ? dims[0] : -1), cfg_arch_name(T->cfg.arch), T->M, T->D, T->n_params);
-    else rc = h5io_read(f, "model/parameters", H5T_NATIVE_FLOAT, T->params, T->n_params);
+                   (long long)(nd == 1 ? dims[0] : -1), cfg_arch_name(T->cfg.arch), T->M, T->D, T->n_global);
+    else if (!T->sharded) rc = h5io_read(f, "model/parameters", H5T_NATIVE_FLOAT, T->params, T->n_params);
+    else if ((rc = h5io_read_rows(f, "model/parameters", H5T_NATIVE_FLOAT, 0, (int64_t)T->n_backbone, T->params)) == 0)
+      rc = h5io_read_rows(f, "model/parameters", H5T_NATIVE_FLOAT, (int64_t)T->slab_off,
+                          (int64_t)(T->n_params - T->n_backbone), T->proxies);
     for (size_t i = 0; rc == 0 && i < T->n_params; i++)
       if (!isfinite(T->params[i])) rc = err_set("model/parameters holds a non-finite value at element %zu", i);
   } else if (h5io_has(f, "params")) {
@@ -220,8 +230,8 @@ static int load_init(Trainer *T) {
     if (rc == 0) rc = h5io_shape(f, "params/proxies", &nd, dims);
     if (rc == 0 && (nd != 2 || dims[0] != T->M || dims[1] != T->D))
       rc = err_set("params/proxies must be M x D = %d x %d", T->M, T->D);
-    if (rc == 0) rc = h5io_read(f, "params/proxies", H5T_NATIVE_FLOAT, T->proxies, (size_t)T->M * T->D);
-    for (size_t i = 0; rc == 0 && i < (size_t)T->M * T->D; i++)
+    if (rc == 0) rc = h5io_read_rows(f, "params/proxies", H5T_NATIVE_FLOAT, T->j0, T->Mp, T->proxies);
+    for (size_t i = 0; rc == 0 && i < (size_t)T->Mp * T->D; i++)
       if (!isfinite(T->proxies[i])) rc = err_set("params/proxies holds a non-finite value at element %zu", i);
     /* a tensor the model does not have: most likely another architecture's file */
     H5G_info_t info = {0};
@@ -268,7 +278,14 @@ static void build(Trainer *T) {
   /* unreachable in tests: trainer_check_sizes has run model_check on the same arguments */
   CHECK(model_init(&T->model, cfg_arch_name(c->arch), in_c, in_h, in_w, T->D, eval_chunk) == 0, "%s", err_msg());
   T->n_backbone = model_num_params(&T->model);
-  T->n_params = T->n_backbone + (size_t)T->M * T->D;
+  T->sharded = (int)c->shard_proxies;
+  int c0 = 0, c1 = T->C;
+  if (T->sharded) proxyshard_classes(T->C, T->d->size, T->d->rank, &c0, &c1);
+  T->j0 = c0 * T->N;
+  T->Mp = (c1 - c0) * T->N;
+  T->n_params = T->n_backbone + (size_t)T->Mp * T->D;
+  T->n_global = T->n_backbone + (size_t)T->M * T->D;
+  T->slab_off = T->n_backbone + (size_t)T->j0 * T->D;
   T->params = xmalloc_f32(T->n_params);
   T->grads = xmalloc_f32(T->n_params);
   T->proxies = T->params + T->n_backbone;
@@ -280,12 +297,16 @@ static void build(Trainer *T) {
   rng_init(&rng, (uint64_t)c->seed);
   model_init_params(&T->model, &rng);
   float bound = 1.0f / sqrtf((float)T->M);
-  for (int d = 0; d < T->D; d++)   /* drawn in the D x M order of the reference tensor */
-    for (int j = 0; j < T->M; j++) T->proxies[(size_t)j * T->D + d] = bound * (2 * rng_uniform(&rng) - 1);
+  for (int d = 0; d < T->D; d++)   /* drawn in the D x M order of the reference tensor; sharded, each rank keeps its rows */
+    for (int j = 0; j < T->M; j++) {
+      float u = bound * (2 * rng_uniform(&rng) - 1);
+      if (j >= T->j0 && j < T->j0 + T->Mp) T->proxies[(size_t)(j - T->j0) * T->D + d] = u;
+    }
 
-  loss_init(&T->loss, &(LossParams){.kind = (LossKind)c->loss, .N = T->N, .K = T->K, .lambda = c->lambda,
-                                     .scale = c->scale, .base = loss_baseline_params(c)},
-            T->B, T->D, T->C);
+  LossParams lp = {.kind = (LossKind)c->loss, .N = T->N, .K = T->K, .lambda = c->lambda, .scale = c->scale,
+                   .base = loss_baseline_params(c)};
+  if (T->sharded) loss_init_sharded(&T->loss, &lp, T->d, T->G, T->D, T->C);
+  else loss_init(&T->loss, &lp, T->B, T->D, T->C);
   loss_set_split(&T->loss, T->G, T->d->rank, T->d->size);   /* the global divisor, each rank its per-proxy slice */
   loss_set_reduce(&T->loss, reduce_over_ranks, T->d);
 
@@ -296,7 +317,11 @@ static void build(Trainer *T) {
   T->group_head = adam_add_group(&T->opt, head_off, head_off + head_cnt, c->lr);
   T->group_proxy = adam_add_group(&T->opt, T->n_backbone, T->n_params, c->proxy_lr);
   size_t bucket = (size_t)(c->bucket_mib * 1048576.0 / sizeof(float));
-  reducer_init(&T->red, T->d, T->n_params, T->n_backbone, bucket ? bucket : 1, c->shard_optimizer, c->overlap);
+  /* sharded proxies are no replica: only the network is reduced, the slab is this rank's own */
+  reducer_init(&T->red, T->d, T->sharded ? T->n_backbone : T->n_params, T->n_backbone, bucket ? bucket : 1,
+               c->shard_optimizer, c->overlap);
+  if (T->sharded) reducer_set_tail(&T->red, T->n_params - T->n_backbone);
+  T->dproxies = T->sharded ? reducer_tail(&T->red, T->grads) : T->grads + T->n_backbone;
   adam_shard(&T->opt, T->red.own, T->red.nown);
   T->model.grads_ready = grads_ready;
   T->model.grads_ready_ctx = &T->red;
@@ -305,10 +330,10 @@ static void build(Trainer *T) {
   T->x = xmalloc_f32((size_t)T->B * T->tr_info.row_size);
   T->y = xmalloc((size_t)T->B * sizeof(int32_t));
   T->dx = xmalloc_f32((size_t)T->B * T->D);
-  evaluator_init(&T->eval, T->d, &T->te, T->te_labels, T->D, T->M, T->K, c->recall_ks.v, c->recall_ks.n,
-                 eval_chunk);
+  evaluator_init(&T->eval, T->d, &T->te, T->te_labels, T->D, T->sharded ? 0 : T->M, T->sharded ? 0 : T->K,
+                 c->recall_ks.v, c->recall_ks.n, eval_chunk);
   recorder_init(&T->rec, c->recall_ks.v, c->recall_ks.n, T->steps_per_epoch * c->epochs, PHASE_NAMES, NPHASE);
-  if (c->dump_grads > 0 && T->d->rank == 0) T->grad_dump = xmalloc_f32((size_t)c->dump_grads * T->n_params);
+  if (c->dump_grads > 0 && T->d->rank == 0) T->grad_dump = xmalloc_f32((size_t)c->dump_grads * T->n_global);
   T->start_epoch = 1;
 }
 
@@ -328,25 +353,44 @@ static void trainer_free(Trainer *T) {
 
 /* ------------------------------------------------------------ one step */
 
+/* sharded proxies: every rank's slab of `mine` (Mp x D) into all (M x D) on rank 0 */
+static void gather_slabs(Trainer *T, const float *mine, float *all) {
+  const int P = T->d->size;
+  int *counts = xmalloc(2 * (size_t)P * sizeof(int)), *displs = counts + P;
+  for (int r = 0; r < P; r++) {
+    int a, b;
+    proxyshard_classes(T->C, P, r, &a, &b);
+    counts[r] = (b - a) * T->N * T->D;
+    displs[r] = a * T->N * T->D;
+  }
+  DIST_CHECK(MPI_Gatherv(mine, counts[T->d->rank], MPI_FLOAT, all, counts, displs, MPI_FLOAT, 0, T->d->comm));
+  free(counts);
+}
+
 /* dump_grads: keep the reduced gradient, and how near the step's subgraphs
  * were to a tie (a tie broken differently on another rank count changes the
  * gradient by more than float rounding) */
 static void dump_step(Trainer *T) {
   float margin = INFINITY;
-  for (int b = 0; b < T->B; b++) {
-    float m = loss_topk_margin(&T->loss, b, T->y[b]);
-    margin = m < margin ? m : margin;
+  if (T->sharded) margin = proxyshard_topk_margin(&T->loss.shard);
+  else {
+    for (int b = 0; b < T->B; b++) {
+      float m = loss_topk_margin(&T->loss, b, T->y[b]);
+      margin = m < margin ? m : margin;
+    }
+    DIST_CHECK(MPI_Allreduce(MPI_IN_PLACE, &margin, 1, MPI_FLOAT, MPI_MIN, T->d->comm));
   }
-  DIST_CHECK(MPI_Allreduce(MPI_IN_PLACE, &margin, 1, MPI_FLOAT, MPI_MIN, T->d->comm));
   /* sharded, each rank holds its pieces of the sum: the others' come over */
   if (T->red.shard) {
     reducer_put_own(&T->red, T->red.own_grads, T->grads);
     reducer_gather(&T->red, T->grads);
   }
-  if (T->grad_dump) {
+  float *row = T->grad_dump ? T->grad_dump + (size_t)T->grads_dumped * T->n_global : NULL;
+  if (row) {
     T->dump_margin[T->grads_dumped] = margin;
-    memcpy(T->grad_dump + (size_t)T->grads_dumped * T->n_params, T->grads, T->n_params * sizeof(float));
+    memcpy(row, T->grads, (T->sharded ? T->n_backbone : T->n_params) * sizeof(float));
   }
+  if (T->sharded) gather_slabs(T, T->dproxies, row ? row + T->n_backbone : NULL);
   T->grads_dumped++;
 }
 
@@ -357,6 +401,7 @@ static float trainer_step(Trainer *T, int64_t step) {
   model_forward(&T->model, T->x, T->B);
   double t2 = now_sec();
   memset(T->grads, 0, T->n_params * sizeof(float));
+  if (T->dproxies != T->grads + T->n_backbone) memset(T->dproxies, 0, (size_t)T->Mp * T->D * sizeof(float));
   memset(T->dx, 0, (size_t)T->B * T->D * sizeof(float));
   loss_forward(&T->loss, T->model.out, T->y, T->proxies, T->B);
   loss_backward(&T->loss, T->dx, T->dproxies);
@@ -398,12 +443,13 @@ static int write_run(Trainer *T, const char *status, const char *message) {
     .data_path = T->data_abs, .cwd = T->cwd, .wall_seconds = T->wall_before + now_sec() - T->session_start,
     .class_names = (const char *const *)T->te.class_names, .n_classes = T->te_info.n_classes,
     .C = T->C, .N = T->N, .K = T->K, .D = T->D, .n_train = T->tr_info.n, .n_test = T->te_info.n,
-    .n_params = (int64_t)T->n_params, .steps_done = T->step, .epochs_done = T->epochs_done,
+    .n_params = (int64_t)T->n_global, .steps_done = T->step, .epochs_done = T->epochs_done,
     .metrics = &T->rec.metrics, .timing = &T->rec.timing,
     .emb = T->evaluated ? T->eval.emb : NULL, .emb_labels = T->te.labels, .emb_row0 = T->te.row0,
     .emb_rows = T->te.nrows, .proxies = T->proxies,
-    .sub_idx = T->evaluated ? T->eval.sub_idx : NULL, .sub_sim = T->eval.sub_sim,
-    .sel_count = T->evaluated ? T->eval.sel_count : NULL,
+    .proxy_row0 = T->sharded ? T->j0 : 0, .proxy_rows = T->sharded ? T->Mp : 0, .n_backbone = (int64_t)T->n_backbone,
+    .sub_idx = T->evaluated && !T->sharded ? T->eval.sub_idx : NULL, .sub_sim = T->eval.sub_sim,
+    .sel_count = T->evaluated && !T->sharded ? T->eval.sel_count : NULL,
     .loss_trace = T->rec.loss_trace, .params = T->params,
   };
   double rss = peak_rss_mib();
@@ -423,12 +469,13 @@ static void record_eval(Trainer *T, int epoch, const double *loss) {
   recorder_add_eval(&T->rec, &e, &m);
 }
 
-/* every rank hashes its parameter bytes; the replicas agree when the
- * smallest and the largest hash over ranks are equal */
+/* every rank hashes its parameter bytes (sharded proxies are no replicas:
+ * the network only); the replicas agree when the smallest and the largest
+ * hash over ranks are equal */
 static int replicas_agree(Trainer *T) {
   const unsigned char *p = (const unsigned char *)T->params;
   uint64_t h = 1469598103934665603ULL;
-  for (size_t i = 0; i < T->n_params * sizeof(float); i++) h = (h ^ p[i]) * 1099511628211ULL;
+  for (size_t i = 0; i < (T->sharded ? T->n_backbone : T->n_params) * sizeof(float); i++) h = (h ^ p[i]) * 1099511628211ULL;
   uint64_t lo = h, hi = h;
   DIST_CHECK(MPI_Allreduce(MPI_IN_PLACE, &lo, 1, MPI_UINT64_T, MPI_MIN, T->d->comm));
   DIST_CHECK(MPI_Allreduce(MPI_IN_PLACE, &hi, 1, MPI_UINT64_T, MPI_MAX, T->d->comm));
@@ -461,30 +508,42 @@ static int stop_signal_agreed(Trainer *T) {
 
 /* ------------------------------------------------------------ checkpoints */
 
+/* sharded proxies: the slab's moments, Adam's last piece (include/reducer.h) */
+static float *slab_moments(Trainer *T, float *moments) {
+  const int last = T->opt.npieces - 1;
+  return T->sharded ? moments + T->opt.piece_off[last] + (T->n_backbone - T->opt.pieces[last].begin) : NULL;
+}
+
 static Checkpoint checkpoint_view(Trainer *T, int epoch, int64_t step_in_epoch) {
   return (Checkpoint){.step = T->step, .epoch = epoch, .step_in_epoch = step_in_epoch,
                       .config_hash = cfg_hash(&T->cfg), .ranks = T->d->size, .train_seconds = T->train_seconds,
                       .wall_seconds = T->wall_before + now_sec() - T->session_start,
-                      .n_params = T->n_params, .params = T->params, .opt = &T->opt, .m = T->opt.m, .v = T->opt.v,
+                      .n_params = T->n_global, .params = T->params, .opt = &T->opt, .m = T->opt.m, .v = T->opt.v,
+                      .n_backbone = T->n_backbone, .tail_off = T->slab_off,
+                      .tail_len = T->sharded ? T->n_params - T->n_backbone : 0,
+                      .tail_params = T->proxies, .tail_m = slab_moments(T, T->opt.m), .tail_v = slab_moments(T, T->opt.v),
                       .loss_trace = T->rec.loss_trace,
                       .trace_cap = T->steps_per_epoch * T->cfg.epochs, .metrics = &T->rec.metrics,
                       .timing = &T->rec.timing};
 }
 
 /* rank 0 writes (the state is the same on every rank, but for the moments
- * of a sharded optimizer: rank 0 gathers them for the write); all agree on
- * the outcome */
+ * of a sharded optimizer: rank 0 gathers them for the write; and for
+ * sharded proxies: every rank writes its slab into the same file); all
+ * agree on the outcome */
 static int save_checkpoint(Trainer *T, int epoch, int64_t step_in_epoch) {
   Checkpoint c = checkpoint_view(T, epoch, step_in_epoch);
+  const size_t n = T->red.n;   /* the reduced part: the block, or the network when the proxies are sharded */
   float *full = NULL;
   if (T->red.shard) {
-    if (T->d->rank == 0) full = xmalloc_f32(2 * T->n_params);
+    if (T->d->rank == 0) full = xmalloc_f32(2 * n);
     reducer_gather_root(&T->red, T->opt.m, full);
-    reducer_gather_root(&T->red, T->opt.v, full ? full + T->n_params : NULL);
+    reducer_gather_root(&T->red, T->opt.v, full ? full + n : NULL);
     c.m = full;
-    c.v = full ? full + T->n_params : NULL;
+    c.v = full ? full + n : NULL;
   }
-  int ok = agree(T, T->d->rank != 0 || checkpoint_save(T->args->out_dir, &c) == 0);
+  int ok = T->sharded ? agree(T, checkpoint_save_sharded(T->args->out_dir, &c, T->d->comm) == 0)
+                      : agree(T, T->d->rank != 0 || checkpoint_save(T->args->out_dir, &c) == 0);
   free(full);
   return ok;
 }
@@ -498,7 +557,7 @@ static int resume_load(Trainer *T, float *full_moments) {
   Checkpoint c = checkpoint_view(T, 1, 0);
   if (full_moments) {
     c.m = full_moments;
-    c.v = full_moments + T->n_params;
+    c.v = full_moments + T->red.n;
   }
   const uint64_t want = cfg_hash(&T->cfg);
   const int64_t total = T->steps_per_epoch * T->cfg.epochs;
@@ -557,13 +616,14 @@ static int resume_load(Trainer *T, float *full_moments) {
 }
 
 /* A checkpoint holds the moments of the whole block, whatever the rank count
- * that wrote it: a sharded optimizer reads them all and keeps its pieces. */
+ * that wrote it: a sharded optimizer reads them all and keeps its pieces
+ * (sharded proxies: those of the network, and its slab's directly). */
 static int resume(Trainer *T) {
-  float *full = T->red.shard ? xmalloc_f32(2 * T->n_params) : NULL;
+  float *full = T->red.shard ? xmalloc_f32(2 * T->red.n) : NULL;
   int rc = resume_load(T, full);
   if (rc == 1 && full) {
     reducer_take_own(&T->red, full, T->opt.m);
-    reducer_take_own(&T->red, full + T->n_params, T->opt.v);
+    reducer_take_own(&T->red, full + T->red.n, T->opt.v);
   }
   free(full);
   return rc;
@@ -589,7 +649,7 @@ static int write_grad_dump(Trainer *T) {
   snprintf(path, sizeof path, "%s/grads.h5", T->args->out_dir);
   hid_t f;
   if (h5io_create(path, &f) != 0) return -1;
-  int64_t dims[2] = {T->grads_dumped, (int64_t)T->n_params};
+  int64_t dims[2] = {T->grads_dumped, (int64_t)T->n_global};
   int rc = h5io_write(f, "grads", H5T_NATIVE_FLOAT, 2, dims, T->grad_dump);
   if (rc == 0) rc = h5io_set_attr_i64(f, "n_backbone", (int64_t)T->n_backbone);
   if (rc == 0) rc = h5io_set_attr_i64(f, "ranks", T->d->size);
@@ -728,7 +788,9 @@ int trainer_main(Dist *d, const TrainerArgs *a) {
            "proxygml %s: %s, %s on %s, %d rank%s x %d thread%s; C=%d N=%d K=%d D=%d, batch %d (%d per rank), "
            "%lld steps/epoch, %zu parameters\n",
            PROXYGML_VERSION, cfg_loss_name(T.cfg.loss), cfg_arch_name(T.cfg.arch), T.cfg.data, d->size, d->size > 1 ? "s" : "", d->threads,
-           d->threads > 1 ? "s" : "", T.C, T.N, T.K, T.D, T.G, T.B, (long long)T.steps_per_epoch, T.n_params);
+           d->threads > 1 ? "s" : "", T.C, T.N, T.K, T.D, T.G, T.B, (long long)T.steps_per_epoch, T.n_global);
+  if (T.sharded)
+    dist_log(d, "proxies sharded by class: rank 0 holds %d of the %d proxies (%zu parameters)\n", T.Mp, T.M, T.n_params);
   char warning[256];
   if (trainer_sizes_warning(&(TrainerSizes){.loss = T.cfg.loss, .K = T.K, .N = T.N}, warning, sizeof warning))
     dist_log(d, "warning: %s\n", warning);
