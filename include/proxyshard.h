@@ -63,7 +63,9 @@ typedef struct {
   int row0;                    /* its first row of the global batch: rank * B */
   /* results of the last forward: this rank's share (summed over ranks: the loss) */
   float loss, loss_cls, loss_reg;
-  double bytes;                /* payload bytes of this rank's collectives, forward + backward (added) */
+  double bytes;                /* volume of this rank's collectives, added up: n bytes for an allgather,
+                                * reduce-scatter or scan of n, 2n for an allreduce (a ring moves
+                                * (P-1)/P of it per rank) */
   const float *slab;           /* Mp x D, borrowed from the forward */
   float *x;                    /* G x D   normalised embeddings of the global batch */
   float *xnorm;                /* B       clamped norms of this rank's rows */

@@ -116,7 +116,7 @@ static int descend(ProxyShardRow *st, const int *h, int top) {
 
 static void allreduce_ints(ProxyShard *s, int *send, int *recv, size_t n) {
   DIST_CHECK(MPI_Allreduce(send, recv, (int)n, MPI_INT, MPI_SUM, s->d->comm));
-  s->bytes += (double)n * sizeof(int);
+  s->bytes += 2.0 * n * sizeof(int);
 }
 
 /* round 0: every row's negatives counted into value bins; the bin of the
@@ -296,7 +296,7 @@ static void global_zmax(ProxyShard *s) {
     s->zmax[b] = m;
   }
   DIST_CHECK(MPI_Allreduce(MPI_IN_PLACE, s->zmax, s->G, MPI_DOUBLE, MPI_MAX, s->d->comm));
-  s->bytes += (double)s->G * sizeof(double);
+  s->bytes += 2.0 * s->G * sizeof(double);
 }
 
 /* ------------------------------------------------------------ regulariser */
@@ -365,7 +365,7 @@ float proxyshard_forward(ProxyShard *s, const float *x_raw, const int *labels, c
 #pragma omp parallel for schedule(static) num_threads(s->nt)
   for (int b = 0; b < G; b++) exp_local(s, b, shifted && s->zmax[b] > -INFINITY ? s->zmax[b] : 0);
   DIST_CHECK(MPI_Allreduce(MPI_IN_PLACE, s->numden, 2 * G, MPI_DOUBLE, MPI_SUM, s->d->comm));
-  s->bytes += 2.0 * G * sizeof(double);
+  s->bytes += 4.0 * G * sizeof(double);
   const double inv_g = 1.0 / G;
   double cls = 0;
   for (int b = 0; b < G; b++) {

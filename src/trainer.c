@@ -96,6 +96,8 @@ typedef struct {
   int64_t start_step_in_epoch;
   Fault fault;                 /* test-only (include/fault.h) */
   int64_t step;
+  int64_t steps_here;          /* steps of this session */
+  double comm_volume;          /* their collectives' volume (include/proxyshard.h's convention), bytes */
   int epochs_done;
   double train_seconds;
 } Trainer;
@@ -425,6 +427,8 @@ static float trainer_step(Trainer *T, int64_t step) {
     reducer_gather(&T->red, T->params);
   }
   double t7 = now_sec();
+  if (T->d->size > 1) T->comm_volume += 2.0 * (double)T->red.n * sizeof(float);   /* an allreduce, or RS + AG */
+  T->steps_here++;
   /* "allreduce": the whole reduction, the sharded optimizer's allgather included */
   T->phase[PHASE_DATA] += t1 - t0; T->phase[PHASE_FORWARD] += t2 - t1; T->phase[PHASE_LOSS] += t3 - t2;
   T->phase[PHASE_BACKWARD] += t4 - t3; T->phase[PHASE_ALLREDUCE] += (t5 - t4) + (t7 - t6);
@@ -739,6 +743,12 @@ static int run(Trainer *T) {
   }
   if (c->epochs == 0 && !agree(T, write_run(T, "complete", "") == 0)) return TRAINER_EXIT_FAILED;
   if (!agree(T, T->d->rank != 0 || write_grad_dump(T) == 0)) return TRAINER_EXIT_FAILED;
+  if (T->steps_here > 0 && T->d->size > 1) {   /* per rank: a ring moves (P-1)/P of the volume */
+    double vol = T->comm_volume + (T->sharded ? T->loss.shard.bytes : 0), P = T->d->size;
+    dist_log(T->d, "communication: %.3f MiB per step per rank (%.3f MiB of it in the loss)\n",
+             vol * (P - 1) / P / T->steps_here / 1048576.0,
+             (T->sharded ? T->loss.shard.bytes : 0) * (P - 1) / P / T->steps_here / 1048576.0);
+  }
   print_summary(T);
   return TRAINER_EXIT_OK;
 }
