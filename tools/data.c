@@ -9,12 +9,14 @@
 #include "convert_fmnist.h"
 #include "convert_glyphs.h"
 #include "convert_images.h"
+#include "convert_synthetic.h"
 #include "dataset.h"
 #include "glyphs.h"
 #include "h5io.h"
 
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,7 +42,9 @@ static void convert_usage(FILE *out) {
           "       proxygml data features OUT.h5 --train-x SRC --train-y SRC --test-x SRC --test-y SRC\n"
           "       proxygml data features OUT.h5 --h5 IN.h5 --x NAME --y NAME\n"
           "       proxygml data glyphs OUT.h5 [--train-classes 1000] [--test-classes 1000] [--size 32]\n"
-          "                            [--augment 3] [--seed 0] [--fonts LIST] [--font-dir DIR]\n");
+          "                            [--augment 3] [--seed 0] [--fonts LIST] [--font-dir DIR]\n"
+          "       proxygml data synthetic OUT.h5 --classes C [--dim 64] [--train-per-class 2]\n"
+          "                            [--test-per-class 1] [--spread 0.5] [--seed 0]\n");
 }
 
 static void data_usage(FILE *out) {
@@ -61,7 +65,7 @@ static void data_usage(FILE *out) {
           "  --idx-dir DIR        folder with train-{images-idx3,labels-idx1}-ubyte.gz and\n"
           "                       t10k-...; default $FMNIST_DIR, else %s\n"
           "info           validate FILE.h5 completely and print its splits, shapes and classes\n"
-          "folder, cub, cars, sop, features, glyphs: other datasets (proxygml data folder --help,\n"
+          "folder, cub, cars, sop, features, glyphs, synthetic: other datasets (proxygml data folder --help,\n"
           "               docs/datasets.md)\n"
           "\n"
           "exit status: 0 ok, 2 bad arguments, invalid input or a failed write (one line on stderr)\n",
@@ -222,6 +226,9 @@ static void convert_help(FILE *out) {
           "  --fonts LIST        comma-separated: paths or file names found under --font-dir (default %s),\n"
           "                      '#i' picks face i of a collection, else every face of the file counts;\n"
           "                      default: %s\n"
+          "synthetic class-clustered float32 features: per class a random unit centre (seeded), rows =\n"
+          "          centre + Gaussian noise of root mean square norm --spread; every class in both splits,\n"
+          "          --train-per-class rows in /train, --test-per-class in /test; written in blocks of rows\n"
           "  --progress-every N  items between progress lines when stderr is not a terminal (0 = quiet)\n"
           "\n"
           "Every converter writes OUT.h5.tmp.<pid>, validates it and renames it: a failure leaves no OUT.h5.\n"
@@ -410,6 +417,49 @@ static int cmd_glyphs(int argc, char **argv) {
   return finish("glyphs", convert_glyphs_write(pos[0], &o), pos[0], t0);
 }
 
+/* a finite decimal number */
+static int opt_f64(const char *cmd, const Opt *o, double dflt, double *out) {
+  *out = dflt;
+  if (!o->value) return 0;
+  char *end;
+  errno = 0;
+  double v = strtod(o->value, &end);
+  if (end == o->value || *end || errno || !isfinite(v)) {
+    fprintf(stderr, "proxygml data %s: --%s '%s' is not a finite number\n", cmd, o->name, o->value);
+    return -1;
+  }
+  *out = v;
+  return 0;
+}
+
+static int cmd_synthetic(int argc, char **argv) {
+  Opt opts[] = {{"classes", NULL}, {"dim", NULL},  {"train-per-class", NULL}, {"test-per-class", NULL},
+                {"spread", NULL},  {"seed", NULL}, {"progress-every", NULL}};
+  const char *pos[1] = {NULL};
+  int npos, done;
+  int ex = parse_args("synthetic", argc, argv, opts, 7, pos, 1, &npos, &done);
+  if (done) return ex;
+  if (npos != 1 || !opts[0].value) {
+    fprintf(stderr, "proxygml data synthetic: %s is required (see proxygml data synthetic --help)\n",
+            npos != 1 ? "OUT.h5" : "--classes");
+    return 2;
+  }
+  /* the ranges are the library's to check: one message for the command line and the API */
+  ConvertSyntheticOpts o = {0};
+  int seed;
+  if (opt_int("synthetic", &opts[0], INT_MIN, INT_MAX, 0, &o.classes) != 0 ||
+      opt_int("synthetic", &opts[1], INT_MIN, INT_MAX, 64, &o.dim) != 0 ||
+      opt_int("synthetic", &opts[2], INT_MIN, INT_MAX, 2, &o.train_per_class) != 0 ||
+      opt_int("synthetic", &opts[3], INT_MIN, INT_MAX, 1, &o.test_per_class) != 0 ||
+      opt_f64("synthetic", &opts[4], 0.5, &o.spread) != 0 ||
+      opt_int("synthetic", &opts[5], 0, INT_MAX, 0, &seed) != 0 ||
+      opt_int("synthetic", &opts[6], 0, INT_MAX, 1000000, &o.progress_every) != 0)
+    return 2;
+  o.seed = (uint64_t)seed;
+  double t0 = now_sec();
+  return finish("synthetic", convert_synthetic_write(pos[0], &o), pos[0], t0);
+}
+
 /* argv[0] is the converter */
 static int cmd_convert(int argc, char **argv) {
   const char *cmd = argv[0];
@@ -417,6 +467,7 @@ static int cmd_convert(int argc, char **argv) {
     return cmd_images(cmd, argc, argv);
   if (!strcmp(cmd, "features")) return cmd_features(argc, argv);
   if (!strcmp(cmd, "glyphs")) return cmd_glyphs(argc, argv);
+  if (!strcmp(cmd, "synthetic")) return cmd_synthetic(argc, argv);
   fprintf(stderr, "proxygml data: unknown converter '%s'\n", cmd);
   return 2;
 }
@@ -433,7 +484,7 @@ int tool_data(int argc, char **argv) {
   if (!strcmp(argv[1], "fashion-mnist")) return cmd_fashion_mnist(argc - 1, argv + 1);
   if (!strcmp(argv[1], "info")) return cmd_info(argc - 1, argv + 1);
   if (!strcmp(argv[1], "folder") || !strcmp(argv[1], "cub") || !strcmp(argv[1], "cars") || !strcmp(argv[1], "sop") ||
-      !strcmp(argv[1], "features") || !strcmp(argv[1], "glyphs"))
+      !strcmp(argv[1], "features") || !strcmp(argv[1], "glyphs") || !strcmp(argv[1], "synthetic"))
     return cmd_convert(argc - 1, argv + 1);
   fprintf(stderr, "proxygml data: unknown subcommand '%s'\n", argv[1]);
   data_usage(stderr);
