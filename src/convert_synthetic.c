@@ -140,6 +140,8 @@ int convert_synthetic_write(const char *out, const ConvertSyntheticOpts *o) {
   int rc = dataset_writer_init(&w, out, C, names, "proxygml " PROXYGML_VERSION " data synthetic");
   free(names);
   free(buf);
+  /* Gaussian mantissas do not compress: deflate saved 14 % of the bytes at 3x the time */
+  w.deflate = 0;
   if (rc == 0) rc = write_attrs(&w, o);
   if (rc == 0) rc = write_split(&w, "train", CONVERT_SYNTHETIC_TRAIN, o->train_per_class, o);
   if (rc == 0) rc = write_split(&w, "test", CONVERT_SYNTHETIC_TEST, o->test_per_class, o);

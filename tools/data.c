@@ -288,7 +288,10 @@ static int opt_int(const char *cmd, const Opt *o, int lo, int hi, int dflt, int 
   if (!o->value) return 0;
   int64_t v;
   if (parse_i64(o->value, &v) != 0 || v < lo || v > hi) {
-    fprintf(stderr, "proxygml data %s: --%s '%s' is not an integer in [%d, %d]\n", cmd, o->name, o->value, lo, hi);
+    if (lo == INT_MIN && hi == INT_MAX)   /* the range is the library's to check */
+      fprintf(stderr, "proxygml data %s: --%s '%s' is not an integer\n", cmd, o->name, o->value);
+    else
+      fprintf(stderr, "proxygml data %s: --%s '%s' is not an integer in [%d, %d]\n", cmd, o->name, o->value, lo, hi);
     return -1;
   }
   *out = (int)v;
@@ -444,7 +447,7 @@ static int cmd_synthetic(int argc, char **argv) {
             npos != 1 ? "OUT.h5" : "--classes");
     return 2;
   }
-  /* the ranges are the library's to check: one message for the command line and the API */
+  /* the ranges are the library's to check (INT_MIN..INT_MAX here): one message for the command line and the API */
   ConvertSyntheticOpts o = {0};
   int seed;
   if (opt_int("synthetic", &opts[0], INT_MIN, INT_MAX, 0, &o.classes) != 0 ||
