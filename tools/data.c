@@ -41,7 +41,7 @@ static void convert_usage(FILE *out) {
           "       proxygml data sop ROOT OUT.h5 [--size S] [--on-error skip|fail]\n"
           "       proxygml data features OUT.h5 --train-x SRC --train-y SRC --test-x SRC --test-y SRC\n"
           "       proxygml data features OUT.h5 --h5 IN.h5 --x NAME --y NAME\n"
-          "       proxygml data glyphs OUT.h5 [--train-classes 1000] [--test-classes 1000] [--size 32]\n"
+          "       proxygml data glyphs OUT.h5 [--train-classes 1000|all] [--test-classes 1000] [--size 32]\n"
           "                            [--augment 3] [--seed 0] [--fonts LIST] [--font-dir DIR]\n"
           "       proxygml data synthetic OUT.h5 --classes C [--dim 64] [--train-per-class 2]\n"
           "                            [--test-per-class 1] [--spread 0.5] [--seed 0]\n");
@@ -222,7 +222,9 @@ static void convert_help(FILE *out) {
           "          Labels are class ids (>= 0, global over both splits). --class-names FILE: line i names class i\n"
           "glyphs    CJK ideographs (U+4E00..U+9FFF) covered by every font face, rendered with FreeType in\n"
           "          grayscale S x S; each face x --augment seeded augmentations is a sample; the first\n"
-          "          --train-classes characters of a seeded shuffle -> /train, the next --test-classes -> /test\n"
+          "          --train-classes characters of a seeded shuffle -> /train, the next --test-classes -> /test;\n"
+          "          --train-classes all: every CJK Unified Ideographs block (extensions A-I too), /train = every\n"
+          "          covered character but the --test-classes ones\n"
           "  --fonts LIST        comma-separated: paths or file names found under --font-dir (default %s),\n"
           "                      '#i' picks face i of a collection, else every face of the file counts;\n"
           "                      default: %s\n"
@@ -407,12 +409,14 @@ static int cmd_glyphs(int argc, char **argv) {
   }
   ConvertGlyphsOpts o = {0};
   int seed;
-  if (opt_int("glyphs", &opts[0], 1, 20992, 1000, &o.train_classes) != 0 ||
+  int all = opts[0].value && !strcmp(opts[0].value, "all");
+  if ((!all && opt_int("glyphs", &opts[0], 1, 20992, 1000, &o.train_classes) != 0) ||
       opt_int("glyphs", &opts[1], 1, 20992, 1000, &o.test_classes) != 0 ||
       opt_int("glyphs", &opts[2], 8, 1024, 32, &o.size) != 0 || opt_int("glyphs", &opts[3], 1, 1000, 3, &o.augment) != 0 ||
       opt_int("glyphs", &opts[4], 0, INT_MAX, 0, &seed) != 0 ||
       opt_int("glyphs", &opts[7], 0, INT_MAX, 20000, &o.progress_every) != 0)
     return 2;
+  if (all) o.train_classes = CONVERT_GLYPHS_ALL;
   o.seed = (uint64_t)seed;
   o.fonts = opts[5].value;
   o.font_dir = opts[6].value;
