@@ -9,6 +9,7 @@
  *   convert_images.h    image folders, CUB-200-2011, Cars196, Stanford Online Products
  *   convert_features.h  precomputed features: .npy files or datasets of HDF5 files
  *   convert_glyphs.h    CJK ideographs rendered from fonts (glyphs.h)
+ *   convert_synthetic.h class-clustered random features, up to millions of classes
  *
  * Formats, protocols and commands are documented in docs/datasets.md. Class
  * ids are global over both splits. Every converter returns 0 or -1 with one

@@ -2,7 +2,12 @@
  * Ideographs covered by every given font face, rendered with FreeType
  * (glyphs.h) as grayscale S x S samples, each face x `augment` seeded
  * augmentations; the first train_classes characters of a seeded shuffle go
- * to /train, the next test_classes to /test. Part of the conversion library
+ * to /train, the next test_classes to /test. With train_classes =
+ * CONVERT_GLYPHS_ALL the characters are those of every CJK Unified
+ * Ideographs block (extension A, the URO, extensions B to I) that every face
+ * covers, and /train gets all of them but the test_classes ones: tens of
+ * thousands of classes with fonts that cover the extensions (Noto CJK).
+ * Part of the conversion library
  * (convert.h); `proxygml data glyphs` is its command line, docs/datasets.md
  * the benchmark's description.
  *
@@ -16,6 +21,8 @@
 #define PROXYGML_CONVERT_GLYPHS_H
 
 #include <stdint.h>
+
+#define CONVERT_GLYPHS_ALL (-1)   /* train_classes: every covered character the test split leaves */
 
 typedef struct {
   int train_classes, test_classes;

@@ -21,7 +21,9 @@
  *
  * Datasets are chunked by whole rows (about 1 MiB) with shuffle + deflate 4,
  * as h5io_write does, and carry no object timestamps: the same input gives
- * the same bytes apart from the root attribute `created`. */
+ * the same bytes apart from the root attribute `created`. A converter whose
+ * rows do not compress (random features) sets w.deflate = 0 before
+ * dataset_writer_begin: deflate would then be most of its time. */
 #ifndef PROXYGML_DATASET_WRITER_H
 #define PROXYGML_DATASET_WRITER_H
 
@@ -41,6 +43,7 @@ typedef struct {
   int32_t *labels;           /* n (capacity labels_cap) */
   int64_t labels_cap;
   int n_classes;
+  int deflate;               /* deflate level (with shuffle) of the next split's rows; 0 = none; init sets 4 */
   char **class_names;        /* n_classes, copies */
   int committed;
 } DatasetWriter;

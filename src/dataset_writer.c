@@ -21,7 +21,7 @@ static int check_split_name(const char *split) {
 }
 
 /* no object timestamps: the same input must give the same bytes */
-static hid_t dcpl_rows(int ndim, const hsize_t *dims, size_t elem, int extendible) {
+static hid_t dcpl_rows(int ndim, const hsize_t *dims, size_t elem, int extendible, int deflate) {
   hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
   H5Pset_obj_track_times(dcpl, 0);
   size_t row = elem, n = dims[0];
@@ -35,8 +35,10 @@ static hid_t dcpl_rows(int ndim, const hsize_t *dims, size_t elem, int extendibl
     chunk[0] = rows;
     for (int i = 1; i < ndim; i++) chunk[i] = dims[i];
     H5Pset_chunk(dcpl, ndim, chunk);
-    H5Pset_shuffle(dcpl);
-    H5Pset_deflate(dcpl, 4);
+    if (deflate > 0) {
+      H5Pset_shuffle(dcpl);
+      H5Pset_deflate(dcpl, (unsigned)deflate);
+    }
   }
   return dcpl;
 }
@@ -45,7 +47,7 @@ static hid_t dcpl_rows(int ndim, const hsize_t *dims, size_t elem, int extendibl
 static int write_1d(hid_t loc, const char *name, hid_t type, int64_t n, const void *buf) {
   hsize_t d = (hsize_t)n;
   hid_t s = H5Screate_simple(1, &d, NULL);
-  hid_t dcpl = dcpl_rows(1, &d, H5Tget_size(type), 0);
+  hid_t dcpl = dcpl_rows(1, &d, H5Tget_size(type), 0, 4);
   hid_t ds = H5Dcreate2(loc, name, type, s, H5P_DEFAULT, dcpl, H5P_DEFAULT);
   herr_t st = ds < 0 ? -1 : H5Dwrite(ds, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf);
   if (ds >= 0) H5Dclose(ds);
@@ -69,6 +71,7 @@ int dataset_writer_init(DatasetWriter *w, const char *out, int n_classes, const 
   snprintf(w->out, sizeof w->out, "%s", out);
   fsutil_temp_name(w->tmp, sizeof w->tmp, out);
   w->n_classes = n_classes;
+  w->deflate = 4;
   w->class_names = xcalloc((size_t)n_classes, sizeof *w->class_names);
   for (int i = 0; i < n_classes; i++) {
     w->class_names[i] = strdup(class_names[i] ? class_names[i] : "");
@@ -129,7 +132,7 @@ int dataset_writer_begin(DatasetWriter *w, const char *split, DatasetKind kind, 
   /* unreachable in tests: HDF5 fails here only after the same file was opened or created (a library or disk fault) */
   if (w->group < 0) return err_set("%s: cannot create group /%s", w->tmp, split);
   hid_t s = H5Screate_simple(nd, dims, maxd);
-  hid_t dcpl = dcpl_rows(nd, dims, elem, 1);
+  hid_t dcpl = dcpl_rows(nd, dims, elem, 1, w->deflate);
   w->data = H5Dcreate2(w->group, kind == DATASET_IMAGES ? "images" : "features", type, s, H5P_DEFAULT, dcpl,
                        H5P_DEFAULT);
   H5Pclose(dcpl);

@@ -9,12 +9,14 @@
 #include "convert_fmnist.h"
 #include "convert_glyphs.h"
 #include "convert_images.h"
+#include "convert_synthetic.h"
 #include "dataset.h"
 #include "glyphs.h"
 #include "h5io.h"
 
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,8 +41,10 @@ static void convert_usage(FILE *out) {
           "       proxygml data sop ROOT OUT.h5 [--size S] [--on-error skip|fail]\n"
           "       proxygml data features OUT.h5 --train-x SRC --train-y SRC --test-x SRC --test-y SRC\n"
           "       proxygml data features OUT.h5 --h5 IN.h5 --x NAME --y NAME\n"
-          "       proxygml data glyphs OUT.h5 [--train-classes 1000] [--test-classes 1000] [--size 32]\n"
-          "                            [--augment 3] [--seed 0] [--fonts LIST] [--font-dir DIR]\n");
+          "       proxygml data glyphs OUT.h5 [--train-classes 1000|all] [--test-classes 1000] [--size 32]\n"
+          "                            [--augment 3] [--seed 0] [--fonts LIST] [--font-dir DIR]\n"
+          "       proxygml data synthetic OUT.h5 --classes C [--dim 64] [--train-per-class 2]\n"
+          "                            [--test-per-class 1] [--spread 0.5] [--seed 0]\n");
 }
 
 static void data_usage(FILE *out) {
@@ -61,7 +65,7 @@ static void data_usage(FILE *out) {
           "  --idx-dir DIR        folder with train-{images-idx3,labels-idx1}-ubyte.gz and\n"
           "                       t10k-...; default $FMNIST_DIR, else %s\n"
           "info           validate FILE.h5 completely and print its splits, shapes and classes\n"
-          "folder, cub, cars, sop, features, glyphs: other datasets (proxygml data folder --help,\n"
+          "folder, cub, cars, sop, features, glyphs, synthetic: other datasets (proxygml data folder --help,\n"
           "               docs/datasets.md)\n"
           "\n"
           "exit status: 0 ok, 2 bad arguments, invalid input or a failed write (one line on stderr)\n",
@@ -218,10 +222,15 @@ static void convert_help(FILE *out) {
           "          Labels are class ids (>= 0, global over both splits). --class-names FILE: line i names class i\n"
           "glyphs    CJK ideographs (U+4E00..U+9FFF) covered by every font face, rendered with FreeType in\n"
           "          grayscale S x S; each face x --augment seeded augmentations is a sample; the first\n"
-          "          --train-classes characters of a seeded shuffle -> /train, the next --test-classes -> /test\n"
+          "          --train-classes characters of a seeded shuffle -> /train, the next --test-classes -> /test;\n"
+          "          --train-classes all: every CJK Unified Ideographs block (extensions A-I too), /train = every\n"
+          "          covered character but the --test-classes ones\n"
           "  --fonts LIST        comma-separated: paths or file names found under --font-dir (default %s),\n"
           "                      '#i' picks face i of a collection, else every face of the file counts;\n"
           "                      default: %s\n"
+          "synthetic class-clustered float32 features: per class a random unit centre (seeded), rows =\n"
+          "          centre + Gaussian noise of root mean square norm --spread; every class in both splits,\n"
+          "          --train-per-class rows in /train, --test-per-class in /test; written in blocks of rows\n"
           "  --progress-every N  items between progress lines when stderr is not a terminal (0 = quiet)\n"
           "\n"
           "Every converter writes OUT.h5.tmp.<pid>, validates it and renames it: a failure leaves no OUT.h5.\n"
@@ -281,7 +290,10 @@ static int opt_int(const char *cmd, const Opt *o, int lo, int hi, int dflt, int 
   if (!o->value) return 0;
   int64_t v;
   if (parse_i64(o->value, &v) != 0 || v < lo || v > hi) {
-    fprintf(stderr, "proxygml data %s: --%s '%s' is not an integer in [%d, %d]\n", cmd, o->name, o->value, lo, hi);
+    if (lo == INT_MIN && hi == INT_MAX)   /* the range is the library's to check */
+      fprintf(stderr, "proxygml data %s: --%s '%s' is not an integer\n", cmd, o->name, o->value);
+    else
+      fprintf(stderr, "proxygml data %s: --%s '%s' is not an integer in [%d, %d]\n", cmd, o->name, o->value, lo, hi);
     return -1;
   }
   *out = (int)v;
@@ -397,17 +409,62 @@ static int cmd_glyphs(int argc, char **argv) {
   }
   ConvertGlyphsOpts o = {0};
   int seed;
-  if (opt_int("glyphs", &opts[0], 1, 20992, 1000, &o.train_classes) != 0 ||
+  int all = opts[0].value && !strcmp(opts[0].value, "all");
+  if ((!all && opt_int("glyphs", &opts[0], 1, 20992, 1000, &o.train_classes) != 0) ||
       opt_int("glyphs", &opts[1], 1, 20992, 1000, &o.test_classes) != 0 ||
       opt_int("glyphs", &opts[2], 8, 1024, 32, &o.size) != 0 || opt_int("glyphs", &opts[3], 1, 1000, 3, &o.augment) != 0 ||
       opt_int("glyphs", &opts[4], 0, INT_MAX, 0, &seed) != 0 ||
       opt_int("glyphs", &opts[7], 0, INT_MAX, 20000, &o.progress_every) != 0)
     return 2;
+  if (all) o.train_classes = CONVERT_GLYPHS_ALL;
   o.seed = (uint64_t)seed;
   o.fonts = opts[5].value;
   o.font_dir = opts[6].value;
   double t0 = now_sec();
   return finish("glyphs", convert_glyphs_write(pos[0], &o), pos[0], t0);
+}
+
+/* a finite decimal number */
+static int opt_f64(const char *cmd, const Opt *o, double dflt, double *out) {
+  *out = dflt;
+  if (!o->value) return 0;
+  char *end;
+  errno = 0;
+  double v = strtod(o->value, &end);
+  if (end == o->value || *end || errno || !isfinite(v)) {
+    fprintf(stderr, "proxygml data %s: --%s '%s' is not a finite number\n", cmd, o->name, o->value);
+    return -1;
+  }
+  *out = v;
+  return 0;
+}
+
+static int cmd_synthetic(int argc, char **argv) {
+  Opt opts[] = {{"classes", NULL}, {"dim", NULL},  {"train-per-class", NULL}, {"test-per-class", NULL},
+                {"spread", NULL},  {"seed", NULL}, {"progress-every", NULL}};
+  const char *pos[1] = {NULL};
+  int npos, done;
+  int ex = parse_args("synthetic", argc, argv, opts, 7, pos, 1, &npos, &done);
+  if (done) return ex;
+  if (npos != 1 || !opts[0].value) {
+    fprintf(stderr, "proxygml data synthetic: %s is required (see proxygml data synthetic --help)\n",
+            npos != 1 ? "OUT.h5" : "--classes");
+    return 2;
+  }
+  /* the ranges are the library's to check (INT_MIN..INT_MAX here): one message for the command line and the API */
+  ConvertSyntheticOpts o = {0};
+  int seed;
+  if (opt_int("synthetic", &opts[0], INT_MIN, INT_MAX, 0, &o.classes) != 0 ||
+      opt_int("synthetic", &opts[1], INT_MIN, INT_MAX, 64, &o.dim) != 0 ||
+      opt_int("synthetic", &opts[2], INT_MIN, INT_MAX, 2, &o.train_per_class) != 0 ||
+      opt_int("synthetic", &opts[3], INT_MIN, INT_MAX, 1, &o.test_per_class) != 0 ||
+      opt_f64("synthetic", &opts[4], 0.5, &o.spread) != 0 ||
+      opt_int("synthetic", &opts[5], 0, INT_MAX, 0, &seed) != 0 ||
+      opt_int("synthetic", &opts[6], 0, INT_MAX, 1000000, &o.progress_every) != 0)
+    return 2;
+  o.seed = (uint64_t)seed;
+  double t0 = now_sec();
+  return finish("synthetic", convert_synthetic_write(pos[0], &o), pos[0], t0);
 }
 
 /* argv[0] is the converter */
@@ -417,6 +474,7 @@ static int cmd_convert(int argc, char **argv) {
     return cmd_images(cmd, argc, argv);
   if (!strcmp(cmd, "features")) return cmd_features(argc, argv);
   if (!strcmp(cmd, "glyphs")) return cmd_glyphs(argc, argv);
+  if (!strcmp(cmd, "synthetic")) return cmd_synthetic(argc, argv);
   fprintf(stderr, "proxygml data: unknown converter '%s'\n", cmd);
   return 2;
 }
@@ -433,7 +491,7 @@ int tool_data(int argc, char **argv) {
   if (!strcmp(argv[1], "fashion-mnist")) return cmd_fashion_mnist(argc - 1, argv + 1);
   if (!strcmp(argv[1], "info")) return cmd_info(argc - 1, argv + 1);
   if (!strcmp(argv[1], "folder") || !strcmp(argv[1], "cub") || !strcmp(argv[1], "cars") || !strcmp(argv[1], "sop") ||
-      !strcmp(argv[1], "features") || !strcmp(argv[1], "glyphs"))
+      !strcmp(argv[1], "features") || !strcmp(argv[1], "glyphs") || !strcmp(argv[1], "synthetic"))
     return cmd_convert(argc - 1, argv + 1);
   fprintf(stderr, "proxygml data: unknown subcommand '%s'\n", argv[1]);
   data_usage(stderr);

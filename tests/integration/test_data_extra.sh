@@ -185,6 +185,37 @@ fonts = f.attrs['fonts']; fonts = fonts.decode() if isinstance(fonts, bytes) els
 assert 'IPAGothic' in fonts and 'AR PL UKai' in fonts and f.attrs['freetype_version'], fonts
 assert f['train/images'][:].max() == 255
 " "$T/g1.h5" || fail "glyphs: wrong contents"
+  # --train-classes all: every character of every CJK Unified Ideographs block that both faces
+  # map (and draw), /train = all but the --test-classes; compared with the fonts' own cmaps
+  expect_exit 0 "$BIN" data glyphs "$T/ga.h5" --train-classes all --test-classes 100 --size 8 --augment 1 \
+    --fonts "$FONTS" --progress-every 0
+  if $PY -c 'import fontTools' 2>/dev/null; then
+    $PY -c "
+import sys, h5py
+from fontTools.ttLib import TTFont
+f = h5py.File(sys.argv[1], 'r')
+fonts = f.attrs['fonts']; fonts = fonts.decode() if isinstance(fonts, bytes) else fonts
+blocks = [(0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0x20000, 0x2EE5F), (0x30000, 0x323AF)]
+common = None
+for line in fonts.split(chr(10)):
+    path, index = line.split(chr(9))[0].rsplit('#', 1)
+    cm = {c for c in TTFont(path, fontNumber=int(index), lazy=True).getBestCmap() if any(a <= c <= b for a, b in blocks)}
+    common = cm if common is None else common & cm
+names = [n.decode() if isinstance(n, bytes) else n for n in f['train/class_names'][:]]
+cps = {ord(n) for n in names}
+assert len(cps) == len(names) == f.attrs['n_classes'] and cps <= common, (len(cps), len(common))
+# a character is left out only when a face maps it to an empty outline: a few at most
+assert len(cps) > 0.99 * len(common), (len(cps), len(common))
+assert any(0x3400 <= c <= 0x4DBF for c in cps), 'no character of extension A'
+assert f['test/labels'].shape == (2 * 100,) and f['train/labels'].shape == (2 * (len(names) - 100),)   # 2 faces x 1 augmentation
+assert f['test/labels'][0] == len(names) - 100 and f.attrs['n_common_characters'] == len(common)
+" "$T/ga.h5" || fail "glyphs --train-classes all: wrong classes"
+  fi
+  expect_exit 2 "$BIN" data glyphs "$T/gb.h5" --train-classes all --test-classes 20000 --size 8 --fonts "$FONTS"
+  expect_err "--test-classes 20000 leaves none for /train"
+  [ "$(wc -l <"$T/err")" -eq 1 ] && [ ! -e "$T/gb.h5" ] || fail "glyphs all: not one line, or a file left"
+  expect_exit 2 "$BIN" data glyphs "$T/gb.h5" --train-classes everything --fonts "$FONTS"
+  expect_err "--train-classes 'everything' is not an integer in [1, 20992]"
 else
   echo "note: fonts-ipafont-gothic / fonts-arphic-ukai missing: glyph rendering not tested"
 fi
