@@ -79,7 +79,8 @@ check(np.array_equal(a["trace/loss"][:s0], b["trace/loss"][:s0]), f"the first {s
 sys.exit(0 if ok else 1)
 EOF
 
-# 3. a K x N sweep, sharded over 2 ranks
+# 3. a K x N sweep, sharded over 2 ranks (its runs add no code path the sanitizers have not seen above)
+[ "${PROXYGML_SANITIZE:-0}" = 1 ] && exit $fail
 cat >"$tmp/kn.sweep" <<EOF
 config = "$SRC/experiments/fmnist_mlp.cfg";
 out = "$tmp/sweep";
