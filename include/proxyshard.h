@@ -41,16 +41,17 @@
 
 #include "dist.h"
 
-enum { PROXYSHARD_BINS = 1024 };   /* first round: bins of equal width over [-1, 1] */
+enum { PROXYSHARD_BINS = 256 };   /* first round: bins of equal width over [-1, 1] */
 
 /* one row's bracket of the (K-N)-th best negative (docs/sharding.md 2.2) */
 typedef struct {
   int need;          /* negatives still to pick inside the bracket; 0: none at all */
   int bin;           /* the bracket's value bin */
-  int level;         /* bytes of the order key fixed so far (0..4) */
-  uint32_t prefix;   /* their value */
+  int count;         /* members of the bracket over all ranks */
+  int bits;          /* low bits of the order key still open: the bracket is the keys >> bits == prefix */
+  uint32_t prefix;   /* (bits = 32: the whole bin) */
   int whole;         /* the whole bracket is kept */
-  int ties_before;   /* level 4, part of a tie kept: equal keys on lower ranks */
+  int ties_before;   /* bits = 0, part of a tie kept: equal keys on lower ranks */
   int ties_local;    /* equal keys here */
 } ProxyShardRow;
 
@@ -78,6 +79,8 @@ typedef struct {
   uint32_t *cand_key;          /* their order keys */
   int64_t cand_cap;
   int *active;                 /* G  rows still refining */
+  int *hoff;                   /* G  their histograms' offsets in a round */
+  long rounds;                 /* collectives of the selection so far (added) */
   int cap;                     /* min(K, Mp): local entries a row can keep */
   int *keep_n;                 /* G */
   int *keep_j;                 /* G x cap  local proxy indices kept, ascending */

@@ -46,6 +46,7 @@ void proxyshard_init(ProxyShard *s, const Dist *d, int G, int D, int C, int N, i
   s->ghist = xmalloc(g * PROXYSHARD_BINS * sizeof(int));
   s->cand_start = xmalloc((g + 1) * sizeof(int));
   s->active = xmalloc(g * sizeof(int));
+  s->hoff = xmalloc(g * sizeof(int));
   s->keep_n = xcalloc(g, sizeof(int));
   s->keep_j = xmalloc(gc * sizeof(int));
   s->keep_g = xmalloc_f32(gc);
@@ -81,7 +82,7 @@ void proxyshard_init(ProxyShard *s, const Dist *d, int G, int D, int C, int N, i
 
 void proxyshard_free(ProxyShard *s) {
   void *bufs[] = {s->x, s->xnorm, s->y, s->pnorm, s->S, s->row, s->lhist, s->ghist, s->cand_start, s->cand_key,
-                  s->active, s->keep_n, s->keep_j, s->keep_g, s->run_c, s->run_e, s->run_n, s->numden, s->zmax,
+                  s->active, s->hoff, s->keep_n, s->keep_j, s->keep_g, s->run_c, s->run_e, s->run_n, s->numden, s->zmax,
                   s->row_loss, s->csr_start, s->csr_b, s->csr_g, s->gx_part, s->gx, s->scratch_gw, s->W, s->U,
                   s->GU, s->GW, s->Zc, s->ucounts, s->udispls};
   for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
@@ -135,6 +136,7 @@ static void select_bins(ProxyShard *s) {
       for (int j = (y - s->c0) * s->N, e = j + s->N; j < e; j++) h[value_bin(srow[j])]--;
   }
   allreduce_ints(s, s->lhist, s->ghist, (size_t)G * PROXYSHARD_BINS);
+  s->rounds++;
   int64_t total = 0;
   for (int b = 0; b < G; b++) {
     ProxyShardRow *st = &s->row[b];
@@ -142,6 +144,7 @@ static void select_bins(ProxyShard *s) {
     s->cand_start[b] = (int)total;
     if (!st->need) continue;
     st->bin = descend(st, s->ghist + (size_t)b * PROXYSHARD_BINS, PROXYSHARD_BINS - 1);
+    st->count = s->ghist[(size_t)b * PROXYSHARD_BINS + st->bin];
     if (!st->whole) total += s->lhist[(size_t)b * PROXYSHARD_BINS + st->bin];
   }
   CHECK(total <= INT32_MAX, "proxyshard: %lld candidates exceed int indices", (long long)total);
@@ -162,46 +165,102 @@ static void select_bins(ProxyShard *s) {
   }
 }
 
-/* rounds 1-4: the candidates' order keys a byte at a time, until each
- * bracket is kept whole or holds the exact key of the (K-N)-th best */
-static void select_bytes(ProxyShard *s) {
-  for (int level = 1; level <= 4; level++) {
-    int na = 0;
-    for (int b = 0; b < s->G; b++)
-      if (s->row[b].need && !s->row[b].whole) s->active[na++] = b;
-    if (na == 0) return;   /* the same on every rank: the counts are global */
-    const int shift = 32 - 8 * level;
+/* the candidates of row b in its bracket: keys whose top 32 - bits bits are the prefix */
+static inline int in_bracket(uint32_t key, const ProxyShardRow *st) {
+  return (uint64_t)key >> st->bits == st->prefix;
+}
+
+/* the digit width of a round: enough buckets that the bracket's members
+ * mostly fall apart (then a bucket holding exactly what is needed ends the
+ * row), at most a byte */
+static int digit_bits(const ProxyShardRow *st) {
+  int d = 1;
+  while (d < 8 && (1 << d) < 2 * st->count) d++;
+  return d < st->bits ? d : st->bits;
+}
+
+/* After round 0: the candidates' 32-bit order keys, from the highest bit in
+ * which the bracket's smallest and largest key differ (one allreduce of
+ * both), a digit at a time, until each bracket is kept whole or holds one
+ * exact key; then the tie rule at that key. */
+static void select_digits(ProxyShard *s) {
+  const int G = s->G;
+  int na = 0;
+  for (int b = 0; b < G; b++) {
+    ProxyShardRow *st = &s->row[b];
+    st->bits = 32;
+    st->prefix = 0;
+    if (st->need && !st->whole) s->active[na++] = b;
+  }
+  if (na == 0) return;   /* the same on every rank: the counts are global */
+  /* the bracket's global key range: MAX of (~min, max) */
+  uint32_t *mm = (uint32_t *)s->lhist, *gmm = (uint32_t *)s->ghist;
+#pragma omp parallel for schedule(dynamic, 4) num_threads(s->nt)
+  for (int a = 0; a < na; a++) {
+    int b = s->active[a];
+    uint32_t lo = UINT32_MAX, hi = 0;
+    for (int e = s->cand_start[b]; e < s->cand_start[b + 1]; e++) {
+      lo = s->cand_key[e] < lo ? s->cand_key[e] : lo;
+      hi = s->cand_key[e] > hi ? s->cand_key[e] : hi;
+    }
+    mm[2 * a] = ~lo;
+    mm[2 * a + 1] = hi;
+  }
+  DIST_CHECK(MPI_Allreduce(mm, gmm, 2 * na, MPI_UINT32_T, MPI_MAX, s->d->comm));
+  s->bytes += 2.0 * 2 * na * sizeof(uint32_t);
+  s->rounds++;
+  for (int a = 0; a < na; a++) {
+    ProxyShardRow *st = &s->row[s->active[a]];
+    uint32_t lo = ~gmm[2 * a], hi = gmm[2 * a + 1];
+    st->bits = lo == hi ? 0 : 32 - __builtin_clz(lo ^ hi);
+    st->prefix = (uint32_t)((uint64_t)lo >> st->bits);
+    if (st->bits == 0) st->ties_local = s->cand_start[s->active[a] + 1] - s->cand_start[s->active[a]];
+  }
+  for (;;) {
+    na = 0;
+    for (int b = 0; b < G; b++)
+      if (s->row[b].need && !s->row[b].whole && s->row[b].bits > 0) s->active[na++] = b;
+    if (na == 0) break;
+    /* each row's histogram at its offset: the same layout on every rank */
+    int *off = s->hoff, total = 0;
+    for (int a = 0; a < na; a++) {
+      off[a] = total;
+      total += 1 << digit_bits(&s->row[s->active[a]]);
+    }
 #pragma omp parallel for schedule(dynamic, 4) num_threads(s->nt)
     for (int a = 0; a < na; a++) {
       int b = s->active[a];
       const ProxyShardRow *st = &s->row[b];
-      int *h = s->lhist + (size_t)a * 256;
-      memset(h, 0, 256 * sizeof(int));
-      for (int e = s->cand_start[b]; e < s->cand_start[b + 1]; e++) {
-        uint32_t key = s->cand_key[e];
-        if (level == 1 || key >> (shift + 8) == st->prefix) h[(key >> shift) & 255]++;
-      }
+      const int d = digit_bits(st), shift = st->bits - d;
+      int *h = s->lhist + off[a];
+      memset(h, 0, ((size_t)1 << d) * sizeof(int));
+      for (int e = s->cand_start[b]; e < s->cand_start[b + 1]; e++)
+        if (in_bracket(s->cand_key[e], st)) h[(s->cand_key[e] >> shift) & ((1u << d) - 1)]++;
     }
-    allreduce_ints(s, s->lhist, s->ghist, (size_t)na * 256);
+    allreduce_ints(s, s->lhist, s->ghist, (size_t)total);
+    s->rounds++;
     for (int a = 0; a < na; a++) {
       ProxyShardRow *st = &s->row[s->active[a]];
-      int byte = descend(st, s->ghist + (size_t)a * 256, 255);
-      st->prefix = level == 1 ? (uint32_t)byte : st->prefix << 8 | (uint32_t)byte;
-      st->level = level;
-      if (level == 4) st->ties_local = s->lhist[(size_t)a * 256 + byte];
+      const int d = digit_bits(st);
+      int digit = descend(st, s->ghist + off[a], (1 << d) - 1);
+      st->count = s->ghist[off[a] + digit];
+      st->bits -= d;
+      st->prefix = st->prefix << d | (uint32_t)digit;
+      if (st->bits == 0) st->ties_local = s->lhist[off[a] + digit];
     }
   }
   /* equal keys at the boundary: the lowest global indices win, and the
    * ranks hold the proxies in index order, so the ties of the ranks below
    * come first */
   int any = 0;
-  for (int b = 0; b < s->G; b++) any |= s->row[b].need && !s->row[b].whole;
+  for (int b = 0; b < G; b++) any |= s->row[b].need && !s->row[b].whole;
   if (!any) return;
   int *mine = s->lhist, *below = s->ghist;
-  for (int b = 0; b < s->G; b++) mine[b] = s->row[b].need && !s->row[b].whole ? s->row[b].ties_local : 0;
-  DIST_CHECK(MPI_Exscan(mine, below, s->G, MPI_INT, MPI_SUM, s->d->comm));
-  s->bytes += (double)s->G * sizeof(int);
-  for (int b = 0; b < s->G; b++) s->row[b].ties_before = s->rank == 0 ? 0 : below[b];   /* rank 0's is undefined */
+  for (int b = 0; b < G; b++) mine[b] = s->row[b].need && !s->row[b].whole ? s->row[b].ties_local : 0;
+  DIST_CHECK(MPI_Exscan(mine, below, G, MPI_INT, MPI_SUM, s->d->comm));
+  s->bytes += (double)G * sizeof(int);
+  s->rounds++;
+  for (int b = 0; b < G; b++) s->row[b].ties_before = s->rank == 0 ? 0 : below[b];   /* rank 0's is undefined */
 }
 
 /* the K positives of row b with the largest S (K < N), ties to the lower
@@ -231,7 +290,6 @@ static void keep_row(ProxyShard *s, int b) {
     s->keep_n[b] = own ? keep_best_positives(s, srow, p0, out) : 0;
     return;
   }
-  const int shift = st->level ? 32 - 8 * st->level : 0;
   int ties = st->ties_before;
   for (int j = 0; j < s->Mp; j++) {
     if (j == p0) {   /* the positives: always */
@@ -245,8 +303,7 @@ static void keep_row(ProxyShard *s, int b) {
       if (bin > st->bin) out[n++] = j;
       continue;
     }
-    if (st->level == 0) { out[n++] = j; continue; }   /* a whole bin */
-    uint32_t top = proxygml_order_key(srow[j]) >> shift;
+    uint64_t top = (uint64_t)proxygml_order_key(srow[j]) >> st->bits;   /* bits = 32: the whole bin */
     if (top > st->prefix || (top == st->prefix && (st->whole || ties++ < st->need))) out[n++] = j;
   }
   s->keep_n[b] = n;
@@ -350,9 +407,9 @@ float proxyshard_forward(ProxyShard *s, const float *x_raw, const int *labels, c
   DIST_CHECK(MPI_Allgather(MPI_IN_PLACE, 0, MPI_INT, s->y, B, MPI_INT, s->d->comm));
   s->bytes += (double)G * D * sizeof(float) + (double)G * sizeof(int);
   proxygml_similarity(s->S, s->pnorm, s->x, slab, G, s->Mp, D, s->nt);
-  if (s->K >= s->N) {
+  if (s->K > s->N) {   /* negatives to choose (rows start with need = 0 otherwise) */
     select_bins(s);
-    select_bytes(s);
+    select_digits(s);
   }
 #pragma omp parallel for schedule(dynamic, 4) num_threads(s->nt)
   for (int b = 0; b < G; b++) keep_row(s, b);

@@ -3,7 +3,8 @@
  * batch: the same subgraph of every row, the same loss, the same gradients
  * of the embeddings and of the proxies, for class counts that do not divide
  * over the ranks, K > N, K = N, K < N, the regulariser, a large scale, a row
- * whose whole top-K lies on one rank, and exact ties at the K-th place.
+ * whose whole top-K lies on one rank, exact ties at the K-th place, and
+ * similarities that differ only in their last bits.
  *
  * What is guaranteed: both compute the same float32 similarities up to the
  * GEMM's grouping of D products (a few ulps), then the same selection rule,
@@ -11,8 +12,8 @@
  * a subgraph can differ only where two similarities lie within that
  * rounding: sets are compared on rows whose replicated top-K margin exceeds
  * 1e-4 (far above a few ulps of values in [-1, 1]), and on every row of the
- * tie cases, whose similarities are exact (one-hot embeddings against
- * small-integer proxies: one exact product, an exactly rounded norm and
+ * tie and close cases, whose similarities are exact (one-hot embeddings
+ * against integer proxies: one exact product, an exactly rounded norm and
  * quotient, whatever the grouping). Values then agree to a few ulps times
  * the softmax's sensitivity, s N: the bound used is 2e-5 * max(1, s N)
  * relative to the largest reference magnitude. Exit status: the verdict. */
@@ -35,7 +36,7 @@ static void verdict(int rank, int cond, const char *what) {
   fflush(stdout);
 }
 
-typedef enum { DATA_RANDOM, DATA_ONE_RANK, DATA_TIES } DataKind;
+typedef enum { DATA_RANDOM, DATA_ONE_RANK, DATA_TIES, DATA_CLOSE } DataKind;
 
 typedef struct {
   const char *name;
@@ -58,6 +59,16 @@ static void make_data(const Case *c, float *x, int *y, float *p) {
       for (int d = 0; d < D; d++) pool[k][d] = (float)((int)rng_below(&r, 5) - 2);
     for (int k = 0; k < 3; k++) pool[k][k] = 3.0f;   /* no zero row */
     for (int j = 0; j < M; j++) memcpy(p + (size_t)j * D, pool[rng_below(&r, 3)], (size_t)D * sizeof(float));
+    memset(x, 0, (size_t)c->G * D * sizeof(float));
+    for (int b = 0; b < c->G; b++) x[(size_t)b * D + b % D] = 2.0f;
+    return;
+  }
+  if (c->data == DATA_CLOSE) {
+    /* one-hot embeddings against proxies 4096 (1, ..., 1) + small integers:
+     * exact similarities near 1/sqrt(D) that differ only in their low bits,
+     * all in one value bin, so the selection must resolve them key digit by
+     * key digit (and meets some exact ties on the way) */
+    for (size_t i = 0; i < (size_t)M * D; i++) p[i] = 4096.0f + (float)rng_below(&r, 64);
     memset(x, 0, (size_t)c->G * D * sizeof(float));
     for (int b = 0; b < c->G; b++) x[(size_t)b * D + b % D] = 2.0f;
     return;
@@ -121,13 +132,13 @@ static void run_case(const Dist *d, const Case *c) {
   for (int b = 0; b < G; b++) {
     float m = proxygml_topk_margin(&ref, b, y[b]);
     margin_ref = m < margin_ref ? m : margin_ref;
-    if (c->data != DATA_TIES && !(m > 1e-4f)) continue;
+    if (c->data != DATA_TIES && c->data != DATA_CLOSE && !(m > 1e-4f)) continue;
     rows_checked++;
     rows_same += !memcmp(mask + (size_t)b * M, mask_ref + (size_t)b * M, (size_t)M * sizeof(int));
   }
   char what[256];
-  snprintf(what, sizeof what, "%s (np %d, C %d over %d ranks): the same subgraph in %d of %d rows checked", c->name,
-           P, c->C, P, rows_same, rows_checked);
+  snprintf(what, sizeof what, "%s (np %d, C %d over %d ranks): the same subgraph in %d of %d rows checked (%ld "
+           "selection collectives)", c->name, P, c->C, P, rows_same, rows_checked, s.rounds);
   verdict(d->rank, rows_checked > 0 && rows_same == rows_checked, what);
   if (c->data == DATA_ONE_RANK) {
     /* the construction: row 0's negatives all on the last rank */
@@ -149,7 +160,7 @@ static void run_case(const Dist *d, const Case *c) {
   snprintf(what, sizeof what, "%s (np %d): dL/dproxies of this rank's slab within %.1e of the largest (%.2e off)",
            c->name, P, tol, sp > 0 ? ep / sp : ep);
   verdict(d->rank, ep <= tol * sp, what);
-  if (c->data != DATA_TIES) {
+  if (c->data != DATA_TIES && c->data != DATA_CLOSE) {
     snprintf(what, sizeof what, "%s (np %d): top-K margin %.6g, replicated %.6g", c->name, P, margin, margin_ref);
     verdict(d->rank, margin == margin_ref || fabsf(margin - margin_ref) <= 1e-5f, what);
   }
@@ -173,6 +184,7 @@ int main(int argc, char **argv) {
     {"exact ties at the K-th place", 12, 8, 11, 3, 10, 0.0f, 1.0f, DATA_TIES},
     {"exact ties among the positives, K < N", 6, 8, 5, 4, 3, 0.0f, 1.0f, DATA_TIES},
     {"exact ties with the regulariser", 12, 8, 11, 3, 14, 0.5f, 1.0f, DATA_TIES},
+    {"close similarities resolved in the key's low bits", 12, 8, 997, 2, 300, 0.0f, 1.0f, DATA_CLOSE},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_case(&d, &cases[i]);
   int ok = g_ok;
