@@ -97,6 +97,7 @@ typedef struct {
   int64_t dump_grads;           /* steps whose reduced gradient goes to DIR/grads.h5; 0 = off */
   int64_t collective_timeout;   /* seconds one MPI call may block before the job is ended; 0 = off */
   int64_t shard_proxies;        /* 1: proxies sharded by class across the ranks (include/proxyshard.h) */
+  int64_t reg_sampled;          /* 1: the sampled regulariser of the sharded loss */
   double bucket_mib;            /* gradient bucket size when overlapping, > 0 */
   int shard_optimizer;          /* ZeRO-1: Adam state and update split over the ranks */
   int overlap;                  /* reduce gradient buckets during the backward pass */

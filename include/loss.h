@@ -54,6 +54,7 @@ typedef struct {
   LossKind kind;
   int N, K;                    /* ProxyGML: proxies per class, kept per subgraph */
   double lambda, scale;        /* ProxyGML: regulariser weight, softmax scale */
+  int reg_sampled;             /* ProxyGML sharded: the sampled regulariser (include/proxyshard.h) */
   BaselineParams base;         /* the baselines' hyper-parameters */
 } LossParams;
 

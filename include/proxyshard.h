@@ -20,11 +20,12 @@
  * rank computes the G x Mp similarities to its own proxies; every row's
  * subgraph is selected exactly across ranks (the owner of its class keeps
  * the positives; the K - N best negatives are found by histograms of their
- * values summed over the ranks, docs/sharding.md 2); each rank sums its
+ * values, then of their order keys' digits, summed over the ranks,
+ * docs/sharding.md 2); each rank sums its
  * classes' logits, and one allreduce of 2G doubles (num, den) gives every
  * rank the masked softmax. Backward: the proxy gradients stay on their rank;
  * the embedding gradient (G x D partial sums) is reduce-scattered to the
- * rank that owns each row. Traffic per step is O(G D + G 2^10), whatever C.
+ * rank that owns each row. Traffic per step is O(G D + G 256), whatever C.
  *
  * Ties: entries of equal similarity rank by global proxy index, lower first
  * (the rule of proxygml_select). Requires P <= C and G = P B.
@@ -32,7 +33,9 @@
  * The regulariser (lambda > 0) is exact: U (C x D, the class sums of the
  * normalised proxies) is allgathered and each rank computes the terms of its
  * own proxies in chunks; its cost is O(Mp C D) per rank and U is C x D on
- * every rank, affordable up to C ~ 10^5 (docs/sharding.md 3).
+ * every rank, affordable up to C ~ 10^5 (docs/sharding.md 3). Beyond, the
+ * sampled form (reg_sampled) averages the terms of the batch's classes'
+ * proxies only, at O(G N C D / P) per rank.
  */
 #ifndef PROXYGML_PROXYSHARD_H
 #define PROXYGML_PROXYSHARD_H
@@ -60,6 +63,7 @@ typedef struct {
   int P, rank, nt;
   int G, B, D, C, N, M, K;
   float lambda, scale;
+  int reg_sampled;             /* the sampled regulariser */
   int c0, c1, j0, Mp;          /* this rank's classes and proxies */
   int row0;                    /* its first row of the global batch: rank * B */
   /* results of the last forward: this rank's share (summed over ranks: the loss) */
@@ -103,11 +107,20 @@ typedef struct {
   float *GW;                   /* Mp x D  lambda dL_reg/dW */
   float *Zc;                   /* PROXYSHARD_REG_CHUNK x C */
   int *ucounts, *udispls;      /* P: each rank's classes x D */
+  int *counts, *displs;        /* P each: each rank's sampled proxies x D */
+  /* the sampled regulariser (reg_sampled): U, GU are this rank's classes only (Cp x D) */
+  float *Ws;                   /* G N x D  the sampled proxies, normalised, in index order */
+  float *GWs;                  /* G N x D  their direct gradients */
+  int *cls_s;                  /* G        the batch's classes, ascending */
+  double *rmax, *rsum;         /* G N, 3 G N: each sampled row's log-sum-exp parts, its own logit, the global max */
+  int reg_count;               /* sampled proxies of the last forward */
 } ProxyShard;
 
 /* the classes [*c0, *c1) of rank r of P */
 void proxyshard_classes(int C, int P, int r, int *c0, int *c1);
-void proxyshard_init(ProxyShard *s, const Dist *d, int G, int D, int C, int N, int K, float lambda, float scale);
+/* reg_sampled (with lambda > 0): the sampled regulariser of docs/sharding.md 3 in place of the exact one */
+void proxyshard_init(ProxyShard *s, const Dist *d, int G, int D, int C, int N, int K, float lambda, float scale,
+                     int reg_sampled);
 void proxyshard_free(ProxyShard *s);
 /* returns this rank's share of the loss */
 float proxyshard_forward(ProxyShard *s, const float *x_raw /* B x D */, const int *labels /* B */,

@@ -126,6 +126,9 @@ static const Key KEYS[] = {
   {"shard_proxies", T_I64, FLD(shard_proxies), "0", 0, 1, F_RESUME, NULL,
    "1 = each rank holds the proxies of C/P classes and their Adam state; the subgraphs are selected exactly "
    "across the ranks (ProxyGML only, docs/sharding.md); 0 = every rank holds every proxy"},
+  {"reg_sampled", T_I64, FLD(reg_sampled), "0", 0, 1, 0, NULL,
+   "with shard_proxies = 1 and lambda > 0: 1 = the regulariser averages the terms of the batch's classes' proxies "
+   "only (docs/sharding.md 3), for C beyond ~10^5; 0 = every proxy's term (exact)"},
   {"bucket_mib", T_F64, FLD(bucket_mib), "1", 0, 8192, F_MIN_OPEN | F_RESUME, NULL,
    "size of a gradient bucket in MiB when overlap = 1"},
 };
@@ -643,6 +646,8 @@ int cfg_validate(const Config *c) {
   if (c->shard_proxies && c->loss != CFG_LOSS_PROXYGML)
     return err_set("config key 'shard_proxies': only the proxygml loss shards its proxies (loss = %s)",
                    cfg_loss_name(c->loss));
+  if (c->reg_sampled && !c->shard_proxies)
+    return err_set("config key 'reg_sampled': the sampled regulariser needs shard_proxies = 1");
   int K;   /* K is ProxyGML's: the baselines keep no subgraph */
   if (c->loss == CFG_LOSS_PROXYGML && c->C > 0 && cfg_resolve_k(c, c->C, &K) != 0) return -1;
   if (c->C > 0 && (int64_t)c->C * cfg_proxies_per_class(c) > INT_MAX)

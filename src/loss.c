@@ -45,7 +45,7 @@ void loss_init_sharded(Loss *l, const LossParams *p, const Dist *d, int global_b
   l->kind = p->kind;
   l->sharded = 1;
   l->D = D; l->C = C; l->N = p->N; l->M = C * p->N;
-  proxyshard_init(&l->shard, d, global_batch, D, C, p->N, p->K, (float)p->lambda, (float)p->scale);
+  proxyshard_init(&l->shard, d, global_batch, D, C, p->N, p->K, (float)p->lambda, (float)p->scale, p->reg_sampled);
 }
 
 void loss_free(Loss *l) {

@@ -14,13 +14,15 @@
 #include <string.h>
 
 enum { REG_CHUNK = 128 };   /* proxies per regulariser block: REG_CHUNK x C logits at a time */
+enum { REG_BLOCK = 1024 };  /* classes per block of the sampled regulariser: ns x REG_BLOCK logits at a time */
 
 void proxyshard_classes(int C, int P, int r, int *c0, int *c1) {
   *c0 = (int)((int64_t)C * r / P);
   *c1 = (int)((int64_t)C * (r + 1) / P);
 }
 
-void proxyshard_init(ProxyShard *s, const Dist *d, int G, int D, int C, int N, int K, float lambda, float scale) {
+void proxyshard_init(ProxyShard *s, const Dist *d, int G, int D, int C, int N, int K, float lambda, float scale,
+                     int reg_sampled) {
   const int P = d->size;
   CHECK(G >= P && G % P == 0, "proxyshard_init: the global batch %d does not divide over %d ranks", G, P);
   CHECK(C >= P, "proxyshard_init: %d classes cannot be sharded over %d ranks", C, P);
@@ -30,6 +32,7 @@ void proxyshard_init(ProxyShard *s, const Dist *d, int G, int D, int C, int N, i
   s->d = d; s->P = P; s->rank = d->rank; s->nt = omp_get_max_threads();
   s->G = G; s->B = G / P; s->D = D; s->C = C; s->N = N; s->M = C * N; s->K = K;
   s->lambda = lambda; s->scale = scale;
+  s->reg_sampled = lambda > 0 && reg_sampled;
   proxyshard_classes(C, P, s->rank, &s->c0, &s->c1);
   s->j0 = s->c0 * N;
   s->Mp = (s->c1 - s->c0) * N;
@@ -62,7 +65,20 @@ void proxyshard_init(ProxyShard *s, const Dist *d, int G, int D, int C, int N, i
   s->gx_part = xmalloc_f32((size_t)s->nt * g * D);
   s->gx = xmalloc_f32(g * D);
   s->scratch_gw = xmalloc_f32((size_t)s->nt * D);
-  if (lambda > 0) {
+  s->counts = xmalloc(2 * (size_t)P * sizeof(int));
+  s->displs = s->counts + P;
+  if (s->reg_sampled) {
+    int ns = G * N, Cp = s->c1 - s->c0;
+    s->U = xmalloc_f32((size_t)Cp * D);
+    s->GU = xmalloc_f32((size_t)Cp * D);
+    s->GW = xmalloc_f32((size_t)s->Mp * D);
+    s->Ws = xmalloc_f32((size_t)ns * D);
+    s->GWs = xmalloc_f32((size_t)ns * D);
+    s->Zc = xmalloc_f32((size_t)ns * REG_BLOCK);
+    s->cls_s = xmalloc(g * sizeof(int));
+    s->rmax = xmalloc_f64((size_t)ns);
+    s->rsum = xmalloc_f64(3 * (size_t)ns);
+  } else if (lambda > 0) {
     s->W = xmalloc_f32((size_t)s->Mp * D);
     s->U = xmalloc_f32((size_t)C * D);
     s->GU = xmalloc_f32((size_t)C * D);
@@ -84,7 +100,8 @@ void proxyshard_free(ProxyShard *s) {
   void *bufs[] = {s->x, s->xnorm, s->y, s->pnorm, s->S, s->row, s->lhist, s->ghist, s->cand_start, s->cand_key,
                   s->active, s->hoff, s->keep_n, s->keep_j, s->keep_g, s->run_c, s->run_e, s->run_n, s->numden, s->zmax,
                   s->row_loss, s->csr_start, s->csr_b, s->csr_g, s->gx_part, s->gx, s->scratch_gw, s->W, s->U,
-                  s->GU, s->GW, s->Zc, s->ucounts, s->udispls};
+                  s->GU, s->GW, s->Zc, s->ucounts, s->udispls, s->counts, s->Ws, s->GWs, s->cls_s, s->rmax,
+                  s->rsum};
   for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
   memset(s, 0, sizeof *s);
 }
@@ -395,6 +412,106 @@ static double regulariser(ProxyShard *s, const float *slab) {
   return reg;
 }
 
+/* The sampled regulariser (docs/sharding.md 3): the terms of the proxies
+ * of the classes in the global batch only (ns = their count times N),
+ * each against every class sum U_c, averaged over those ns proxies. Each
+ * rank holds the sums of its own classes; the sampled proxies are
+ * allgathered (ns x D), the softmax over classes is reduced like the
+ * loss's (a MAX, then the rescaled sums), and the gradient of a sampled
+ * proxy's direct path is reduce-scattered to its owner. Leaves lambda
+ * dL_reg/dW in GW; returns this rank's share of the loss (its sampled
+ * proxies' terms / ns). */
+static double regulariser_sampled(ProxyShard *s, const float *slab) {
+  const int D = s->D, N = s->N, P = s->P, Cp = s->c1 - s->c0, G = s->G;
+  /* the batch's classes, ascending: their proxies in global index order */
+  int nc = 0;
+  memcpy(s->cls_s, s->y, (size_t)G * sizeof(int));
+  for (int i = 1; i < G; i++)   /* insertion sort: G is small */
+    for (int t = i; t > 0 && s->cls_s[t] < s->cls_s[t - 1]; t--) { int u = s->cls_s[t]; s->cls_s[t] = s->cls_s[t - 1]; s->cls_s[t - 1] = u; }
+  for (int i = 0; i < G; i++)
+    if (nc == 0 || s->cls_s[nc - 1] != s->cls_s[i]) s->cls_s[nc++] = s->cls_s[i];
+  const int ns = nc * N;
+  int mine0 = 0, mine = 0;   /* this rank's sampled proxies: rows [mine0, mine0 + mine) of Ws */
+  for (int r = 0, i = 0; r < P; r++) {
+    int a, b, n = 0;
+    proxyshard_classes(s->C, P, r, &a, &b);
+    while (i < nc && s->cls_s[i] < b) { i++; n++; }
+    s->counts[r] = n * N * D;
+    s->displs[r] = (i - n) * N * D;
+    if (r == s->rank) { mine0 = (i - n) * N; mine = n * N; }
+  }
+  for (int e = 0; e < mine; e++) {
+    int j = (s->cls_s[mine0 / N + e / N] - s->c0) * N + e % N;
+    for (int d = 0; d < D; d++) s->Ws[(size_t)(mine0 + e) * D + d] = slab[(size_t)j * D + d] / s->pnorm[j];
+  }
+  DIST_CHECK(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_FLOAT, s->Ws, s->counts, s->displs, MPI_FLOAT, s->d->comm));
+  s->bytes += (double)ns * D * sizeof(float);
+  /* U of this rank's classes */
+  memset(s->U, 0, (size_t)Cp * D * sizeof(float));
+  for (int j = 0; j < s->Mp; j++)
+    for (int d = 0; d < D; d++) s->U[(size_t)(j / N) * D + d] += slab[(size_t)j * D + d] / s->pnorm[j];
+  /* forward: each row's largest logit and its sum of exp over this rank's classes, a block at a time */
+  double *m = s->rmax, *sum = s->rsum, *zown = s->rsum + ns;
+  for (int i = 0; i < ns; i++) { m[i] = -INFINITY; sum[i] = 0; zown[i] = 0; }
+  for (int c0 = 0; c0 < Cp; c0 += REG_BLOCK) {
+    int nb = Cp - c0 < REG_BLOCK ? Cp - c0 : REG_BLOCK;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, ns, nb, D, 1.0f, s->Ws, D, s->U + (size_t)c0 * D, D, 0.0f,
+                s->Zc, nb);
+#pragma omp parallel for schedule(static) num_threads(s->nt)
+    for (int i = 0; i < ns; i++) {
+      const float *z = s->Zc + (size_t)i * nb;
+      double bm = -INFINITY, bs = 0;
+      for (int c = 0; c < nb; c++) bm = fmax(bm, z[c]);
+      for (int c = 0; c < nb; c++) bs += exp(z[c] - bm);
+      double nm = fmax(m[i], bm);   /* a running log-sum-exp */
+      sum[i] = sum[i] * exp(m[i] - nm) + bs * exp(bm - nm);
+      m[i] = nm;
+      int own = s->cls_s[i / N] - s->c0 - c0;
+      if (own >= 0 && own < nb) zown[i] = z[own];
+    }
+  }
+  double *gm = s->rsum + 2 * ns;
+  memcpy(gm, m, (size_t)ns * sizeof(double));
+  DIST_CHECK(MPI_Allreduce(MPI_IN_PLACE, gm, ns, MPI_DOUBLE, MPI_MAX, s->d->comm));
+  for (int i = 0; i < ns; i++) sum[i] = sum[i] > 0 ? sum[i] * exp(m[i] - gm[i]) : 0;
+  DIST_CHECK(MPI_Allreduce(MPI_IN_PLACE, sum, 2 * ns, MPI_DOUBLE, MPI_SUM, s->d->comm));
+  s->bytes += 2.0 * ns * sizeof(double) + 4.0 * ns * sizeof(double);
+  double share = 0;
+  for (int i = 0; i < ns; i++) {
+    m[i] = gm[i] + log(sum[i]);   /* now the log of the whole denominator */
+    if (i >= mine0 && i < mine0 + mine) share += m[i] - zown[i];
+  }
+  /* backward: G = (softmax - onehot) / ns, block by block again */
+  const float lam = s->lambda;
+  memset(s->GWs, 0, (size_t)ns * D * sizeof(float));
+  for (int c0 = 0; c0 < Cp; c0 += REG_BLOCK) {
+    int nb = Cp - c0 < REG_BLOCK ? Cp - c0 : REG_BLOCK;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, ns, nb, D, 1.0f, s->Ws, D, s->U + (size_t)c0 * D, D, 0.0f,
+                s->Zc, nb);
+#pragma omp parallel for schedule(static) num_threads(s->nt)
+    for (int i = 0; i < ns; i++) {
+      float *z = s->Zc + (size_t)i * nb;
+      for (int c = 0; c < nb; c++) z[c] = (float)(exp(z[c] - m[i]) / ns);
+      int own = s->cls_s[i / N] - s->c0 - c0;
+      if (own >= 0 && own < nb) z[own] -= 1.0f / ns;
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, ns, D, nb, lam, s->Zc, nb, s->U + (size_t)c0 * D, D, 1.0f,
+                s->GWs, D);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nb, D, ns, lam, s->Zc, nb, s->Ws, D, 0.0f,
+                s->GU + (size_t)c0 * D, D);
+  }
+  /* the direct path's partial sums, each sampled proxy's to its owner */
+  DIST_CHECK(MPI_Reduce_scatter(MPI_IN_PLACE, s->GWs, s->counts, MPI_FLOAT, MPI_SUM, s->d->comm));
+  s->bytes += (double)ns * D * sizeof(float);
+  for (int j = 0; j < s->Mp; j++) memcpy(s->GW + (size_t)j * D, s->GU + (size_t)(j / N) * D, (size_t)D * sizeof(float));
+  for (int e = 0; e < mine; e++) {
+    int j = (s->cls_s[mine0 / N + e / N] - s->c0) * N + e % N;
+    cblas_saxpy(D, 1.0f, s->GWs + (size_t)e * D, 1, s->GW + (size_t)j * D, 1);
+  }
+  s->reg_count = ns;
+  return share / ns;
+}
+
 /* ------------------------------------------------------------ forward */
 
 float proxyshard_forward(ProxyShard *s, const float *x_raw, const int *labels, const float *slab) {
@@ -442,7 +559,8 @@ float proxyshard_forward(ProxyShard *s, const float *x_raw, const int *labels, c
     }
   }
   s->loss_cls = (float)(cls * inv_g);
-  s->loss_reg = s->lambda > 0 ? (float)(regulariser(s, slab) / s->M) : 0.0f;
+  s->loss_reg = s->reg_sampled ? (float)regulariser_sampled(s, slab)
+                : s->lambda > 0 ? (float)(regulariser(s, slab) / s->M) : 0.0f;
   s->loss = s->loss_cls + s->lambda * s->loss_reg;
   return s->loss;
 }

@@ -306,7 +306,7 @@ static void build(Trainer *T) {
     }
 
   LossParams lp = {.kind = (LossKind)c->loss, .N = T->N, .K = T->K, .lambda = c->lambda, .scale = c->scale,
-                   .base = loss_baseline_params(c)};
+                   .reg_sampled = (int)c->reg_sampled, .base = loss_baseline_params(c)};
   if (T->sharded) loss_init_sharded(&T->loss, &lp, T->d, T->G, T->D, T->C);
   else loss_init(&T->loss, &lp, T->B, T->D, T->C);
   loss_set_split(&T->loss, T->G, T->d->rank, T->d->size);   /* the global divisor, each rank its per-proxy slice */
