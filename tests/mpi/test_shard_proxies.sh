@@ -9,7 +9,8 @@
 # 2. A sharded checkpoint holds the whole block: a sharded run of 2 ranks
 #    resumes on 3 ranks sharded and on 1 rank replicated, and both resumed
 #    runs take the same first step (the same loss within float rounding).
-# 3. A sweep over K and N runs sharded, task after task, to completion.
+# 3. A sweep over K and N runs sharded (with the sampled regulariser),
+#    task after task, to completion.
 set -u
 BIN=${PROXYGML_BIN:?}
 SRC=${PROXYGML_SRC:?}
@@ -85,7 +86,7 @@ cat >"$tmp/kn.sweep" <<EOF
 config = "$SRC/experiments/fmnist_mlp.cfg";
 out = "$tmp/sweep";
 grid = { k = [4, 8]; N = [2, 3]; };
-set = { data = "$tmp/fm.h5"; shard_proxies = 1; epochs = 1; max_steps_per_epoch = 5; eval_epochs = "1";
+set = { data = "$tmp/fm.h5"; shard_proxies = 1; reg_sampled = 1; epochs = 1; max_steps_per_epoch = 5; eval_epochs = "1";
         kmeans_restarts = 1; threads = 1; };
 EOF
 PROXYGML_BIN=$BIN timeout 600 bash "$SRC/slurm/run_local_sweep.sh" "$tmp/kn.sweep" -np 2 >"$tmp/sweep.log" 2>&1 \
@@ -97,8 +98,14 @@ else echo "FAIL the sharded K x N sweep: $n_complete of 4 tasks complete"; echo 
 $PY - "$tmp"/sweep/*/run.h5 <<'EOF' || fail=1
 import sys
 import h5py
-bad = [p for p in sys.argv[1:] if int(h5py.File(p, "r")["config"].attrs["shard_proxies"]) != 1]
-print(("FAIL " if bad or not sys.argv[1:] else "ok   ") + f"every sweep task trained sharded ({len(sys.argv) - 1} run files)")
+import numpy as np
+def sharded(p):
+    f = h5py.File(p, "r")
+    reg = f["trace/loss_reg"][()]   # lambda = 0.3: the sampled regulariser is a positive cross-entropy
+    return int(f["config"].attrs["shard_proxies"]) == 1 and np.isfinite(reg).all() and (reg > 0).all()
+bad = [p for p in sys.argv[1:] if not sharded(p)]
+print(("FAIL " if bad or not sys.argv[1:] else "ok   ") +
+      f"every sweep task trained sharded, with a finite positive sampled regulariser ({len(sys.argv) - 1} run files)")
 sys.exit(1 if bad or not sys.argv[1:] else 0)
 EOF
 exit $fail
