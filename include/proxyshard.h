@@ -127,6 +127,14 @@ float proxyshard_forward(ProxyShard *s, const float *x_raw /* B x D */, const in
                          const float *slab /* Mp x D */);
 /* dx_raw += dL/dx_raw (B x D), dslab += dL/dslab (Mp x D) */
 void proxyshard_backward(ProxyShard *s, float *dx_raw, float *dslab);
+/* Inference subgraphs, collective: the K most similar proxies (every
+ * rank's slab) of each of `rows` normalised embeddings (emb, rows x D, the
+ * same on every rank), ties to the lower index. Rows [first, first +
+ * count) go to out_idx (global indices, ascending) and out_sim (count x K
+ * each); sel_count (Mp) counts how many rows keep each of this rank's
+ * proxies. The loss's buffers are reused: call it between steps. */
+void proxyshard_topk(ProxyShard *s, const float *slab, const float *emb, int rows, int first, int count, int *out_idx,
+                     float *out_sim, int64_t *sel_count);
 /* collective: the least, over the global batch, of proxygml_topk_margin */
 float proxyshard_topk_margin(ProxyShard *s);
 /* the global proxy indices kept for global row b by this rank, ascending, into out; returns how many */

@@ -137,10 +137,10 @@ static void allreduce_ints(ProxyShard *s, int *send, int *recv, size_t n) {
   s->bytes += 2.0 * n * sizeof(int);
 }
 
-/* round 0: every row's negatives counted into value bins; the bin of the
- * (K-N)-th best becomes the row's bracket, its members the candidates */
-static void select_bins(ProxyShard *s) {
-  const int G = s->G, Mp = s->Mp, k = s->K - s->N;
+/* round 0: the negatives of rows [0, G) counted into value bins; the bin of
+ * the k-th best becomes the row's bracket, its members the candidates */
+static void select_bins(ProxyShard *s, int G, int k) {
+  const int Mp = s->Mp;
 #pragma omp parallel for schedule(dynamic, 4) num_threads(s->nt)
   for (int b = 0; b < G; b++) {
     int *h = s->lhist + (size_t)b * PROXYSHARD_BINS;
@@ -200,8 +200,7 @@ static int digit_bits(const ProxyShardRow *st) {
  * which the bracket's smallest and largest key differ (one allreduce of
  * both), a digit at a time, until each bracket is kept whole or holds one
  * exact key; then the tie rule at that key. */
-static void select_digits(ProxyShard *s) {
-  const int G = s->G;
+static void select_digits(ProxyShard *s, int G) {
   int na = 0;
   for (int b = 0; b < G; b++) {
     ProxyShardRow *st = &s->row[b];
@@ -297,13 +296,14 @@ static int keep_best_positives(const ProxyShard *s, const float *srow, int p0, i
   return n;
 }
 
-/* row b's kept local entries, ascending */
-static void keep_row(ProxyShard *s, int b) {
+/* row b's kept local entries, ascending (labelled: a training row, whose
+ * positives come first) */
+static void keep_row(ProxyShard *s, int b, int labelled) {
   const ProxyShardRow *st = &s->row[b];
   const float *srow = s->S + (size_t)b * s->Mp;
   int *out = s->keep_j + (size_t)b * s->cap, n = 0, y = s->y[b], own = row_owned(s, y);
   int p0 = own ? (y - s->c0) * s->N : -1;
-  if (s->K < s->N) {
+  if (labelled && s->K < s->N) {
     s->keep_n[b] = own ? keep_best_positives(s, srow, p0, out) : 0;
     return;
   }
@@ -525,11 +525,11 @@ float proxyshard_forward(ProxyShard *s, const float *x_raw, const int *labels, c
   s->bytes += (double)G * D * sizeof(float) + (double)G * sizeof(int);
   proxygml_similarity(s->S, s->pnorm, s->x, slab, G, s->Mp, D, s->nt);
   if (s->K > s->N) {   /* negatives to choose (rows start with need = 0 otherwise) */
-    select_bins(s);
-    select_digits(s);
+    select_bins(s, G, s->K - s->N);
+    select_digits(s, G);
   }
 #pragma omp parallel for schedule(dynamic, 4) num_threads(s->nt)
-  for (int b = 0; b < G; b++) keep_row(s, b);
+  for (int b = 0; b < G; b++) keep_row(s, b, 1);
 #pragma omp parallel for schedule(static) num_threads(s->nt)
   for (int b = 0; b < G; b++) logits_local(s, b);
   /* exp(s Z) with |Z| <= N fits a double up to s N ~ 700; beyond, each row's
@@ -609,6 +609,69 @@ void proxyshard_backward(ProxyShard *s, float *dx_raw, float *dslab) {
   DIST_CHECK(MPI_Reduce_scatter_block(MPI_IN_PLACE, s->gx, s->B * D, MPI_FLOAT, MPI_SUM, s->d->comm));
   s->bytes += (double)G * D * sizeof(float);
   l2norm_backward(dx_raw, s->gx, s->x + (size_t)s->row0 * D, s->xnorm, s->B, D);
+}
+
+/* ------------------------------------------------------------ inference */
+
+void proxyshard_topk(ProxyShard *s, const float *slab, const float *emb, int rows, int first, int count, int *out_idx,
+                     float *out_sim, int64_t *sel_count) {
+  const int G = s->G, D = s->D, P = s->P, K = s->K;
+  const double bytes0 = s->bytes;   /* the counters are the training step's */
+  const long rounds0 = s->rounds;
+  int *cnt = s->counts, *dsp = s->displs;   /* P each */
+  int *all_n = xmalloc((size_t)P * G * sizeof(int));
+  int *send_j = xmalloc((size_t)G * s->cap * sizeof(int)), *recv_j = xmalloc((size_t)G * K * sizeof(int));
+  float *send_v = xmalloc_f32((size_t)G * s->cap), *recv_v = xmalloc_f32((size_t)G * K);
+  memset(sel_count, 0, (size_t)s->Mp * sizeof(int64_t));
+  for (int r0 = 0; r0 < rows; r0 += G) {
+    const int n = rows - r0 < G ? rows - r0 : G;
+    memcpy(s->x, emb + (size_t)r0 * D, (size_t)n * D * sizeof(float));
+    for (int b = 0; b < n; b++) s->y[b] = -1;   /* no label: no positives */
+    proxygml_similarity(s->S, s->pnorm, s->x, slab, n, s->Mp, D, s->nt);
+    select_bins(s, n, K);
+    select_digits(s, n);
+#pragma omp parallel for schedule(dynamic, 4) num_threads(s->nt)
+    for (int b = 0; b < n; b++) keep_row(s, b, 0);
+    /* every rank's kept entries of every row, in rank order: ascending global indices */
+    int m = 0;
+    for (int b = 0; b < n; b++)
+      for (int i = 0; i < s->keep_n[b]; i++) {
+        int j = s->keep_j[(size_t)b * s->cap + i];
+        send_j[m] = s->j0 + j;
+        send_v[m++] = s->S[(size_t)b * s->Mp + j];
+        sel_count[j]++;
+      }
+    DIST_CHECK(MPI_Allgather(s->keep_n, n, MPI_INT, all_n, n, MPI_INT, s->d->comm));
+    for (int r = 0, at = 0; r < P; r++) {
+      cnt[r] = 0;
+      for (int b = 0; b < n; b++) cnt[r] += all_n[(size_t)r * n + b];
+      dsp[r] = at;
+      at += cnt[r];
+    }
+    DIST_CHECK(MPI_Allgatherv(send_j, m, MPI_INT, recv_j, cnt, dsp, MPI_INT, s->d->comm));
+    DIST_CHECK(MPI_Allgatherv(send_v, m, MPI_FLOAT, recv_v, cnt, dsp, MPI_FLOAT, s->d->comm));
+    /* rows [first, first + count) are the caller's */
+    for (int b = 0; b < n; b++) {
+      int row = r0 + b;
+      if (row < first || row >= first + count) continue;
+      int o = 0;
+      for (int r = 0; r < P; r++) {
+        int e = dsp[r];
+        for (int bb = 0; bb < b; bb++) e += all_n[(size_t)r * n + bb];
+        for (int i = 0; i < all_n[(size_t)r * n + b]; i++, o++) {
+          out_idx[(size_t)(row - first) * K + o] = recv_j[e + i];
+          out_sim[(size_t)(row - first) * K + o] = recv_v[e + i];
+        }
+      }
+    }
+  }
+  free(all_n);
+  free(send_j);
+  free(recv_j);
+  free(send_v);
+  free(recv_v);
+  s->bytes = bytes0;
+  s->rounds = rounds0;
 }
 
 /* ------------------------------------------------------------ inspection */

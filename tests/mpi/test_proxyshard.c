@@ -170,6 +170,34 @@ static void run_case(const Dist *d, const Case *c) {
     snprintf(what, sizeof what, "%s (np %d): top-K margin %.6g, replicated %.6g", c->name, P, margin, margin_ref);
     verdict(d->rank, margin == margin_ref || fabsf(margin - margin_ref) <= 1e-5f, what);
   }
+  /* inference subgraphs: the K nearest proxies of every (normalised) row, no labels */
+  int *idx = xmalloc((size_t)G * c->K * sizeof(int)), *idx_ref = xmalloc((size_t)c->K * sizeof(int));
+  float *sim = xmalloc_f32((size_t)G * c->K), *tv = xmalloc_f32((size_t)c->K);
+  int64_t *sel = xcalloc((size_t)M, sizeof(int64_t)), *sel_ref = xcalloc((size_t)M, sizeof(int64_t));
+  proxyshard_topk(&s, p + (size_t)s.j0 * D, ref.x, G, 0, G, idx, sim, sel + s.j0);
+  DIST_CHECK(MPI_Allreduce(MPI_IN_PLACE, sel, M, MPI_INT64_T, MPI_SUM, d->comm));
+  int checked = 0, same = 0, all_rows = 1;
+  for (int b = 0; b < G; b++) {
+    proxygml_topk(idx_ref, ref.S + (size_t)b * M, M, c->K, tv, kept);
+    for (int i = 0; i < c->K; i++) sel_ref[idx_ref[i]]++;
+    /* the gap at the K-th place of the plain top-K */
+    const float *sr = ref.S + (size_t)b * M;
+    float kth = INFINITY, next = -INFINITY;   /* the least kept, the largest dropped */
+    for (int i = 0; i < c->K; i++) kth = fminf(kth, sr[idx_ref[i]]);
+    for (int i = 0, t = 0; i < M; i++) {
+      while (t < c->K && idx_ref[t] < i) t++;
+      if (!(t < c->K && idx_ref[t] == i)) next = fmaxf(next, sr[i]);
+    }
+    if (c->data != DATA_TIES && c->data != DATA_CLOSE && !(kth - next > 1e-4f)) { all_rows = 0; continue; }
+    checked++;
+    same += !memcmp(idx + (size_t)b * c->K, idx_ref, (size_t)c->K * sizeof(int));
+  }
+  snprintf(what, sizeof what, "%s (np %d): inference subgraphs equal proxygml_topk's in %d of %d rows checked", c->name,
+           P, same, checked);
+  verdict(d->rank, checked > 0 && same == checked, what);
+  snprintf(what, sizeof what, "%s (np %d): the selection counts per proxy equal the replicated ones", c->name, P);
+  if (all_rows) verdict(d->rank, !memcmp(sel, sel_ref, (size_t)M * sizeof(int64_t)), what);
+  free(idx); free(idx_ref); free(sim); free(tv); free(sel); free(sel_ref);
   proxyshard_free(&s);
   proxygml_free(&ref);
   void *bufs[] = {x, p, y, dx_ref, dp_ref, dx, dp, mask, mask_ref, kept};
