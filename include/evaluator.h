@@ -13,7 +13,8 @@
  * the model's largest batch), the embeddings are gathered on every rank
  * (n_test x D), each rank ranks the neighbours of its own queries and the
  * partial sums are added over ranks; rank 0 runs k-means and broadcasts NMI.
- * M = 0 (proxies sharded across the ranks): no subgraphs.
+ * M = 0 (proxies sharded across the ranks): sub_idx and sub_sim are
+ * allocated but left to the caller (proxyshard_topk).
  * Memory: O(n_test x D) per rank, never n_test^2.
  */
 #ifndef PROXYGML_EVALUATOR_H

@@ -86,6 +86,7 @@ typedef struct {
   float *dx;                   /* B x D */
   /* evaluation and record */
   Evaluator eval;
+  int64_t *sel_slab;           /* sharded: Mp, how many test subgraphs hold each of this rank's proxies */
   int evaluated;               /* eval holds an evaluation of this session */
   Recorder rec;
   double phase[NPHASE];        /* seconds in the current epoch */
@@ -332,8 +333,10 @@ static void build(Trainer *T) {
   T->x = xmalloc_f32((size_t)T->B * T->tr_info.row_size);
   T->y = xmalloc((size_t)T->B * sizeof(int32_t));
   T->dx = xmalloc_f32((size_t)T->B * T->D);
-  evaluator_init(&T->eval, T->d, &T->te, T->te_labels, T->D, T->sharded ? 0 : T->M, T->sharded ? 0 : T->K,
-                 c->recall_ks.v, c->recall_ks.n, eval_chunk);
+  /* sharded, the inference subgraphs are the sharded loss's (record_eval) */
+  evaluator_init(&T->eval, T->d, &T->te, T->te_labels, T->D, T->sharded ? 0 : T->M, T->K, c->recall_ks.v,
+                 c->recall_ks.n, eval_chunk);
+  if (T->sharded) T->sel_slab = xcalloc((size_t)T->Mp, sizeof(int64_t));
   recorder_init(&T->rec, c->recall_ks.v, c->recall_ks.n, T->steps_per_epoch * c->epochs, PHASE_NAMES, NPHASE);
   if (c->dump_grads > 0 && T->d->rank == 0) T->grad_dump = xmalloc_f32((size_t)c->dump_grads * T->n_global);
   T->start_epoch = 1;
@@ -349,7 +352,7 @@ static void trainer_free(Trainer *T) {
   recorder_free(&T->rec);
   dataset_split_free(&T->tr);
   dataset_split_free(&T->te);
-  void *bufs[] = {T->params, T->grads, T->tr_labels, T->te_labels, T->x, T->y, T->dx, T->grad_dump};
+  void *bufs[] = {T->params, T->grads, T->tr_labels, T->te_labels, T->x, T->y, T->dx, T->grad_dump, T->sel_slab};
   for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
 }
 
@@ -452,8 +455,8 @@ static int write_run(Trainer *T, const char *status, const char *message) {
     .emb = T->evaluated ? T->eval.emb : NULL, .emb_labels = T->te.labels, .emb_row0 = T->te.row0,
     .emb_rows = T->te.nrows, .proxies = T->proxies,
     .proxy_row0 = T->sharded ? T->j0 : 0, .proxy_rows = T->sharded ? T->Mp : 0, .n_backbone = (int64_t)T->n_backbone,
-    .sub_idx = T->evaluated && !T->sharded ? T->eval.sub_idx : NULL, .sub_sim = T->eval.sub_sim,
-    .sel_count = T->evaluated && !T->sharded ? T->eval.sel_count : NULL,
+    .sub_idx = T->evaluated ? T->eval.sub_idx : NULL, .sub_sim = T->eval.sub_sim,
+    .sel_count = !T->evaluated ? NULL : T->sharded ? T->sel_slab : T->eval.sel_count,
     .loss_trace = T->rec.loss_trace, .params = T->params,
   };
   double rss = peak_rss_mib();
@@ -466,6 +469,9 @@ static void record_eval(Trainer *T, int epoch, const double *loss) {
   double t0 = now_sec();
   Metrics m;
   evaluator_run(&T->eval, &T->model, T->proxies, T->cfg.kmeans_restarts, (uint64_t)T->cfg.seed, &m);
+  if (T->sharded)
+    proxyshard_topk(&T->loss.shard, T->proxies, T->eval.emb_all, (int)T->te_info.n, (int)T->te.row0, (int)T->te.nrows,
+                    T->eval.sub_idx, T->eval.sub_sim, T->sel_slab);
   T->evaluated = 1;
   RecorderEval e = {.epoch = epoch, .step = T->step, .loss = loss, .lr = T->opt.groups[T->group_head].lr,
                     .proxy_lr = T->opt.groups[T->group_proxy].lr, .train_seconds = T->train_seconds,

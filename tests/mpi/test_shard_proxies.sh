@@ -47,6 +47,28 @@ for seed in 0 1 2 3 4; do
 done
 [ $verdict -eq 0 ] || { [ $verdict -eq 3 ] && echo "FAIL five states in a row with a near-tie"; fail=1; }
 
+# the test subgraphs of the sharded evaluation: the state's, evaluated before a step, sharded on 3 ranks and replicated
+ev=(--set epochs=1 --set max_steps_per_epoch=1 --set batch=96 --set eval_epochs=0 --set kmeans_restarts=1
+    --set init_from="$tmp/state/run.h5" --force)
+train 1 "$tmp/ev_repl" "${ev[@]}"
+train 3 "$tmp/ev_shard" "${ev[@]}" --set shard_proxies=1
+$PY - "$tmp/ev_repl/run.h5" "$tmp/ev_shard/run.h5" <<'EOF' || fail=1
+import sys
+import h5py
+import numpy as np
+a, b = (h5py.File(p, "r") for p in sys.argv[1:3])
+ia, ib = a["subgraph/proxies"][()], b["subgraph/proxies"][()]
+sa, sb = a["subgraph/similarity"][()], b["subgraph/similarity"][()]
+same = (ia == ib).all(axis=1).mean()
+# a row differs only where its K-th and (K+1)-th similarities lie within
+# the grouping of the similarity's float sums (a few ulps): rare, not never
+ok = ia.shape == ib.shape and same >= 0.999 and np.abs(sa - sb).max() < 1e-5 and \
+    (a["proxies/selection_count"][()] .sum() == b["proxies/selection_count"][()].sum() == ia.size)
+print(("ok   " if ok else "FAIL ") + f"sharded test subgraphs: {same:.4%} of {len(ia)} rows as replicated, "
+      f"similarities within {np.abs(sa - sb).max():.1e}, selection counts summing to n_test x K")
+sys.exit(0 if ok else 1)
+EOF
+
 # 2. resume a sharded checkpoint with another rank count, sharded or not
 train 2 "$tmp/ck" --set batch=96 --set epochs=2 --set max_steps_per_epoch=10 --set shard_proxies=1 --force
 cp -r "$tmp/ck" "$tmp/ck_repl"
