@@ -14,9 +14,10 @@ reduce-scatter's volume, twice that for an allreduce, and pays about
 Replicated: the proxies' gradient is allreduced (M D floats) and every
 rank runs Adam over all M D values (28 bytes of memory traffic each:
 read p, g, m, v, write p, m, v). Sharded: allgather G x D and G labels,
-the selection's histograms (1024 bins, then at most 4 rounds of 256 counts
-per row; 3 rounds assumed), one scan of G, an allreduce of 2G doubles,
-the reduce-scatter of G x D; Adam over M D / P values. Memory: params,
+the selection's allreduces (256 value bins per row, the key range, then
+the digit rounds: `--digit-ints` counts per row, 166 as measured by
+bench/bench_shard.sh at C = 10^6), an allreduce of 2G doubles, the
+reduce-scatter of G x D; Adam over M D / P values; 7 collectives' latency. Memory: params,
 gradient and both moments (16 bytes per value; replicated with the
 sharded optimizer: 8 + 8/P), the similarity block (rows x M floats
 replicated, G x M/P sharded).
@@ -35,6 +36,7 @@ def main():
     ap.add_argument("--latency-us", type=float, default=5.0)
     ap.add_argument("--gflops", type=float, default=50.0, help="sgemm rate per rank")
     ap.add_argument("--mem-gbs", type=float, default=10.0, help="memory bandwidth per rank, GB/s")
+    ap.add_argument("--digit-ints", type=float, default=166.0, help="digit-round counts per row (measured)")
     a = ap.parse_args()
     C, N, D, rows = int(a.classes), a.N, a.D, a.rows
     M = C * N
@@ -54,7 +56,7 @@ def main():
         r_time = r_wire / bw + hops + 28 * M * D / (a.mem_gbs * 1e9)
         Mp = M / P
         s_mem = 16 * Mp * D + G * Mp * 4
-        s_vol = (G * D * 4 + G * 4) + 2 * G * (1024 + 2 * 256) * 4 + G * 4 + 2 * 2 * G * 8 + G * D * 4
+        s_vol = (G * D * 4 + G * 4) + 2 * G * (256 + 2 + a.digit_ints) * 4 + 2 * 2 * G * 8 + G * D * 4
         s_wire = f * s_vol
         s_time = s_wire / bw + 7 * hops + 28 * Mp * D / (a.mem_gbs * 1e9)
         gib = 1024 ** 3
