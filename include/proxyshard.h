@@ -56,6 +56,7 @@ typedef struct {
   int whole;         /* the whole bracket is kept */
   int ties_before;   /* bits = 0, part of a tie kept: equal keys on lower ranks */
   int ties_local;    /* equal keys here */
+  int nan;           /* a NaN among this rank's candidates of the row (poisons its loss) */
 } ProxyShardRow;
 
 typedef struct {

@@ -276,14 +276,15 @@ int h5io_write_pieces(hid_t loc, const char *name, hid_t memtype, int ndim, cons
   if (H5Pget_driver(fapl) == H5FD_MPIO) H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE);
   H5Pclose(fapl);
   /* an empty table has nothing to write (MPI-IO rejects it); each piece is
-   * one collective write, so every rank passes the same npieces */
-  for (int k = 0; k < npieces && st >= 0 && dims[0] > 0; k++) {
+   * one collective write, so every rank passes the same npieces and makes
+   * every write, even after one failed */
+  for (int k = 0; k < npieces && d >= 0 && dims[0] > 0; k++) {
     start[0] = (hsize_t)row0[k];
     cnt[0] = (hsize_t)nrows[k];
     hid_t ms = H5Screate_simple(ndim, cnt, NULL);
     if (nrows[k] > 0) H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, cnt, NULL);
     else { H5Sselect_none(fs); H5Sselect_none(ms); }
-    st = H5Dwrite(d, memtype, ms, fs, dxpl, bufs[k]);
+    if (H5Dwrite(d, memtype, ms, fs, dxpl, bufs[k]) < 0) st = -1;
     H5Sclose(ms);
   }
   H5Pclose(dxpl);

@@ -110,7 +110,8 @@ void proxyshard_free(ProxyShard *s) {
 
 /* A monotone map of [-1, 1] onto PROXYSHARD_BINS bins (each step rounds
  * monotonically, so a <= b gives bin(a) <= bin(b)); outside values clamp, a
- * NaN lands in bin 0 (the loss is NaN then anyway, but no rank may hang) */
+ * NaN lands in bin 0 (every rank counts alike, so none waits; the loss is
+ * made NaN by poison_non_finite) */
 static inline int value_bin(float v) {
   float t = (v + 1.0f) * (PROXYSHARD_BINS / 2);
   if (!(t >= 0)) return 0;
@@ -145,10 +146,15 @@ static void select_bins(ProxyShard *s, int G, int k) {
   for (int b = 0; b < G; b++) {
     int *h = s->lhist + (size_t)b * PROXYSHARD_BINS;
     memset(h, 0, PROXYSHARD_BINS * sizeof(int));
+    s->row[b].nan = 0;
     if (k <= 0) continue;
     const float *srow = s->S + (size_t)b * Mp;
-    int y = s->y[b];
-    for (int j = 0; j < Mp; j++) h[value_bin(srow[j])]++;
+    int y = s->y[b], nan = 0;
+    for (int j = 0; j < Mp; j++) {
+      h[value_bin(srow[j])]++;
+      nan |= srow[j] != srow[j];
+    }
+    s->row[b].nan = nan;
     if (row_owned(s, y))   /* the positives do not compete */
       for (int j = (y - s->c0) * s->N, e = j + s->N; j < e; j++) h[value_bin(srow[j])]--;
   }
@@ -157,7 +163,7 @@ static void select_bins(ProxyShard *s, int G, int k) {
   int64_t total = 0;
   for (int b = 0; b < G; b++) {
     ProxyShardRow *st = &s->row[b];
-    *st = (ProxyShardRow){.need = k > 0 ? k : 0};
+    *st = (ProxyShardRow){.need = k > 0 ? k : 0, .nan = st->nan};
     s->cand_start[b] = (int)total;
     if (!st->need) continue;
     st->bin = descend(st, s->ghist + (size_t)b * PROXYSHARD_BINS, PROXYSHARD_BINS - 1);
@@ -360,6 +366,16 @@ static void exp_local(ProxyShard *s, int b, double zmax) {
   s->numden[s->G + b] = den;
 }
 
+/* A NaN similarity among a row's competing negatives (a non-finite proxy
+ * or embedding) makes the replicated row NaN, but the selection here may
+ * well drop it (a NaN falls in the lowest bin): the sums that every rank
+ * adds up carry it instead, so that every rank sees the same NaN loss and
+ * stops. (A NaN positive is kept and makes its logit NaN by itself.) */
+static void poison_non_finite(ProxyShard *s) {
+  for (int b = 0; b < s->G; b++)
+    if (s->row[b].nan) s->numden[s->G + b] = NAN;
+}
+
 /* every row's largest unmasked logit over all ranks (-inf: none) */
 static void global_zmax(ProxyShard *s) {
   for (int b = 0; b < s->G; b++) {
@@ -538,6 +554,7 @@ float proxyshard_forward(ProxyShard *s, const float *x_raw, const int *labels, c
   if (shifted) global_zmax(s);
 #pragma omp parallel for schedule(static) num_threads(s->nt)
   for (int b = 0; b < G; b++) exp_local(s, b, shifted && s->zmax[b] > -INFINITY ? s->zmax[b] : 0);
+  poison_non_finite(s);
   DIST_CHECK(MPI_Allreduce(MPI_IN_PLACE, s->numden, 2 * G, MPI_DOUBLE, MPI_SUM, s->d->comm));
   s->bytes += 4.0 * G * sizeof(double);
   const double inv_g = 1.0 / G;

@@ -145,6 +145,9 @@ int trainer_check_sizes(const Config *c, const DatasetInfo *tr, const DatasetInf
     return err_set("config key 'batch': %d is larger than the training split (%lld rows)", s->G, (long long)tr->n);
   if (ranks > 0 && s->G % ranks != 0)
     return err_set("config key 'batch': the global batch %d does not divide over %d ranks", s->G, ranks);
+  if (c->dump_grads > 0 && (int64_t)s->M * s->D > INT_MAX)
+    return err_set("config key 'dump_grads': M x D = %lld proxy values exceed one MPI message; dump smaller runs",
+                   (long long)s->M * s->D);
   if (c->shard_proxies && ranks > s->C)
     return err_set("config key 'shard_proxies': %d classes cannot be sharded over %d ranks (one class or more each)",
                    s->C, ranks);
@@ -810,6 +813,10 @@ int trainer_main(Dist *d, const TrainerArgs *a) {
   char warning[256];
   if (trainer_sizes_warning(&(TrainerSizes){.loss = T.cfg.loss, .K = T.K, .N = T.N}, warning, sizeof warning))
     dist_log(d, "warning: %s\n", warning);
+  if (T.sharded && T.cfg.lambda > 0 && !T.cfg.reg_sampled && T.C > 100000)
+    dist_log(d, "warning: the exact regulariser over C = %d classes costs %.1e flops and two %d x %d buffers per rank "
+                "each step: set reg_sampled = 1 (docs/sharding.md 3) or lambda = 0\n",
+             T.C, 6.0 * T.Mp * (double)T.C * T.D, T.C, T.D);
   if (d->bound_cpus < d->threads)
     dist_log(d, "warning: %d threads on %d bound CPU(s): run mpirun with --bind-to none or --map-by slot:pe=%d\n",
              d->threads, d->bound_cpus, d->threads);

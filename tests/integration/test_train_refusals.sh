@@ -124,6 +124,7 @@ mpi_refused "batch over 3 ranks" "config key 'batch': the global batch 8 does no
 mpi_refused "more ranks than test rows" "test2.h5: fewer test rows than ranks$" 3 --set batch=6 --set data=test2.h5
 mpi_refused "sharded proxies, more ranks than classes" "config key 'shard_proxies': 4 classes cannot be sharded over 5 ranks \(one class or more each\)$" 5 --set batch=10 --set shard_proxies=1
 train "the sampled regulariser, replicated" "config key 'reg_sampled': the sampled regulariser needs shard_proxies = 1" --set reg_sampled=1
+train "dump_grads beyond one MPI message" "config key 'dump_grads': M x D = 2560000000 proxy values exceed one MPI message" --set C=1000000 --set N=20 --set dump_grads=1
 train "sharded proxies of a baseline" "config key 'shard_proxies': only the proxygml loss shards its proxies \(loss = proxynca\)" --set loss=proxynca --set shard_proxies=1
 # --- init_from and order_from
 train "init_from, NaN in a run file" "init_from params_nan.h5: model/parameters holds a non-finite value at element 3" \

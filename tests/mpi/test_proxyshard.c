@@ -321,6 +321,68 @@ static void run_sampled_case(const Dist *d) {
   for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
 }
 
+/* Many small exact-data cases (massive ties, similarities exact on any
+ * CPU): C from P to P + 29, N 1-4, K from 1 to M; every row's subgraph
+ * must be proxygml_select's. */
+static void run_tie_stress(const Dist *d) {
+  Rng r;
+  rng_init(&r, 99);
+  int bad = 0, cases = 0;
+  for (int t = 0; t < 40; t++) {
+    const int P = d->size, C = P + (int)rng_below(&r, 30), N = 1 + (int)rng_below(&r, 4), M = C * N;
+    const int K = t % 4 == 0 ? M : t % 4 == 1 ? N : 1 + (int)rng_below(&r, (uint32_t)M);
+    const Case c = {"stress", 6 * P, 8, C, N, K, 0.0f, 1.0f, DATA_TIES};
+    const int G = c.G, D = c.D;
+    float *x = xmalloc_f32((size_t)G * D), *p = xmalloc_f32((size_t)M * D);
+    int *y = xmalloc((size_t)G * sizeof(int)), *kept = xmalloc((size_t)M * sizeof(int));
+    int *mask = xcalloc((size_t)M, sizeof(int));
+    make_data(&c, x, y, p);
+    ProxyGML ref;
+    proxygml_init(&ref, G, D, C, N, K, 0.0f, 1.0f);
+    proxygml_forward(&ref, x, y, p, G);
+    ProxyShard s;
+    proxyshard_init(&s, d, G, D, C, N, K, 0.0f, 1.0f, 0);
+    proxyshard_forward(&s, x + (size_t)s.row0 * D, y + s.row0, p + (size_t)s.j0 * D);
+    for (int b = 0; b < G; b++) {
+      memset(mask, 0, (size_t)M * sizeof(int));
+      int n = proxyshard_kept(&s, b, kept);
+      for (int i = 0; i < n; i++) mask[kept[i]] = 1;
+      DIST_CHECK(MPI_Allreduce(MPI_IN_PLACE, mask, M, MPI_INT, MPI_SUM, d->comm));
+      for (int i = 0; i < K; i++) mask[ref.sel[(size_t)b * K + i]] -= 1;
+      for (int j = 0; j < M; j++) bad += mask[j] != 0;
+    }
+    cases++;
+    proxyshard_free(&s);
+    proxygml_free(&ref);
+    free(x); free(p); free(y); free(kept); free(mask);
+  }
+  char what[160];
+  snprintf(what, sizeof what, "tie stress (np %d): %d exact-data cases, %d proxies kept otherwise than proxygml_select",
+           d->size, cases, bad);
+  verdict(d->rank, bad == 0, what);
+}
+
+/* a NaN proxy makes the replicated loss NaN: the sharded one too, on every
+ * rank, although its similarities may well not be selected */
+static void run_nan_case(const Dist *d) {
+  const Case c = {"a NaN proxy", 6, 8, 6, 2, 5, 0.0f, 1.0f, DATA_RANDOM};
+  const int G = c.G, D = c.D, M = c.C * c.N;
+  float *x = xmalloc_f32((size_t)G * D), *p = xmalloc_f32((size_t)M * D);
+  int *y = xmalloc((size_t)G * sizeof(int));
+  make_data(&c, x, y, p);
+  for (int b = 0; b < G; b++) y[b] = 1 + b % (c.C - 1);   /* no row of class 0, whose proxy is NaN */
+  p[0] = NAN;
+  ProxyShard s;
+  proxyshard_init(&s, d, G, D, c.C, c.N, c.K, 0.0f, 1.0f, 0);
+  double loss = proxyshard_forward(&s, x + (size_t)s.row0 * D, y + s.row0, p + (size_t)s.j0 * D);
+  DIST_CHECK(MPI_Allreduce(MPI_IN_PLACE, &loss, 1, MPI_DOUBLE, MPI_SUM, d->comm));
+  char what[160];
+  snprintf(what, sizeof what, "a NaN proxy of a class in no row (np %d): the loss is %g", d->size, loss);
+  verdict(d->rank, isnan(loss), what);
+  proxyshard_free(&s);
+  free(x); free(p); free(y);
+}
+
 int main(int argc, char **argv) {
   Dist d;
   dist_init(&d, &argc, &argv);
@@ -336,9 +398,12 @@ int main(int argc, char **argv) {
     {"exact ties among the positives, K < N", 6, 8, 5, 4, 3, 0.0f, 1.0f, DATA_TIES},
     {"exact ties with the regulariser", 12, 8, 11, 3, 14, 0.5f, 1.0f, DATA_TIES},
     {"close similarities resolved in the key's low bits", 12, 8, 997, 2, 300, 0.0f, 1.0f, DATA_CLOSE},
+    {"K = M: every proxy kept", 6, 8, 7, 2, 14, 0.0f, 1.0f, DATA_TIES},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_case(&d, &cases[i]);
   run_sampled_case(&d);
+  run_tie_stress(&d);
+  run_nan_case(&d);
   int ok = g_ok;
   DIST_CHECK(MPI_Allreduce(MPI_IN_PLACE, &ok, 1, MPI_INT, MPI_MIN, d.comm));
   dist_finalize(&d);
