@@ -7,13 +7,7 @@
 # raised (it continues, bitwise equal to a run trained that long at once),
 # and ranks that see different checkpoints (2 ranks under mpirun, each in its
 # own working directory). Every refusal: exit 2, one line, nothing changed.
-set -u
-BIN=${PROXYGML_BIN:?}
-SRC=${PROXYGML_SRC:?}
-PY=/usr/bin/python3
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+. "${PROXYGML_SRC:?}/tests/lib.sh"
 cd "$tmp" || exit 1
 fail=0
 T="timeout 120"

@@ -19,14 +19,7 @@
 # top-K is discontinuous, so a 1e-7 difference in summation order flips a
 # near-tie sooner or later and two rank counts then follow different (equally
 # good) trajectories (docs/scaling.md).
-set -u
-BIN=${PROXYGML_BIN:?}
-SRC=${PROXYGML_SRC:?}
-PY=/usr/bin/python3
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-"$BIN" data fashion-mnist "$tmp/fm.h5" --protocol seen >/dev/null || { echo "FAIL convert"; exit 1; }
+. "${PROXYGML_SRC:?}/tests/lib.sh" fmnist
 train() {   # train NP ARCH OUT [--set ...]
   local np=$1 arch=$2 out=$3; shift 3
   timeout 300 mpirun --timeout 280 -np "$np" --bind-to none "$BIN" train --config "$SRC/experiments/fmnist_$arch.cfg" \

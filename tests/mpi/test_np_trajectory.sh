@@ -18,13 +18,7 @@ set -u
 # a statistical comparison of two 2-epoch runs: under sanitizers it would only
 # rerun, 10 times slower, code that np_invariance and faults already run there
 [ "${PROXYGML_SANITIZE:-0}" = 1 ] && { echo "SKIP: under sanitizers (its code paths run in np_invariance and faults)"; exit 77; }
-BIN=${PROXYGML_BIN:?}
-SRC=${PROXYGML_SRC:?}
-PY=/usr/bin/python3
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-"$BIN" data fashion-mnist "$tmp/fm.h5" --protocol seen >/dev/null || { echo "FAIL convert"; exit 1; }
+. "${PROXYGML_SRC:?}/tests/lib.sh" fmnist
 for np in 1 2; do
   timeout 300 mpirun --timeout 280 -np $np --bind-to none "$BIN" train --config "$SRC/experiments/fmnist_mlp.cfg" \
     --set "data=$tmp/fm.h5" $(cat "$SRC/tests/mpi/trajectory.args") --out "$tmp/np$np" >"$tmp/np$np.log" 2>&1 ||

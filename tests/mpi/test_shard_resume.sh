@@ -13,14 +13,7 @@
 #    rank's piece) miss the bound by orders of magnitude.
 # 3. Resuming on the rank count that wrote it is exact: the run ends bitwise
 #    where the uninterrupted run ended.
-set -u
-BIN=${PROXYGML_BIN:?}
-SRC=${PROXYGML_SRC:?}
-PY=/usr/bin/python3
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-"$BIN" data fashion-mnist "$tmp/fm.h5" --protocol seen >/dev/null || { echo "FAIL convert"; exit 1; }
+. "${PROXYGML_SRC:?}/tests/lib.sh" fmnist
 train() {   # train NP OUT [--set ...]
   local np=$1 out=$2; shift 2
   timeout 300 mpirun --timeout 280 -np "$np" --bind-to none "$BIN" train --config "$SRC/experiments/fmnist_mlp.cfg" \
