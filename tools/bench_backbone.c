@@ -11,6 +11,8 @@
  * rate. Prints one line per layer and a total; exit 0, or 2 on bad arguments. */
 #include "tools.h"
 
+#include "benchutil.h"
+
 #include "common.h"
 #include "layers.h"
 #include "model.h"
@@ -22,15 +24,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
-static double median(double *t, int n) {
-  qsort(t, (size_t)n, sizeof *t, cmp_double);
-  return n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
-}
 
 static size_t out_size(const ModelLayer *l) { return (size_t)l->oc * l->oh * l->ow; }
 
@@ -100,7 +93,7 @@ int tool_bench_backbone(int argc, char **argv) {
   const char *arch = NULL;
   int B = 64, threads = 1;
   double seconds = 2.0;
-  for (int i = 1; i < argc; i++) {
+  for (int i = 1, common; i < argc; i++) {
     if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
       printf("usage: proxygml bench-backbone --arch mlp|cnn [--batch B] [--threads T] [--seconds S]\n"
              "Median forward and backward time of each layer (input 1 x 28 x 28, embedding 128, batch B,\n"
@@ -115,12 +108,8 @@ int tool_bench_backbone(int argc, char **argv) {
     } else if (!strcmp(argv[i], "--batch") && i + 1 < argc) {
       B = atoi(argv[++i]);
       if (B < 1 || B > 4096) { fprintf(stderr, "bench-backbone: --batch must be in [1, 4096]\n"); return 2; }
-    } else if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
-      threads = atoi(argv[++i]);
-      if (threads < 1 || threads > 256) { fprintf(stderr, "bench-backbone: --threads must be in [1, 256]\n"); return 2; }
-    } else if (!strcmp(argv[i], "--seconds") && i + 1 < argc) {
-      seconds = atof(argv[++i]);
-      if (!(seconds > 0 && seconds < 600)) { fprintf(stderr, "bench-backbone: --seconds must be in (0, 600)\n"); return 2; }
+    } else if ((common = bench_common_option("bench-backbone", argc, argv, &i, &threads, &seconds)) != 0) {
+      if (common < 0) return 2;
     } else {
       fprintf(stderr, "bench-backbone: unknown argument '%s'\n", argv[i]);
       return 2;
@@ -193,7 +182,7 @@ int tool_bench_backbone(int argc, char **argv) {
       n++;
       if (n >= 10 && now_sec() - start > per_layer) break;
     }
-    double mf = median(tf, n), mb = median(tb, n), mgf = median(gf, n), mgb = median(gb, n);
+    double mf = bench_median(tf, n), mb = bench_median(tb, n), mgf = bench_median(gf, n), mgb = bench_median(gb, n);
     double ff = g.n ? gemm_flops(g.mnk[0]) : 0, fb = 0;
     for (int k = 1; k < g.n; k++) fb += gemm_flops(g.mnk[k]);
     char shape[64];

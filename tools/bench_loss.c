@@ -7,6 +7,8 @@
  * sgemm_gflops=..."; exit 0, or 2 on bad arguments. */
 #include "tools.h"
 
+#include "benchutil.h"
+
 #include "common.h"
 #include "loss.h"
 #include "proxygml.h"
@@ -19,29 +21,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct { const char *name; int B, D, C, N; double r, lambda; } Preset;
-static const Preset PRESETS[] = {   /* as in the PyTorch baseline's presets */
-  {"cub", 32, 512, 100, 12, 0.05, 0.3},
-  {"sop", 32, 512, 11318, 1, 0.05, 0.0},
-  {"bigbatch", 256, 512, 100, 12, 0.05, 0.3},
-};
-
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
-static double median(double *t, int n) {
-  qsort(t, (size_t)n, sizeof *t, cmp_double);
-  return n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
-}
-
 int tool_bench_loss(int argc, char **argv) {
-  const Preset *p = NULL;
+  const BenchPreset *p = NULL;
   LossKind kind = LOSS_PROXYGML;
   int threads = 1;
   double seconds = 2.0;
-  for (int i = 1; i < argc; i++) {
+  for (int i = 1, common; i < argc; i++) {
     if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
       printf("usage: proxygml bench-loss --preset {cub,sop,bigbatch} [--loss NAME] [--threads T] [--seconds S]\n"
              "NAME: proxygml (default), proxynca, proxyanchor, softtriple (N of the preset = centres),\n"
@@ -51,23 +36,20 @@ int tool_bench_loss(int argc, char **argv) {
       return 0;
     } else if (!strcmp(argv[i], "--preset") && i + 1 < argc) {
       const char *name = argv[++i];
-      for (size_t k = 0; k < sizeof PRESETS / sizeof PRESETS[0]; k++)
-        if (!strcmp(PRESETS[k].name, name)) p = &PRESETS[k];
-      if (!p) { fprintf(stderr, "bench-loss: unknown preset '%s' (cub, sop, bigbatch)\n", name); return 2; }
+      if (!(p = bench_preset(name))) {
+        fprintf(stderr, "bench-loss: unknown preset '%s' (" BENCH_PRESET_NAMES ")\n", name);
+        return 2;
+      }
     } else if (!strcmp(argv[i], "--loss") && i + 1 < argc) {
       if (loss_kind_parse(argv[++i], &kind) != 0) { fprintf(stderr, "bench-loss: %s\n", err_msg()); return 2; }
-    } else if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
-      threads = atoi(argv[++i]);
-      if (threads < 1 || threads > 256) { fprintf(stderr, "bench-loss: --threads must be in [1, 256]\n"); return 2; }
-    } else if (!strcmp(argv[i], "--seconds") && i + 1 < argc) {
-      seconds = atof(argv[++i]);
-      if (!(seconds > 0 && seconds < 600)) { fprintf(stderr, "bench-loss: --seconds must be in (0, 600)\n"); return 2; }
+    } else if ((common = bench_common_option("bench-loss", argc, argv, &i, &threads, &seconds)) != 0) {
+      if (common < 0) return 2;
     } else {
       fprintf(stderr, "bench-loss: unknown argument '%s'\n", argv[i]);
       return 2;
     }
   }
-  if (!p) { fprintf(stderr, "bench-loss: --preset is required (cub, sop, bigbatch)\n"); return 2; }
+  if (!p) { fprintf(stderr, "bench-loss: --preset is required (" BENCH_PRESET_NAMES ")\n"); return 2; }
   omp_set_num_threads(threads);
   openblas_set_num_threads(threads);
 
@@ -80,14 +62,9 @@ int tool_bench_loss(int argc, char **argv) {
   int K = kind == LOSS_PROXYGML ? proxygml_k_from_ratio(p->r, C, N) : N;
   lp.K = K;
   enum { NBATCH = 8 };   /* cycle through a few batches, as the baseline does */
-  Rng rng;
-  rng_init(&rng, 0);
   float *x = xmalloc_f32((size_t)NBATCH * B * D), *P = xmalloc_f32((size_t)M * D);
   int *y = xmalloc((size_t)NBATCH * B * sizeof(int));
-  for (size_t i = 0; i < (size_t)NBATCH * B * D; i++) x[i] = (float)rng_normal(&rng);
-  for (int i = 0; i < NBATCH * B; i++) y[i] = (int)rng_below(&rng, (uint32_t)C);
-  float bound = 1.0f / sqrtf((float)M);   /* kaiming_uniform(a=sqrt 5) on a D x M tensor: fan_in = M */
-  for (size_t i = 0; i < (size_t)M * D; i++) P[i] = bound * (2 * rng_uniform(&rng) - 1);
+  bench_loss_data(p, M, NBATCH, x, y, P);
   float *dx = xcalloc((size_t)B * D, 4), *dP = xcalloc((size_t)M * D, 4);
 
   Loss l;
@@ -105,7 +82,7 @@ int tool_bench_loss(int argc, char **argv) {
     if (it >= 10) t[n++] = t1 - t0;
     if (n >= 20 && t1 - start > seconds) break;
   }
-  double med = median(t, n);
+  double med = bench_median(t, n);
   /* useful work: S = x W^T, the sparse backward (2 products over K entries per
    * row) and, with lambda, the three D*M*C regulariser products */
   int reg = kind == LOSS_PROXYGML && p->lambda > 0;
@@ -131,7 +108,7 @@ int tool_bench_loss(int argc, char **argv) {
     if (ng >= 20 && t1 - start > seconds / 2) break;
   }
   double gemm_flops = 2.0 * B * D * M + (reg ? 6.0 * M * C * D : 0);
-  double gmed = median(t, ng);
+  double gmed = bench_median(t, ng);
   printf("preset=%s loss=%s threads=%d median_ms=%.4f gflops=%.2f sgemm_gflops=%.2f reps=%d B=%d D=%d C=%d N=%d K=%d lambda=%g\n",
          p->name, loss_kind_name(kind), threads, med * 1e3, flops / med * 1e-9, gemm_flops / gmed * 1e-9, n, B, D, C, N, K, p->lambda);
   free(Sb); free(Zc); free(U); free(GW);

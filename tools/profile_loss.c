@@ -7,6 +7,8 @@
  * 0, or 2 on bad arguments. The presets are bench-loss's (tools/bench_loss.c). */
 #include "tools.h"
 
+#include "benchutil.h"
+
 #include "common.h"
 #include "proxygml.h"
 #include "rng.h"
@@ -18,29 +20,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct { const char *name; int B, D, C, N; double r, lambda; } Preset;
-static const Preset PRESETS[] = {   /* the same as bench-loss's */
-  {"cub", 32, 512, 100, 12, 0.05, 0.3},
-  {"sop", 32, 512, 11318, 1, 0.05, 0.0},
-  {"bigbatch", 256, 512, 100, 12, 0.05, 0.3},
-};
-
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
 static double median_of(const double *t, int n, double *tmp) {
   memcpy(tmp, t, (size_t)n * sizeof *t);
-  qsort(tmp, (size_t)n, sizeof *tmp, cmp_double);
-  return n % 2 ? tmp[n / 2] : 0.5 * (tmp[n / 2 - 1] + tmp[n / 2]);
+  return bench_median(tmp, n);
 }
 
 int tool_profile_loss(int argc, char **argv) {
-  const Preset *p = NULL;
+  const BenchPreset *p = NULL;
   int threads = 1;
   double seconds = 3.0;
-  for (int i = 1; i < argc; i++) {
+  for (int i = 1, common; i < argc; i++) {
     if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
       printf("usage: proxygml profile-loss --preset {cub,sop,bigbatch} [--threads T] [--seconds S]\n"
              "Median time of each phase of the loss's forward+backward, and of sgemm alone on the\n"
@@ -48,34 +37,26 @@ int tool_profile_loss(int argc, char **argv) {
       return 0;
     } else if (!strcmp(argv[i], "--preset") && i + 1 < argc) {
       const char *name = argv[++i];
-      for (size_t k = 0; k < sizeof PRESETS / sizeof PRESETS[0]; k++)
-        if (!strcmp(PRESETS[k].name, name)) p = &PRESETS[k];
-      if (!p) { fprintf(stderr, "profile-loss: unknown preset '%s' (cub, sop, bigbatch)\n", name); return 2; }
-    } else if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
-      threads = atoi(argv[++i]);
-      if (threads < 1 || threads > 256) { fprintf(stderr, "profile-loss: --threads must be in [1, 256]\n"); return 2; }
-    } else if (!strcmp(argv[i], "--seconds") && i + 1 < argc) {
-      seconds = atof(argv[++i]);
-      if (!(seconds > 0 && seconds < 600)) { fprintf(stderr, "profile-loss: --seconds must be in (0, 600)\n"); return 2; }
+      if (!(p = bench_preset(name))) {
+        fprintf(stderr, "profile-loss: unknown preset '%s' (" BENCH_PRESET_NAMES ")\n", name);
+        return 2;
+      }
+    } else if ((common = bench_common_option("profile-loss", argc, argv, &i, &threads, &seconds)) != 0) {
+      if (common < 0) return 2;
     } else {
       fprintf(stderr, "profile-loss: unknown argument '%s'\n", argv[i]);
       return 2;
     }
   }
-  if (!p) { fprintf(stderr, "profile-loss: --preset is required (cub, sop, bigbatch)\n"); return 2; }
+  if (!p) { fprintf(stderr, "profile-loss: --preset is required (" BENCH_PRESET_NAMES ")\n"); return 2; }
   omp_set_num_threads(threads);
   openblas_set_num_threads(threads);
 
   const int B = p->B, D = p->D, C = p->C, N = p->N, M = C * N, K = proxygml_k_from_ratio(p->r, C, N);
   enum { NBATCH = 8, MAXREP = 1000 };
-  Rng rng;
-  rng_init(&rng, 0);
   float *x = xmalloc_f32((size_t)NBATCH * B * D), *P = xmalloc_f32((size_t)M * D);   /* as bench-loss */
   int *y = xmalloc((size_t)NBATCH * B * sizeof(int));
-  for (size_t i = 0; i < (size_t)NBATCH * B * D; i++) x[i] = (float)rng_normal(&rng);
-  for (int i = 0; i < NBATCH * B; i++) y[i] = (int)rng_below(&rng, (uint32_t)C);
-  float bound = 1.0f / sqrtf((float)M);
-  for (size_t i = 0; i < (size_t)M * D; i++) P[i] = bound * (2 * rng_uniform(&rng) - 1);
+  bench_loss_data(p, M, NBATCH, x, y, P);
   float *dx = xcalloc((size_t)B * D, 4), *dP = xcalloc((size_t)M * D, 4);
   float *Sb = xmalloc_f32((size_t)B * M), *Zc = xmalloc_f32((size_t)M * C), *U = xmalloc_f32((size_t)C * D);
   float *GW = xmalloc_f32((size_t)M * D);
