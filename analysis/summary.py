@@ -4,7 +4,7 @@ Swept keys: K and N (resolved root attributes) always, plus every config key who
 differs between the runs, except `seed` (averaged over), `k` and `N` (represented by K and
 N), `config`/`config_hash` (derived) and the keys that do not change the result (`name`,
 `threads`, `checkpoint_every`, `check_sync_every`, `collective_timeout`, `dump_grads`,
-`shard_optimizer`, `overlap`, `bucket_mib`). Per run: final =
+`shard_optimizer`, `overlap`, `bucket_mib`, `shard_proxies`). Per run: final =
 last evaluation, best = max over evaluations with epoch > 0. Only complete runs enter the
 means; every other run (running, failed, preempted, unreadable) is listed with its status
 and message.
@@ -19,7 +19,8 @@ from . import AnalysisError
 
 METRICS = ["recall_at_1", "map_at_r", "r_precision", "nmi"]
 NOT_SWEPT = {"seed", "k", "N", "config", "config_hash", "name", "threads", "checkpoint_every",
-             "check_sync_every", "collective_timeout", "dump_grads", "shard_optimizer", "overlap", "bucket_mib"}
+             "check_sync_every", "collective_timeout", "dump_grads", "shard_optimizer", "overlap", "bucket_mib",
+             "shard_proxies"}
 
 
 def swept_keys(runs):
