@@ -108,6 +108,10 @@ int model_params_read(Model *m, hid_t loc, const char *group);
 void model_forward(Model *m, const float *inp, int B);
 /* grads += d/dparams of sum(dout . out) for the last forward; B as in it */
 void model_backward(Model *m, const float *dout /* B x embed_dim */, int B);
+/* layer i alone, as model_forward and model_backward run it (the layers
+ * before it must have run; dout: the gradient at the network's output) */
+void model_layer_forward(Model *m, int i, int B);
+void model_layer_backward(Model *m, int i, const float *dout, int B);
 /* the parameters of the last (embedding) linear layer, weight then bias:
  * [offset, offset + count) of the block, for warm-up freezing */
 void model_embedding_range(const Model *m, size_t *offset, size_t *count);

@@ -203,63 +203,66 @@ static void zero_f32(float *x, size_t n) {
   for (size_t i = 0; i < n; i += chunk) memset(x + i, 0, (n - i < chunk ? n - i : chunk) * sizeof *x);
 }
 
+void model_layer_forward(Model *m, int i, int B) {
+  ModelLayer *l = &m->layers[i];
+  const float *x = i > 0 ? m->layers[i - 1].out : m->inp, *P = m->param_mem;
+  switch (l->op) {
+  case MODEL_OP_LINEAR:
+    linear_forward(l->out, x, P + m->params[l->weight].offset, P + m->params[l->bias].offset, B, l->c, l->oc);
+    break;
+  case MODEL_OP_CONV3X3:
+    conv3x3_forward(l->out, l->cache, m->scratch, x, P + m->params[l->weight].offset, P + m->params[l->bias].offset,
+                    B, l->c, l->oc, l->h, l->w);
+    break;
+  case MODEL_OP_RELU:
+    relu_forward(l->out, x, (long)B * layer_out_size(l));
+    break;
+  case MODEL_OP_MAXPOOL2:
+    maxpool2_forward(l->out, l->idx, x, B, l->c, l->h, l->w);
+    break;
+  }
+}
+
 void model_forward(Model *m, const float *inp, int B) {
   assert(m->param_mem && B >= 0 && B <= m->B_max);
   m->B = B;
   memcpy(m->inp, inp, (size_t)B * m->in_size * sizeof *inp);
-  const float *x = m->inp;
+  for (int i = 0; i < m->nlayers; i++) model_layer_forward(m, i, B);
+}
+
+void model_layer_backward(Model *m, int i, const float *dout, int B) {
+  ModelLayer *l = &m->layers[i];
+  const float *g = i + 1 < m->nlayers ? l->dout : dout, *x = i > 0 ? m->layers[i - 1].out : m->inp;
   const float *P = m->param_mem;
-  for (int i = 0; i < m->nlayers; i++) {
-    ModelLayer *l = &m->layers[i];
-    switch (l->op) {
-    case MODEL_OP_LINEAR:
-      linear_forward(l->out, x, P + m->params[l->weight].offset, P + m->params[l->bias].offset, B, l->c, l->oc);
-      break;
-    case MODEL_OP_CONV3X3:
-      conv3x3_forward(l->out, l->cache, m->scratch, x, P + m->params[l->weight].offset,
-                      P + m->params[l->bias].offset, B, l->c, l->oc, l->h, l->w);
-      break;
-    case MODEL_OP_RELU:
-      relu_forward(l->out, x, (long)B * layer_out_size(l));
-      break;
-    case MODEL_OP_MAXPOOL2:
-      maxpool2_forward(l->out, l->idx, x, B, l->c, l->h, l->w);
-      break;
-    }
-    x = l->out;
+  float *G = m->grad_mem, *dx = NULL;   /* no gradient for the data */
+  if (i > 0) {
+    dx = m->layers[i - 1].dout;
+    zero_f32(dx, (size_t)B * layer_out_size(&m->layers[i - 1]));   /* the layers accumulate */
+  }
+  switch (l->op) {
+  case MODEL_OP_LINEAR:
+    linear_backward(dx, G + m->params[l->weight].offset, G + m->params[l->bias].offset, g, x,
+                    P + m->params[l->weight].offset, B, l->c, l->oc);
+    break;
+  case MODEL_OP_CONV3X3:
+    conv3x3_backward(dx, G + m->params[l->weight].offset, G + m->params[l->bias].offset, m->scratch, l->cache, g,
+                     P + m->params[l->weight].offset, B, l->c, l->oc, l->h, l->w);
+    break;
+  case MODEL_OP_RELU:
+    if (dx) relu_backward(dx, g, l->out, (long)B * layer_out_size(l));
+    break;
+  case MODEL_OP_MAXPOOL2:
+    if (dx) maxpool2_backward(dx, g, l->idx, B, l->c, l->h, l->w);
+    break;
   }
 }
 
 void model_backward(Model *m, const float *dout, int B) {
   assert(m->param_mem && m->grad_mem && B == m->B);
-  const float *P = m->param_mem;
-  float *G = m->grad_mem;
   size_t frontier = m->num_params;
   for (int i = m->nlayers - 1; i >= 0; i--) {
-    ModelLayer *l = &m->layers[i];
-    const float *g = i + 1 < m->nlayers ? l->dout : dout;
-    const float *x = i > 0 ? m->layers[i - 1].out : m->inp;
-    float *dx = NULL;   /* no gradient for the data */
-    if (i > 0) {
-      dx = m->layers[i - 1].dout;
-      zero_f32(dx, (size_t)B * layer_out_size(&m->layers[i - 1]));   /* the layers accumulate */
-    }
-    switch (l->op) {
-    case MODEL_OP_LINEAR:
-      linear_backward(dx, G + m->params[l->weight].offset, G + m->params[l->bias].offset, g, x,
-                      P + m->params[l->weight].offset, B, l->c, l->oc);
-      break;
-    case MODEL_OP_CONV3X3:
-      conv3x3_backward(dx, G + m->params[l->weight].offset, G + m->params[l->bias].offset, m->scratch, l->cache, g,
-                       P + m->params[l->weight].offset, B, l->c, l->oc, l->h, l->w);
-      break;
-    case MODEL_OP_RELU:
-      if (dx) relu_backward(dx, g, l->out, (long)B * layer_out_size(l));
-      break;
-    case MODEL_OP_MAXPOOL2:
-      if (dx) maxpool2_backward(dx, g, l->idx, B, l->c, l->h, l->w);
-      break;
-    }
+    model_layer_backward(m, i, dout, B);
+    const ModelLayer *l = &m->layers[i];
     if (l->op == MODEL_OP_LINEAR || l->op == MODEL_OP_CONV3X3) {
       size_t w = m->params[l->weight].offset, b = m->params[l->bias].offset;
       frontier = w < frontier ? w : frontier;

@@ -27,47 +27,6 @@
 
 static size_t out_size(const ModelLayer *l) { return (size_t)l->oc * l->oh * l->ow; }
 
-/* the layer's forward, as model_forward runs it */
-static void layer_forward(Model *m, int i, int B) {
-  ModelLayer *l = &m->layers[i];
-  const float *x = i > 0 ? m->layers[i - 1].out : m->inp, *P = m->param_mem;
-  switch (l->op) {
-  case MODEL_OP_LINEAR:
-    linear_forward(l->out, x, P + m->params[l->weight].offset, P + m->params[l->bias].offset, B, l->c, l->oc);
-    break;
-  case MODEL_OP_CONV3X3:
-    conv3x3_forward(l->out, l->cache, m->scratch, x, P + m->params[l->weight].offset, P + m->params[l->bias].offset,
-                    B, l->c, l->oc, l->h, l->w);
-    break;
-  case MODEL_OP_RELU: relu_forward(l->out, x, (long)B * out_size(l)); break;
-  case MODEL_OP_MAXPOOL2: maxpool2_forward(l->out, l->idx, x, B, l->c, l->h, l->w); break;
-  }
-}
-
-/* the layer's backward, as model_backward runs it (gradient of the last layer: dlast) */
-static void layer_backward(Model *m, int i, int B, const float *dlast) {
-  ModelLayer *l = &m->layers[i];
-  const float *g = i + 1 < m->nlayers ? l->dout : dlast, *x = i > 0 ? m->layers[i - 1].out : m->inp;
-  const float *P = m->param_mem;
-  float *G = m->grad_mem, *dx = NULL;
-  if (i > 0) {
-    dx = m->layers[i - 1].dout;
-    memset(dx, 0, (size_t)B * out_size(&m->layers[i - 1]) * sizeof *dx);
-  }
-  switch (l->op) {
-  case MODEL_OP_LINEAR:
-    linear_backward(dx, G + m->params[l->weight].offset, G + m->params[l->bias].offset, g, x,
-                    P + m->params[l->weight].offset, B, l->c, l->oc);
-    break;
-  case MODEL_OP_CONV3X3:
-    conv3x3_backward(dx, G + m->params[l->weight].offset, G + m->params[l->bias].offset, m->scratch, l->cache, g,
-                     P + m->params[l->weight].offset, B, l->c, l->oc, l->h, l->w);
-    break;
-  case MODEL_OP_RELU: if (dx) relu_backward(dx, g, l->out, (long)B * out_size(l)); break;
-  case MODEL_OP_MAXPOOL2: if (dx) maxpool2_backward(dx, g, l->idx, B, l->c, l->h, l->w); break;
-  }
-}
-
 /* The GEMMs a layer stands for, as (m, n, k) of C (m x n) = A (m x k) B (k x n):
  * forward first, then the backward's (dW; dX unless the input is the data). */
 typedef struct { int n; int mnk[3][3]; int ta[3], tb[3]; } Gemms;   /* ta, tb: 1 = transposed, as the layer stores it */
@@ -166,9 +125,9 @@ int tool_bench_backbone(int argc, char **argv) {
     double start = now_sec();
     for (int it = 0; n < MAXREP; it++) {
       double t0 = now_sec();
-      layer_forward(&m, i, B);
+      model_layer_forward(&m, i, B);
       double t1 = now_sec();
-      layer_backward(&m, i, B, dlast);
+      model_layer_backward(&m, i, dlast, B);
       double t2 = now_sec(), sf = 0, sb = 0;
       for (int k = 0; k < g.n; k++) {   /* the forward's product, then the backward's */
         double s0 = now_sec();
