@@ -5,12 +5,20 @@
  * kNN. Similarity is the inner product of the rows of `emb` (n x D, float32,
  * L2-normalised by the caller). For each query q in [q0, q1) metrics_knn finds
  * the `depth` most similar rows among ALL n, q itself excluded, nearest first,
- * equal similarities ordered by lower index. It walks query blocks x
- * reference blocks: one cblas_sgemm per tile, then every query (OpenMP)
- * keeps the candidates that beat its current depth-th best in a bounded
- * buffer (cut back by quickselect when full, radix-sorted at the end).
- * Memory is the tile plus 2 x depth candidates per query of the block; n x n
- * is never formed. metrics_knn_ref is the naive
+ * equal similarities ordered by lower index (NaN-free input). The threads
+ * take query blocks; each walks the reference blocks in index order with
+ * its own cblas_sgemm tile, and each query keeps a threshold, at most the
+ * depth-th best similarity seen: a vector compare per 16 similarities
+ * rejects most of a tile, the survivors go to a buffer of 2 x depth keys
+ * (cut back to depth in place, order kept, when full), and a stable radix
+ * sort on the similarity ends it. When n >= 8 x METRICS_KNN_SAMPLE_ROWS the
+ * threshold starts from every (n / METRICS_KNN_SAMPLE_ROWS)-th reference:
+ * a similarity a few standard deviations above the expected depth-th of
+ * the sample, so that about depth candidates pass instead of several times
+ * that; a query for which fewer than depth pass (an unrepresentative
+ * sample) is scanned again without it, and the result is exact either way.
+ * Memory: per thread, a tile and 2 x depth + 64 keys per query of the
+ * block; n x n is never formed. metrics_knn_ref is the naive
  * double-precision full sort that the tests hold it against.
  *
  * Retrieval metrics are partial sums so that ranks can split the queries:
@@ -47,22 +55,32 @@
 
 /* ------------------------------------------------------------------ kNN */
 
+#define METRICS_KNN_SAMPLE_ROWS 1024   /* references sampled for the starting thresholds */
+
+/* where metrics_knn's time goes, summed over threads (metrics_knn_times) */
+enum { METRICS_KNN_SAMPLE, METRICS_KNN_GEMM, METRICS_KNN_SCAN, METRICS_KNN_FINISH, METRICS_KNN_NPHASE };
+
+/* One slot of each buffer per OpenMP thread (T = nthreads, at init). */
 typedef struct {
-  int D, depth, cap, qblock, rblock;
-  float *tile;      /* qblock x rblock: similarities of one sgemm tile */
-  uint64_t *keys;   /* qblock x cap: per-query candidates (similarity, index), cap = 2 depth + 32 */
-  float *thr;       /* qblock: similarity to beat once a query's buffer has been cut back */
-  int *count;       /* qblock: candidates held */
-  int *pruned;      /* qblock: 1 once thr is in force */
+  int D, depth, cap, qblock, rblock, sample, tilew, scw, nthreads;
+  float *tile;        /* T x qblock x tilew: one sgemm tile, tilew = max(rblock, sample) */
+  uint64_t *keys;     /* T x qblock x cap: per-query candidates (similarity, index), cap = 2 depth + 64 */
+  uint64_t *scratch;  /* T x 2 x scw: cut, sort and sample scratch, scw = max(cap, sample) */
+  float *thr;         /* T x qblock: per-query filter, at most the depth-th best similarity seen */
+  int *count;         /* T x qblock: candidates held */
+  long *refills;      /* T: queries scanned twice (sampled threshold too high) */
+  double *sec;        /* T x METRICS_KNN_NPHASE: seconds per phase */
 } MetricsKnn;
 
-/* qblock, rblock <= 0 pick defaults: 4096 references, 256 queries (fewer if
- * depth is in the thousands: the buffers stay near 32 MB) */
+/* qblock, rblock <= 0 pick defaults: 2048 references, 128 queries a thread
+ * (fewer if depth is in the thousands: the buffers stay near 32 MB a thread) */
 void metrics_knn_init(MetricsKnn *w, int D, int depth, int qblock, int rblock);
 void metrics_knn_free(MetricsKnn *w);
 /* knn: (q1 - q0) x depth, row i = neighbours of query q0 + i; 1 <= depth <= n - 1 */
 void metrics_knn(int *knn, MetricsKnn *w, const float *emb, int n, int q0, int q1);
 void metrics_knn_ref(int *knn, const float *emb, int n, int D, int q0, int q1, int depth);
+/* seconds per phase and refilled queries since init, summed over threads */
+void metrics_knn_times(double sec[METRICS_KNN_NPHASE], long *refills, const MetricsKnn *w);
 
 /* ---------------------------------------------------- retrieval metrics */
 
@@ -70,10 +88,10 @@ typedef struct {
   int n, D, nk, depth;
   int ks[METRICS_MAXK];
   int *R;          /* n: number of OTHER items with the item's label */
-  int *knn;        /* qblock x depth: neighbours of the current query block */
-  int *first;      /* qblock: rank (1-based) of the first same-label neighbour, depth + 1 if none */
-  double *ap;      /* qblock: AP@R of each query of the block */
-  double *rprec;   /* qblock: R-precision of each query of the block */
+  int *knn;        /* Q x depth: neighbours of the current queries, Q = w.qblock x w.nthreads */
+  int *first;      /* Q: rank (1-based) of the first same-label neighbour, depth + 1 if none */
+  double *ap;      /* Q: AP@R of each query */
+  double *rprec;   /* Q: R-precision of each query */
   MetricsKnn w;
 } MetricsEval;
 
