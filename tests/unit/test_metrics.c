@@ -219,6 +219,52 @@ Test(metrics, knn_vs_ref_exact_ties) {
   }
 }
 
+/* n = 8 x METRICS_KNN_SAMPLE_ROWS: the thresholds start from the sample.
+ * Similarities are multiples of 1/64 (a few hundred values), so the sampled
+ * threshold and every cut-back land on long runs of exact ties, which the
+ * filter must pass and the keys order by index. Query blocks of 8: both
+ * threads at work. */
+Test(metrics, knn_sampled_threshold_on_ties) {
+  const int n = 8 * METRICS_KNN_SAMPLE_ROWS, D = 4, q0 = 1000, q1 = 1040;
+  const int depths[] = {1, 300, 2000};
+  float *x = quantised_data(n, D, 11);
+  for (size_t c = 0; c < sizeof depths / sizeof depths[0]; c++) {
+    const int depth = depths[c];
+    int *got = run_knn(x, n, D, q0, q1, depth, 8, 1000);
+    int *want = xmalloc((size_t)(q1 - q0) * depth * sizeof *want);
+    metrics_knn_ref(want, x, n, D, q0, q1, depth);
+    cr_expect(!memcmp(got, want, (size_t)(q1 - q0) * depth * sizeof *got), "depth %d differs", depth);
+    free(got); free(want);
+  }
+  free(x);
+}
+
+/* A sample that misleads: the sampled rows 0, 8, .., 312 are copies of the
+ * query, every other row is short, so the sampled threshold (the query's own
+ * norm) lets 40 < depth candidates through. The query must be scanned again,
+ * and the answer (40 tied copies by index, then the rest) stay exact. */
+Test(metrics, knn_sample_too_high_rescans) {
+  const int n = 8 * METRICS_KNN_SAMPLE_ROWS, D = 3, q = 1, depth = 100, stride = n / METRICS_KNN_SAMPLE_ROWS;
+  float *x = quantised_data(n, D, 12);
+  for (size_t i = 0; i < (size_t)n * D; i++) x[i] /= 8;   /* short rows: |dot| <= 3/8 with the query */
+  const float qv[3] = {1.0f, 0.5f, -0.75f};
+  memcpy(x + (size_t)q * D, qv, sizeof qv);
+  for (int r = 0; r < 40; r++) memcpy(x + (size_t)r * stride * D, qv, sizeof qv);
+  MetricsKnn w;
+  metrics_knn_init(&w, D, depth, 0, 0);
+  int got[100], want[100];
+  metrics_knn(got, &w, x, n, q, q + 1);
+  double sec[METRICS_KNN_NPHASE];
+  long refills;
+  metrics_knn_times(sec, &refills, &w);
+  metrics_knn_free(&w);
+  metrics_knn_ref(want, x, n, D, q, q + 1, depth);
+  cr_expect_eq(refills, 1, "refilled queries: %ld", refills);
+  cr_expect(!memcmp(got, want, sizeof got), "differs");
+  for (int j = 0; j < 40; j++) cr_expect_eq(got[j], j * stride, "rank %d: %d", j, got[j]);
+  free(x);
+}
+
 /* float vs double similarities: positions may swap only on near-ties */
 Test(metrics, knn_vs_ref_random) {
   const int n = 257, D = 19, depth = 31;
