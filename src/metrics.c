@@ -111,7 +111,7 @@ static void select_u64(uint64_t *a, int n, int k) {
  * A histogram of the similarity bits, scaled to the range present, finds the
  * bucket that holds it; only that bucket's keys are copied to tmp (n) and
  * selected among: three cheap passes and a small select. */
-static uint64_t knn_kth(const uint64_t *a, uint64_t *tmp, int n, int k) {
+static PROXYGML_HOT uint64_t knn_kth(const uint64_t *a, uint64_t *tmp, int n, int k) {
   enum { NB = 2048 };
   uint32_t lo = UINT32_MAX, hi = 0;
   for (int i = 0; i < n; i++) {
@@ -182,7 +182,7 @@ static void knn_sort(uint64_t *a, uint64_t *tmp, int n) {
  * depth-th (the rest to a dump area behind them); an insertion sort, which
  * has only the few inversions inside buckets to undo. A bucket too full for
  * that (many equal similarities) takes the radix sort instead. */
-static void knn_best(uint64_t *tmp, const uint64_t *a, int n, int depth) {
+static PROXYGML_HOT void knn_best(uint64_t *tmp, const uint64_t *a, int n, int depth) {
   enum { NB = 4096, FULL = 64 };
   uint32_t lo = UINT32_MAX, hi = 0;
   for (int i = 0; i < n; i++) {
@@ -201,9 +201,10 @@ static void knn_best(uint64_t *tmp, const uint64_t *a, int n, int depth) {
   m += h[b];
   for (uint32_t v = 0, sum = 0; v <= b; v++) { uint32_t t = h[v]; h[v] = sum; sum += t; }
   h[b + 1] = m;   /* the dump: keys behind the depth-th's bucket */
+  const uint32_t dump = b + 1;
   for (int i = 0; i < n; i++) {
     uint32_t d = ((uint32_t)(a[i] >> 32) - lo) >> shift;
-    d = d <= b ? d : b + 1;
+    d = d < dump ? d : dump;
     tmp[h[d]++] = a[i];
   }
   if (widest > FULL) {

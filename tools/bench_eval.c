@@ -5,9 +5,10 @@
  * items are about n / C and MAP@R needs that depth of neighbours).
  * Every rank holds all n embeddings and ranks the neighbours of its own
  * queries, as the evaluator does; the partial sums are added over ranks.
- * Timed: the blocked kNN with the metrics (metrics_sums_add_range) and its
- * phases (metrics_knn_times), the same sgemm tiles alone (the kNN's GEMM
- * time: its blocking, its queries, its threads over query blocks), and,
+ * Timed, in turns chunk by chunk: the blocked kNN with the metrics
+ * (metrics_sums_add_range) and the same sgemm tiles alone (the kNN's GEMM
+ * time: its blocking, its queries, its threads over query blocks); the kNN's
+ * phases (metrics_knn_times, thread seconds); and,
  * on rank 0, k-means for NMI (C clusters, R restarts). Reported by rank 0:
  * the slowest rank's times, the metrics, the kNN workspace and the peak RSS
  * of each process (getrusage), against n x D and the n x n floats that are
@@ -32,6 +33,23 @@ static double peak_rss_mib(void) {
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
   return ru.ru_maxrss / 1024.0;   /* Linux: KiB */
+}
+
+/* queries [qa, qa + nq) against all n through sgemm alone, with the kNN's
+ * blocking and threads (a query block per thread, serial sgemm inside the
+ * region, as metrics_knn runs): the kNN's GEMM time */
+static void gemm_tiles(const MetricsKnn *w, const float *emb, int n, int D, int qa, int nq) {
+  const int nblk = (nq + w->qblock - 1) / w->qblock;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(w->nthreads) if (nblk > 1)
+  for (int b = 0; b < nblk; b++) {
+    const int q = qa + b * w->qblock, bq = qa + nq - q < w->qblock ? qa + nq - q : w->qblock;
+    float *tile = w->tile + (size_t)omp_get_thread_num() * w->qblock * w->tilew;
+    for (int ra = 0; ra < n; ra += w->rblock) {
+      const int nr = n - ra < w->rblock ? n - ra : w->rblock;
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, bq, nr, D, 1.0f, emb + (size_t)q * D, D,
+                  emb + (size_t)ra * D, D, 0.0f, tile, nr);
+    }
+  }
 }
 
 static int parse_int(const char *s, int lo, int hi, int *out) {
@@ -112,31 +130,26 @@ int tool_bench_eval(int argc, char **argv) {
   MetricsSums s;
   metrics_sums_reset(&s, ks, nk);
   DIST_CHECK(MPI_Barrier(d.comm));
-  double t0 = now_sec();
-  metrics_sums_add_range(&s, &ev, emb, labels, (int)q0, (int)(q0 + nq));
-  double t_knn = now_sec() - t0;
+  /* chunk by chunk of Q queries, the kNN and the same tiles through sgemm
+   * alone, in turns: a neighbour that takes a core slows both alike */
+  double t_knn = 0, t_gemm = 0;
+  for (int64_t qc = q0, c = 0; qc < q0 + nq; qc += (int64_t)Q, c++) {
+    const int nc = (int)(q0 + nq - qc < (int64_t)Q ? q0 + nq - qc : (int64_t)Q);
+    for (int turn = 0; turn < 2; turn++) {
+      double t0 = now_sec();
+      if ((turn ^ (int)(c & 1)) == 0) {
+        metrics_sums_add_range(&s, &ev, emb, labels, (int)qc, (int)qc + nc);
+        t_knn += now_sec() - t0;
+      } else {
+        gemm_tiles(w, emb, n, D, (int)qc, nc);
+        t_gemm += now_sec() - t0;
+      }
+    }
+  }
   dist_allreduce_sum_f64(&d, s.hits, METRICS_NSUM);
   double rss_knn = peak_rss_mib(), ph[METRICS_KNN_NPHASE];
   long refills;
   metrics_knn_times(ph, &refills, w);
-
-  /* the same tiles through sgemm alone, each thread its query blocks (serial
-   * sgemm inside the region, as in metrics_knn): the kNN's GEMM time */
-  DIST_CHECK(MPI_Barrier(d.comm));
-  const int nblk = (int)((nq + w->qblock - 1) / w->qblock);
-  t0 = now_sec();
-#pragma omp parallel for schedule(dynamic, 1) num_threads(w->nthreads) if (nblk > 1)
-  for (int b = 0; b < nblk; b++) {
-    const int qa = (int)q0 + b * w->qblock;
-    const int bq = (int)(q0 + nq - qa < w->qblock ? q0 + nq - qa : w->qblock);
-    float *tile = w->tile + (size_t)omp_get_thread_num() * w->qblock * w->tilew;
-    for (int ra = 0; ra < n; ra += w->rblock) {
-      const int nr = n - ra < w->rblock ? n - ra : w->rblock;
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, bq, nr, D, 1.0f, emb + (size_t)qa * D, D,
-                  emb + (size_t)ra * D, D, 0.0f, tile, nr);
-    }
-  }
-  double t_gemm = now_sec() - t0;
   const int depth = ev.depth, qb = w->qblock, rb = w->rblock, nthr = w->nthreads;
   metrics_eval_free(&ev);
   double tt[2] = {t_knn, t_gemm};
@@ -153,7 +166,7 @@ int tool_bench_eval(int argc, char **argv) {
       double inertia;
       MetricsKmeansOpts ko = metrics_kmeans_defaults();
       ko.restarts = restarts;
-      t0 = now_sec();
+      double t0 = now_sec();
       metrics_kmeans(assign, cc, &inertia, emb, n, D, C, &ko);
       t_km = now_sec() - t0;
       nmi = metrics_nmi(labels, assign, n);
