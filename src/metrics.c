@@ -585,19 +585,20 @@ int metrics_count_distinct(const int *labels, int n) {
   return nu;
 }
 
-/* Workspace of one k-means call (allocated once, reused by every restart). */
+/* Workspace of one k-means call (allocated once, reused by every restart):
+ * O(k x D + n), whatever k. */
 typedef struct {
-  int n, D, k, pb, trials;
+  int n, D, k, pb, sb, trials;
   float *xx;        /* n: ||x_i||^2 */
   float *cc;        /* k: ||c_j||^2 */
-  float *tile;      /* max(pb x k, trials x n): sgemm products */
+  float *tile;      /* max(pb x k, trials x sb): sgemm products */
+  float *dot;       /* n: x . c of one centre (seeding) */
   double *closest;  /* n: squared distance to the nearest centre chosen so far (seeding) */
-  double *cand;     /* trials x n: the same if a candidate were added */
   double *cum;      /* n: running sum of closest */
   float *dist;      /* n: squared distance of each point to its assigned centre */
   double *sums;     /* k x D: per-cluster coordinate sums */
   int *counts;      /* k */
-  float *newc;      /* k x D */
+  float *newc;      /* max(k, trials) x D */
 } Kmeans;
 
 /* assign each point to its nearest centre (ties: lower id); dist gets the distance */
@@ -628,20 +629,30 @@ static void kmeans_assign(Kmeans *w, int *assign, const float *x, const float *c
   }
 }
 
+/* closest[i] = min(closest[i], squared distance of x_i to x_id); returns the
+ * new potential, the sum of closest */
+static double kmeans_add_centre(Kmeans *w, const float *x, int id) {
+  cblas_sgemv(CblasRowMajor, CblasNoTrans, w->n, w->D, 1.0f, x, w->D, x + (size_t)id * w->D, 1, 0.0f, w->dot, 1);
+  double pot = 0;
+  for (int i = 0; i < w->n; i++) {
+    w->closest[i] = fmin(w->closest[i], fmax((double)w->xx[i] + w->xx[id] - 2.0 * w->dot[i], 0.0));
+    pot += w->closest[i];
+  }
+  return pot;
+}
+
 /* greedy k-means++ (as sklearn's _kmeans_plusplus): each new centre is the
- * best of `trials` D^2-sampled candidates, best = lowest resulting potential */
+ * best of `trials` D^2-sampled candidates, best = lowest resulting potential.
+ * The candidates' potentials come from blocks of sb points (a trials x sb
+ * tile, no trials x n buffer); the winner's distances are taken once more. */
 static void kmeans_seed(Kmeans *w, float *c, const float *x, Rng *rng) {
   const int n = w->n, D = w->D, k = w->k, T = w->trials;
   int id = (int)rng_below(rng, (uint32_t)n);
   memcpy(c, x + (size_t)id * D, (size_t)D * sizeof *c);
-  /* squared distances to the first centre: ||x||^2 + ||c||^2 - 2 x.c, as in assignment */
-  cblas_sgemv(CblasRowMajor, CblasNoTrans, n, D, 1.0f, x, D, c, 1, 0.0f, w->tile, 1);
-  double pot = 0;
-  for (int i = 0; i < n; i++) {
-    w->closest[i] = fmax((double)w->xx[i] + w->xx[id] - 2.0 * w->tile[i], 0.0);
-    pot += w->closest[i];
-  }
-  int cid[64];   /* trials <= 2 + ln(INT_MAX) < 64 */
+  for (int i = 0; i < n; i++) w->closest[i] = INFINITY;
+  double pot = kmeans_add_centre(w, x, id);
+  int cid[64];        /* trials <= 2 + ln(INT_MAX) < 64 */
+  double cpot[64];    /* each candidate's potential */
   for (int j = 1; j < k; j++) {
     double run = 0;
     for (int i = 0; i < n; i++) { run += w->closest[i]; w->cum[i] = run; }
@@ -653,25 +664,26 @@ static void kmeans_seed(Kmeans *w, float *c, const float *x, Rng *rng) {
         if (w->cum[mid] < v) lo = mid + 1; else hi = mid;
       }
       cid[t] = imin(lo, n - 1);
+      cpot[t] = 0;
       memcpy(w->newc + (size_t)t * D, x + (size_t)cid[t] * D, (size_t)D * sizeof(float));
     }
-    /* tile (T x n) = candidates (T x D) . x^T (D x n) */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, n, D, 1.0f, w->newc, D, x, D, 0.0f, w->tile, n);
-    int best = 0;
-    double best_pot = INFINITY;
-    for (int t = 0; t < T; t++) {
-      double *cd = w->cand + (size_t)t * n;   /* n */
-      const float *dot = w->tile + (size_t)t * n;
-      double p = 0;
-      for (int i = 0; i < n; i++) {
-        double d = fmax((double)w->xx[i] + w->xx[cid[t]] - 2.0 * dot[i], 0.0);
-        cd[i] = fmin(w->closest[i], d);
-        p += cd[i];
+    for (int pa = 0; pa < n; pa += w->sb) {
+      const int np = imin(w->sb, n - pa);
+      /* tile (T x np) = candidates (T x D) . x[pa..]^T (D x np) */
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, np, D, 1.0f, w->newc, D, x + (size_t)pa * D, D, 0.0f,
+                  w->tile, np);
+      for (int t = 0; t < T; t++) {
+        const float *dot = w->tile + (size_t)t * np;   /* np */
+        double p = 0;
+        for (int i = 0; i < np; i++)
+          p += fmin(w->closest[pa + i], fmax((double)w->xx[pa + i] + w->xx[cid[t]] - 2.0 * dot[i], 0.0));
+        cpot[t] += p;
       }
-      if (p < best_pot) { best_pot = p; best = t; }
     }
-    pot = best_pot;
-    memcpy(w->closest, w->cand + (size_t)best * n, (size_t)n * sizeof *w->closest);
+    int best = 0;
+    for (int t = 1; t < T; t++)
+      if (cpot[t] < cpot[best]) best = t;
+    pot = kmeans_add_centre(w, x, cid[best]);
     memcpy(c + (size_t)j * D, x + (size_t)cid[best] * D, (size_t)D * sizeof *c);
   }
 }
@@ -721,14 +733,15 @@ void metrics_kmeans(int *assign, float *centroids, double *inertia, const float 
         opt->max_iter);
   Kmeans w = {.n = n, .D = D, .k = k};
   w.pb = imax(1, imin(n, (1 << 20) / k));
+  w.sb = imin(n, 4096);
   w.trials = 2 + (int)log((double)k);
-  size_t tile = (size_t)w.trials * n;   /* >= n, which the sgemv of the first centre needs */
+  size_t tile = (size_t)w.trials * w.sb;
   if ((size_t)w.pb * k > tile) tile = (size_t)w.pb * k;
   w.xx = xmalloc_f32((size_t)n);
   w.cc = xmalloc_f32((size_t)k);
   w.tile = xmalloc_f32(tile);
+  w.dot = xmalloc_f32((size_t)n);
   w.closest = xmalloc_f64((size_t)n);
-  w.cand = xmalloc_f64((size_t)w.trials * n);
   w.cum = xmalloc_f64((size_t)n);
   w.dist = xmalloc_f32((size_t)n);
   w.sums = xmalloc_f64((size_t)k * D);
@@ -780,7 +793,7 @@ void metrics_kmeans(int *assign, float *centroids, double *inertia, const float 
     }
   }
   *inertia = best;
-  free(w.xx); free(w.cc); free(w.tile); free(w.closest); free(w.cand); free(w.cum); free(w.dist);
+  free(w.xx); free(w.cc); free(w.tile); free(w.dot); free(w.closest); free(w.cum); free(w.dist);
   free(w.sums); free(w.counts); free(w.newc); free(c); free(a); free(pd);
 }
 

@@ -307,6 +307,7 @@ static void build(Trainer *T) {
   T->dx = xmalloc_f32((size_t)T->B * T->D);
   evaluator_init(&T->eval, T->d, &T->te, T->te_labels, T->D, T->M, T->K, c->recall_ks.v, c->recall_ks.n,
                  eval_chunk);
+  T->eval.nmi_max_clusters = (int)c->nmi_max_clusters;
   recorder_init(&T->rec, c->recall_ks.v, c->recall_ks.n, T->steps_per_epoch * c->epochs, PHASE_NAMES, NPHASE);
   if (c->dump_grads > 0 && T->d->rank == 0) T->grad_dump = xmalloc_f32((size_t)c->dump_grads * T->n_params);
   T->start_epoch = 1;
@@ -732,6 +733,9 @@ int trainer_main(Dist *d, const TrainerArgs *a) {
   char warning[256];
   if (trainer_sizes_warning(&(TrainerSizes){.loss = T.cfg.loss, .K = T.K, .N = T.N}, warning, sizeof warning))
     dist_log(d, "warning: %s\n", warning);
+  if (T.cfg.nmi_max_clusters > 0 && T.eval.n_classes > T.cfg.nmi_max_clusters)
+    dist_log(d, "note: NMI is not computed (NaN): %d test classes > nmi_max_clusters = %lld\n", T.eval.n_classes,
+             (long long)T.cfg.nmi_max_clusters);
   if (d->bound_cpus < d->threads)
     dist_log(d, "warning: %d threads on %d bound CPU(s): run mpirun with --bind-to none or --map-by slot:pe=%d\n",
              d->threads, d->bound_cpus, d->threads);
