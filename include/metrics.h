@@ -39,8 +39,13 @@
  * k-means: k-means++ seeding (greedy, 2 + ln k candidates per centre, as in
  * sklearn) from the project's Rng, then Lloyd iterations with sgemm distance
  * blocks; `restarts` seedings, the lowest inertia wins. Same seed, same result
- * (also for any thread count). NMI is sklearn's normalized_mutual_info_score
- * with average_method='arithmetic', labels and clusters arbitrary ints.
+ * (also for any thread count). Memory O(k x D + n) for any k; time per
+ * restart about 2 n k D (2 + ln k) flops of seeding plus 2 n k D per Lloyd
+ * iteration, which is what bounds k in practice (evaluator's
+ * nmi_max_clusters). NMI is sklearn's normalized_mutual_info_score with
+ * average_method='arithmetic', labels and clusters arbitrary ints; its
+ * contingency table is the sorted (label, cluster) pairs, O(n) memory, never
+ * labels x clusters.
  *
  * Kernels return void and CHECK their preconditions. (`proxygml check-metrics`,
  * tools/check_metrics.c, holds them against an HDF5 file of expected values.)

@@ -63,7 +63,7 @@ static int parse_int(const char *s, int lo, int hi, int *out) {
 int tool_bench_eval(int argc, char **argv) {
   Dist d;
   dist_init(&d, &argc, &argv);
-  int n = 70000, D = 128, C = 10, threads = 0, restarts = 1, qblock = 0, rblock = 0, rc = 0, help = 0;
+  int n = 70000, D = 128, C = 10, threads = 0, restarts = 1, kiter = 300, qblock = 0, rblock = 0, rc = 0, help = 0;
   for (int i = 1; i < argc && !rc && !help; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (!strcmp(a, "--help") || !strcmp(a, "-h")) help = 1;
@@ -73,6 +73,8 @@ int tool_bench_eval(int argc, char **argv) {
       rc = parse_int(argv[++i], 2, 1 << 20, &C) ? err_set("--classes: an integer in [2, 2^20]") : 0;
     else if (!strcmp(a, "--threads") && v)
       rc = parse_int(argv[++i], 1, 256, &threads) ? err_set("--threads: an integer in [1, 256]") : 0;
+    else if (!strcmp(a, "--kmeans-iter") && v)
+      rc = parse_int(argv[++i], 1, 100000, &kiter) ? err_set("--kmeans-iter: an integer in [1, 100000]") : 0;
     else if (!strcmp(a, "--qblock") && v)
       rc = parse_int(argv[++i], 0, 1 << 16, &qblock) ? err_set("--qblock: an integer in [0, 65536] (0: default)") : 0;
     else if (!strcmp(a, "--rblock") && v)
@@ -84,7 +86,7 @@ int tool_bench_eval(int argc, char **argv) {
   if (!rc && !help && C > n / 2) rc = err_set("--classes %d: at most n / 2 = %d (every class needs two items)", C, n / 2);
   if (help && d.rank == 0)
     printf("usage: [mpirun -np P] proxygml bench-eval [--n 70000] [--d 128] [--classes 10] [--threads T] [--restarts 1]\n"
-           "                                          [--qblock Q] [--rblock R]\n"
+           "                                          [--kmeans-iter I] [--qblock Q] [--rblock R]\n"
            "Times the blocked exact kNN behind Recall@k, MAP@R and R-precision on n synthetic unit\n"
            "vectors (queries split over the ranks), the same sgemm tiles alone, and k-means for NMI\n"
            "(rank 0, --restarts seedings; 0 skips it). Reports times, metrics and peak memory.\n");
@@ -166,6 +168,7 @@ int tool_bench_eval(int argc, char **argv) {
       double inertia;
       MetricsKmeansOpts ko = metrics_kmeans_defaults();
       ko.restarts = restarts;
+      ko.max_iter = kiter;
       double t0 = now_sec();
       metrics_kmeans(assign, cc, &inertia, emb, n, D, C, &ko);
       t_km = now_sec() - t0;
@@ -190,7 +193,7 @@ int tool_bench_eval(int argc, char **argv) {
            ph[METRICS_KNN_SAMPLE], ph[METRICS_KNN_GEMM], ph[METRICS_KNN_SCAN], ph[METRICS_KNN_FINISH], refills);
     printf("recall@1=%.4f recall@8=%.4f map_r=%.4f r_precision=%.4f\n", m.recall[0], m.recall[3], m.map_r,
            m.r_precision);
-    printf("kmeans_s=%.3f restarts=%d nmi=%.4f\n", t_km, restarts, nmi);
+    printf("kmeans_s=%.3f restarts=%d max_iter=%d nmi=%.4f\n", t_km, restarts, kiter, nmi);
     printf("memory: embeddings_mib=%.1f knn_workspace_mib=%.1f peak_rss_mib_before=%.1f after_knn=%.1f "
            "after_kmeans=%.1f (max over ranks %.1f, %.1f) nxn_floats_mib=%.0f\n",
            (double)n * D * 4 / 1048576, work / 1048576.0, rss0, rss_knn, rss_km, rmax[0], rmax[1],
