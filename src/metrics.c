@@ -284,7 +284,7 @@ static void knn_sample(MetricsKnn *w, int slot, const float *emb, int n, int qa,
   float *tile = w->tile + (size_t)slot * w->qblock * w->tilew;    /* nq x S */
   uint64_t *a = w->scratch + (size_t)slot * 2 * w->scw, *tmp = a + w->scw;   /* S each */
   const double p = (double)w->depth / (n - 1), mean = p * (S - 1);
-  const int j = (int)ceil(mean + 4 * sqrt(mean * (1 - p)) + 4);
+  const int j = (int)ceil(mean + 3 * sqrt(mean * (1 - p)) + 2);
   if (j >= S - 1) return;
   /* tile (nq x S) = emb[qa..] (nq x D) . (every stride-th row of emb)^T (D x S) */
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, S, D, 1.0f, emb + (size_t)qa * D, D, emb,
