@@ -73,6 +73,7 @@ typedef struct {
   uint64_t *scratch;  /* T x 2 x scw: cut, sort and sample scratch, scw = max(cap, sample) */
   float *thr;         /* T x qblock: per-query filter, at most the depth-th best similarity seen */
   int *count;         /* T x qblock: candidates held */
+  uint32_t *span;     /* T x qblock x 2: bounds (smallest, largest) of the high halves of the keys held */
   long *refills;      /* T: queries scanned twice (sampled threshold too high) */
   double *sec;        /* T x METRICS_KNN_NPHASE: seconds per phase */
 } MetricsKnn;
@@ -97,6 +98,7 @@ typedef struct {
   int *first;      /* Q: rank (1-based) of the first same-label neighbour, depth + 1 if none */
   double *ap;      /* Q: AP@R of each query */
   double *rprec;   /* Q: R-precision of each query */
+  double *inv;     /* depth: 1 / (j + 1), the precision weights of AP@R */
   MetricsKnn w;
 } MetricsEval;
 

@@ -176,20 +176,15 @@ static void knn_sort(uint64_t *a, uint64_t *tmp, int n) {
 }
 
 /* The depth smallest keys of a (n >= depth, ascending index order), in key
- * order, into the front of tmp (n). One histogram of the similarity bits,
+ * order, into the front of tmp (n); lo <= every key's high half <= hi (the
+ * scan kept the bounds, which saves a pass over keys gone cold). One histogram of the similarity bits,
  * scaled to the range present, into so many buckets that they hold a few
  * keys each; a stable scatter of the buckets up to the one holding the
  * depth-th (the rest to a dump area behind them); an insertion sort, which
  * has only the few inversions inside buckets to undo. A bucket too full for
  * that (many equal similarities) takes the radix sort instead. */
-static PROXYGML_HOT void knn_best(uint64_t *tmp, const uint64_t *a, int n, int depth) {
+static PROXYGML_HOT void knn_best(uint64_t *tmp, const uint64_t *a, int n, int depth, uint32_t lo, uint32_t hi) {
   enum { NB = 4096, FULL = 64 };
-  uint32_t lo = UINT32_MAX, hi = 0;
-  for (int i = 0; i < n; i++) {
-    uint32_t u = (uint32_t)(a[i] >> 32);
-    lo = u < lo ? u : lo;
-    hi = u > hi ? u : hi;
-  }
   int shift = 0;
   while (((hi - lo) >> shift) >= NB) shift++;
   uint32_t h[NB + 1];
@@ -226,7 +221,8 @@ static PROXYGML_HOT void knn_best(uint64_t *tmp, const uint64_t *a, int n, int d
  * a NaN (the query's own column) never passes. Chunks of KNN_CHUNK without a
  * survivor cost one vector compare; the others are appended branch-free. A
  * buffer that could overflow is cut back to the best depth and *thr raised
- * to the similarity of the depth-th. */
+ * to the similarity of the depth-th. span: bounds of the key halves held
+ * (smallest, largest), for the final selection's histogram. */
 enum { KNN_CHUNK = 16 };
 
 /* whether any of s[0..KNN_CHUNK) is >= t: one vector compare pass */
@@ -237,10 +233,11 @@ static inline int knn_any_ge(const float *s, float t) {
   return any;
 }
 
-static PROXYGML_HOT void knn_scan(uint64_t *keys, uint64_t *tmp, int *cnt, float *thr, int depth, int cap,
-                                  const float *s, int r0, int nr) {
+static PROXYGML_HOT void knn_scan(uint64_t *keys, uint64_t *tmp, int *cnt, float *thr, uint32_t *span, int depth,
+                                  int cap, const float *s, int r0, int nr) {
   int c = *cnt;
   float t = *thr;
+  uint32_t lo = span[0], hi = span[1];
   for (int j0 = 0; j0 < nr; j0 += KNN_CHUNK) {
     const int m = imin(KNN_CHUNK, nr - j0);
     if (m == KNN_CHUNK) {
@@ -248,11 +245,13 @@ static PROXYGML_HOT void knn_scan(uint64_t *keys, uint64_t *tmp, int *cnt, float
       uint32_t u[KNN_CHUNK];   /* the chunk's key halves, as knn_key makes them, in vector registers */
       int32_t pass[KNN_CHUNK];
       memcpy(u, s + j0, sizeof u);
-#pragma omp simd
+#pragma omp simd reduction(min : lo) reduction(max : hi)
       for (int j = 0; j < KNN_CHUNK; j++) {
         uint32_t b = u[j] == 0x80000000u ? 0 : u[j];   /* -0 as +0 */
         u[j] = ~(b ^ ((uint32_t)((int32_t)b >> 31) | 0x80000000u));
         pass[j] = s[j0 + j] >= t;
+        lo = pass[j] && u[j] < lo ? u[j] : lo;
+        hi = pass[j] && u[j] > hi ? u[j] : hi;
       }
       for (int j = 0; j < KNN_CHUNK; j++) {   /* branch-free compaction */
         keys[c] = (uint64_t)u[j] << 32 | (uint32_t)(r0 + j0 + j);
@@ -260,17 +259,25 @@ static PROXYGML_HOT void knn_scan(uint64_t *keys, uint64_t *tmp, int *cnt, float
       }
     } else {
       for (int j = j0; j < nr; j++) {
-        keys[c] = knn_key(s[j], r0 + j);
-        c += s[j] >= t;
+        const uint64_t k = knn_key(s[j], r0 + j);
+        const int pass = s[j] >= t;
+        keys[c] = k;
+        c += pass;
+        lo = pass && (uint32_t)(k >> 32) < lo ? (uint32_t)(k >> 32) : lo;
+        hi = pass && (uint32_t)(k >> 32) > hi ? (uint32_t)(k >> 32) : hi;
       }
     }
     if (c > cap - KNN_CHUNK) {
-      t = knn_key_sim(knn_cut(keys, tmp, c, depth));
+      const uint64_t kth = knn_cut(keys, tmp, c, depth);
+      t = knn_key_sim(kth);
+      hi = (uint32_t)(kth >> 32);
       c = depth;
     }
   }
   *cnt = c;
   *thr = t;
+  span[0] = lo;
+  span[1] = hi;
 }
 
 /* The per-query thresholds of a query block from a sample of the references:
@@ -316,20 +323,23 @@ static void knn_finish_query(int *out, MetricsKnn *w, int slot, int i, const flo
   uint64_t *tmp = w->scratch + (size_t)slot * 2 * w->scw;            /* cap */
   int *cnt = w->count + (size_t)slot * w->qblock + i;
   float *thr = w->thr + (size_t)slot * w->qblock + i;
+  uint32_t *span = w->span + ((size_t)slot * w->qblock + i) * 2;
   if (*cnt < depth) {
     float *s = w->tile + (size_t)slot * w->qblock * w->tilew;         /* rblock: the tile is free now */
     *cnt = 0;
     *thr = -INFINITY;
+    span[0] = UINT32_MAX;
+    span[1] = 0;
     for (int ra = 0; ra < n; ra += w->rblock) {
       const int nr = imin(w->rblock, n - ra);
       cblas_sgemv(CblasRowMajor, CblasNoTrans, nr, D, 1.0f, emb + (size_t)ra * D, D, emb + (size_t)q * D, 1,
                   0.0f, s, 1);
       knn_mask_self(s, q - ra, nr);
-      knn_scan(keys, tmp, cnt, thr, depth, cap, s, ra, nr);
+      knn_scan(keys, tmp, cnt, thr, span, depth, cap, s, ra, nr);
     }
     w->refills[slot]++;
   }
-  knn_best(tmp, keys, *cnt, depth);
+  knn_best(tmp, keys, *cnt, depth, span[0], span[1]);
   for (int j = 0; j < depth; j++) out[j] = (int)(uint32_t)tmp[j];
 }
 
@@ -341,8 +351,9 @@ static void knn_block(int *out, MetricsKnn *w, int slot, const float *emb, int n
   uint64_t *tmp = w->scratch + (size_t)slot * 2 * w->scw;            /* cap */
   float *thr = w->thr + (size_t)slot * w->qblock;                     /* nq */
   int *cnt = w->count + (size_t)slot * w->qblock;                     /* nq */
+  uint32_t *span = w->span + (size_t)slot * w->qblock * 2;            /* nq x 2 */
   double *sec = w->sec + (size_t)slot * METRICS_KNN_NPHASE;
-  for (int i = 0; i < nq; i++) { cnt[i] = 0; thr[i] = -INFINITY; }
+  for (int i = 0; i < nq; i++) { cnt[i] = 0; thr[i] = -INFINITY; span[2 * i] = UINT32_MAX; span[2 * i + 1] = 0; }
   double t0 = now_sec(), t1;
   if (w->sample > 0 && n / w->sample >= 8) knn_sample(w, slot, emb, n, qa, nq);
   t1 = now_sec(); sec[METRICS_KNN_SAMPLE] += t1 - t0; t0 = t1;
@@ -355,7 +366,7 @@ static void knn_block(int *out, MetricsKnn *w, int slot, const float *emb, int n
     for (int i = 0; i < nq; i++) {
       float *s = tile + (size_t)i * nr;   /* nr */
       knn_mask_self(s, qa + i - ra, nr);
-      knn_scan(keys + (size_t)i * cap, tmp, &cnt[i], &thr[i], depth, cap, s, ra, nr);
+      knn_scan(keys + (size_t)i * cap, tmp, &cnt[i], &thr[i], span + 2 * i, depth, cap, s, ra, nr);
     }
     t1 = now_sec(); sec[METRICS_KNN_SCAN] += t1 - t0; t0 = t1;
   }
@@ -396,6 +407,7 @@ void metrics_knn_init(MetricsKnn *w, int D, int depth, int qblock, int rblock) {
   w->scratch = xmalloc(T * 2 * w->scw * sizeof *w->scratch);             /* T x 2 x max(cap, sample) */
   w->thr = xmalloc_f32(T * qb);                                          /* T x qblock */
   w->count = xmalloc(T * qb * sizeof *w->count);                         /* T x qblock */
+  w->span = xmalloc(T * qb * 2 * sizeof *w->span);                       /* T x qblock x 2 */
   w->refills = xcalloc(T, sizeof *w->refills);                           /* T */
   w->sec = xcalloc(T * METRICS_KNN_NPHASE, sizeof *w->sec);              /* T x NPHASE */
 }
@@ -406,6 +418,7 @@ void metrics_knn_free(MetricsKnn *w) {
   free(w->scratch);
   free(w->thr);
   free(w->count);
+  free(w->span);
   free(w->refills);
   free(w->sec);
   memset(w, 0, sizeof *w);
@@ -492,6 +505,8 @@ void metrics_eval_init(MetricsEval *e, const int *labels, int n, int D, const in
   e->first = xmalloc((size_t)qb * sizeof *e->first);           /* Q */
   e->ap = xmalloc_f64((size_t)qb);                             /* Q */
   e->rprec = xmalloc_f64((size_t)qb);                          /* Q */
+  e->inv = xmalloc_f64((size_t)e->depth);                      /* depth */
+  for (int j = 0; j < e->depth; j++) e->inv[j] = 1.0 / (j + 1);
 }
 
 void metrics_eval_free(MetricsEval *e) {
@@ -500,6 +515,7 @@ void metrics_eval_free(MetricsEval *e) {
   free(e->first);
   free(e->ap);
   free(e->rprec);
+  free(e->inv);
   metrics_knn_free(&e->w);
   memset(e, 0, sizeof *e);
 }
@@ -531,8 +547,11 @@ void metrics_sums_add_range(MetricsSums *s, MetricsEval *e, const float *emb, co
       e->first[i] = first;
       double ap = 0;
       int rel = 0;
-      for (int j = 0; j < R; j++)   /* R <= depth by construction */
-        if (labels[nb[j]] == lab) { rel++; ap += (double)rel / (j + 1); }
+      for (int j = 0; j < R; j++) {   /* R <= depth by construction; branch-free: hits are a coin toss */
+        const int hit = labels[nb[j]] == lab;
+        rel += hit;
+        ap += (double)(hit * rel) * e->inv[j];
+      }
       e->ap[i] = R > 0 ? ap / R : 0;
       e->rprec[i] = R > 0 ? (double)rel / R : 0;
     }
