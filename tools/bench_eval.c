@@ -1,5 +1,6 @@
 /* bench_eval.c: `[mpirun -np P] proxygml bench-eval [--n N] [--d D]
- * [--classes C] [--threads T] [--restarts R]`: the evaluation at scale on a
+ * [--classes C] [--threads T] [--restarts R] [--kmeans-iter I] [--interleaved]
+ * [--qblock Q] [--rblock R]`: the evaluation at scale on a
  * synthetic retrieval set (n unit vectors in D dimensions, C equal classes,
  * each a noisy copy of its class centre, so that a query's R same-class
  * items are about n / C and MAP@R needs that depth of neighbours).
@@ -63,12 +64,13 @@ static int parse_int(const char *s, int lo, int hi, int *out) {
 int tool_bench_eval(int argc, char **argv) {
   Dist d;
   dist_init(&d, &argc, &argv);
-  int n = 70000, D = 128, C = 10, threads = 0, restarts = 1, kiter = 300, qblock = 0, rblock = 0, rc = 0, help = 0;
+  int n = 70000, D = 128, C = 10, threads = 0, restarts = 1, kiter = 300, interleaved = 0, qblock = 0, rblock = 0, rc = 0, help = 0;
   for (int i = 1; i < argc && !rc && !help; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (!strcmp(a, "--help") || !strcmp(a, "-h")) help = 1;
     else if (!strcmp(a, "--n") && v) rc = parse_int(argv[++i], 3, 1 << 26, &n) ? err_set("--n: an integer in [3, 2^26]") : 0;
     else if (!strcmp(a, "--d") && v) rc = parse_int(argv[++i], 1, 4096, &D) ? err_set("--d: an integer in [1, 4096]") : 0;
+    else if (!strcmp(a, "--interleaved")) interleaved = 1;
     else if (!strcmp(a, "--classes") && v)
       rc = parse_int(argv[++i], 2, 1 << 20, &C) ? err_set("--classes: an integer in [2, 2^20]") : 0;
     else if (!strcmp(a, "--threads") && v)
@@ -86,7 +88,7 @@ int tool_bench_eval(int argc, char **argv) {
   if (!rc && !help && C > n / 2) rc = err_set("--classes %d: at most n / 2 = %d (every class needs two items)", C, n / 2);
   if (help && d.rank == 0)
     printf("usage: [mpirun -np P] proxygml bench-eval [--n 70000] [--d 128] [--classes 10] [--threads T] [--restarts 1]\n"
-           "                                          [--kmeans-iter I] [--qblock Q] [--rblock R]\n"
+           "                                          [--kmeans-iter I] [--interleaved] [--qblock Q] [--rblock R]\n"
            "Times the blocked exact kNN behind Recall@k, MAP@R and R-precision on n synthetic unit\n"
            "vectors (queries split over the ranks), the same sgemm tiles alone, and k-means for NMI\n"
            "(rank 0, --restarts seedings; 0 skips it). Reports times, metrics and peak memory.\n");
@@ -98,7 +100,9 @@ int tool_bench_eval(int argc, char **argv) {
   threads = dist_threads(&d, threads);
 
   /* the data, the same on every rank (the evaluator gathers it): centre of
-   * class y plus noise, normalised; labels in blocks of n / C */
+   * class y plus noise, normalised; labels in blocks of n / C, or with
+   * --interleaved item i in class i mod C (as a shuffled test split: a
+   * query's neighbours spread over every reference block) */
   double rss0 = peak_rss_mib();
   float *emb = xmalloc_f32((size_t)n * D), *cent = xmalloc_f32((size_t)C * D);   /* n x D, C x D */
   int *labels = xmalloc((size_t)n * sizeof *labels);                             /* n */
@@ -107,7 +111,7 @@ int tool_bench_eval(int argc, char **argv) {
   for (size_t i = 0; i < (size_t)C * D; i++) cent[i] = (float)rng_normal(&rng);
   const float noise = 2.0f;   /* classes overlap: MAP@R well below 1, as on trained embeddings */
   for (int i = 0; i < n; i++) {
-    labels[i] = (int)((int64_t)i * C / n);
+    labels[i] = interleaved ? i % C : (int)((int64_t)i * C / n);
     float *e = emb + (size_t)i * D;
     double ss = 0;
     for (int k = 0; k < D; k++) {
@@ -185,8 +189,8 @@ int tool_bench_eval(int argc, char **argv) {
   DIST_CHECK(MPI_Allreduce(MPI_IN_PLACE, rmax, 2, MPI_DOUBLE, MPI_MAX, d.comm));
   if (d.rank == 0) {
     const double flops = 2.0 * n * (double)n * D;
-    printf("n=%d D=%d classes=%d ranks=%d threads=%d depth=%d qblock=%d rblock=%d\n", n, D, C, d.size, nthr,
-           depth, qb, rb);
+    printf("n=%d D=%d classes=%d (%s) ranks=%d threads=%d depth=%d qblock=%d rblock=%d\n", n, D, C,
+           interleaved ? "interleaved" : "blocks", d.size, nthr, depth, qb, rb);
     printf("knn_s=%.3f gemm_s=%.3f knn_over_gemm=%.2f gemm_gflops=%.1f\n", tt[0], tt[1], tt[0] / tt[1],
            flops / d.size / tt[1] * 1e-9);
     printf("rank0_phases_s (thread seconds): sample=%.3f gemm=%.3f scan=%.3f finish=%.3f refilled_queries=%ld\n",
