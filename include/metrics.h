@@ -12,8 +12,10 @@
  * rejects most of a tile, the survivors go to a buffer of 2 x depth keys
  * (cut back to depth in place, order kept, when full), and a stable radix
  * sort on the similarity ends it. When n >= 8 x METRICS_KNN_SAMPLE_ROWS the
- * threshold starts from every (n / METRICS_KNN_SAMPLE_ROWS)-th reference:
- * a similarity a few standard deviations above the expected depth-th of
+ * threshold starts from a sample of METRICS_KNN_SAMPLE_ROWS references, one
+ * at a hashed position in each of as many equal strata of the index range
+ * (metrics_knn_sample_row; hashed so that a period in the data, such as
+ * labels i mod C, cannot align with it): a similarity a few standard deviations above the expected depth-th of
  * the sample, so that about depth candidates pass instead of several times
  * that; a query for which fewer than depth pass (an unrepresentative
  * sample) is scanned again without it, and the result is exact either way.
@@ -73,6 +75,7 @@ typedef struct {
   uint64_t *scratch;  /* T x 2 x scw: cut, sort and sample scratch, scw = max(cap, sample) */
   float *thr;         /* T x qblock: per-query filter, at most the depth-th best similarity seen */
   int *count;         /* T x qblock: candidates held */
+  float *rows;        /* sample x D: the sampled references of the current call */
   uint32_t *span;     /* T x qblock x 2: bounds (smallest, largest) of the high halves of the keys held */
   long *refills;      /* T: queries scanned twice (sampled threshold too high) */
   double *sec;        /* T x METRICS_KNN_NPHASE: seconds per phase */
@@ -85,6 +88,8 @@ void metrics_knn_free(MetricsKnn *w);
 /* knn: (q1 - q0) x depth, row i = neighbours of query q0 + i; 1 <= depth <= n - 1 */
 void metrics_knn(int *knn, MetricsKnn *w, const float *emb, int n, int q0, int q1);
 void metrics_knn_ref(int *knn, const float *emb, int n, int D, int q0, int q1, int depth);
+/* the s-th sampled reference (0 <= s < METRICS_KNN_SAMPLE_ROWS) of n >= 8 x that */
+int metrics_knn_sample_row(int s, int n);
 /* seconds per phase and refilled queries since init, summed over threads */
 void metrics_knn_times(double sec[METRICS_KNN_NPHASE], long *refills, const MetricsKnn *w);
 

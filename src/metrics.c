@@ -280,29 +280,35 @@ static PROXYGML_HOT void knn_scan(uint64_t *keys, uint64_t *tmp, int *cnt, float
   span[1] = hi;
 }
 
-/* The per-query thresholds of a query block from a sample of the references:
- * every stride-th, S = w->sample of them. The sample's j-th best similarity,
+int metrics_knn_sample_row(int s, int n) {
+  const uint32_t stride = (uint32_t)(n / METRICS_KNN_SAMPLE_ROWS);
+  return (int)((uint32_t)s * stride + (((uint32_t)s * 2654435761u) >> 16) % stride);
+}
+
+/* The per-query thresholds of a query block from a sample of the references
+ * (w->rows, gathered by metrics_knn). The sample's j-th best similarity,
  * j a few standard deviations above the depth n / S expected, is with high
  * probability below the depth-th best of all n, so it starts the filter
  * where the running threshold would end. A threshold that proves too high
  * (fewer than depth candidates pass) is caught by knn_finish_query. */
 static void knn_sample(MetricsKnn *w, int slot, const float *emb, int n, int qa, int nq) {
-  const int D = w->D, S = w->sample, stride = n / S;
+  const int D = w->D, S = w->sample;
   float *tile = w->tile + (size_t)slot * w->qblock * w->tilew;    /* nq x S */
   uint64_t *a = w->scratch + (size_t)slot * 2 * w->scw, *tmp = a + w->scw;   /* S each */
   const double p = (double)w->depth / (n - 1), mean = p * (S - 1);
   const int j = (int)ceil(mean + 3 * sqrt(mean * (1 - p)) + 2);
   if (j >= S - 1) return;
-  /* tile (nq x S) = emb[qa..] (nq x D) . (every stride-th row of emb)^T (D x S) */
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, S, D, 1.0f, emb + (size_t)qa * D, D, emb,
-              stride * D, 0.0f, tile, S);
+  /* tile (nq x S) = emb[qa..] (nq x D) . rows^T (D x S) */
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, S, D, 1.0f, emb + (size_t)qa * D, D, w->rows, D, 0.0f,
+              tile, S);
   for (int i = 0; i < nq; i++) {
     const float *s = tile + (size_t)i * S;
     const int self = qa + i;
     int m = 0;
     for (int r = 0; r < S; r++) {
-      a[m] = knn_key(s[r], r * stride);
-      m += r * stride != self;
+      const int row = metrics_knn_sample_row(r, n);
+      a[m] = knn_key(s[r], row);
+      m += row != self;
     }
     w->thr[(size_t)slot * w->qblock + i] = knn_key_sim(knn_kth(a, tmp, m, j));
   }
@@ -343,6 +349,8 @@ static void knn_finish_query(int *out, MetricsKnn *w, int slot, int i, const flo
   for (int j = 0; j < depth; j++) out[j] = (int)(uint32_t)tmp[j];
 }
 
+static int knn_sampled(const MetricsKnn *w, int n) { return w->sample > 0 && n / w->sample >= 8; }
+
 /* queries [qa, qa + nq) with thread slot `slot`'s workspace; out: nq x depth */
 static void knn_block(int *out, MetricsKnn *w, int slot, const float *emb, int n, int qa, int nq) {
   const int D = w->D, depth = w->depth, cap = w->cap;
@@ -355,7 +363,7 @@ static void knn_block(int *out, MetricsKnn *w, int slot, const float *emb, int n
   double *sec = w->sec + (size_t)slot * METRICS_KNN_NPHASE;
   for (int i = 0; i < nq; i++) { cnt[i] = 0; thr[i] = -INFINITY; span[2 * i] = UINT32_MAX; span[2 * i + 1] = 0; }
   double t0 = now_sec(), t1;
-  if (w->sample > 0 && n / w->sample >= 8) knn_sample(w, slot, emb, n, qa, nq);
+  if (knn_sampled(w, n)) knn_sample(w, slot, emb, n, qa, nq);
   t1 = now_sec(); sec[METRICS_KNN_SAMPLE] += t1 - t0; t0 = t1;
   for (int ra = 0; ra < n; ra += w->rblock) {
     const int nr = imin(w->rblock, n - ra);
@@ -407,6 +415,7 @@ void metrics_knn_init(MetricsKnn *w, int D, int depth, int qblock, int rblock) {
   w->scratch = xmalloc(T * 2 * w->scw * sizeof *w->scratch);             /* T x 2 x max(cap, sample) */
   w->thr = xmalloc_f32(T * qb);                                          /* T x qblock */
   w->count = xmalloc(T * qb * sizeof *w->count);                         /* T x qblock */
+  w->rows = xmalloc_f32((size_t)w->sample * D);                          /* sample x D */
   w->span = xmalloc(T * qb * 2 * sizeof *w->span);                       /* T x qblock x 2 */
   w->refills = xcalloc(T, sizeof *w->refills);                           /* T */
   w->sec = xcalloc(T * METRICS_KNN_NPHASE, sizeof *w->sec);              /* T x NPHASE */
@@ -418,6 +427,7 @@ void metrics_knn_free(MetricsKnn *w) {
   free(w->scratch);
   free(w->thr);
   free(w->count);
+  free(w->rows);
   free(w->span);
   free(w->refills);
   free(w->sec);
@@ -430,6 +440,10 @@ void metrics_knn(int *knn, MetricsKnn *w, const float *emb, int n, int q0, int q
   const int qb = w->qblock, nblk = (q1 - q0 + qb - 1) / qb;
   /* one query block per thread at a time: its own sgemm tiles and buffers,
    * no serial phase and no barrier between tiles */
+  if (knn_sampled(w, n))
+    for (int s = 0; s < w->sample; s++)   /* S x D: the sample's rows, contiguous for sgemm */
+      memcpy(w->rows + (size_t)s * w->D, emb + (size_t)metrics_knn_sample_row(s, n) * w->D,
+             (size_t)w->D * sizeof *w->rows);
   const int nt = nblk > 1 ? blas_serial_begin() : 1;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(w->nthreads) if (nblk > 1)
   for (int b = 0; b < nblk; b++) {

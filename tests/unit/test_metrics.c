@@ -317,17 +317,22 @@ Test(metrics, knn_sampled_threshold_on_ties) {
   free(x);
 }
 
-/* A sample that misleads: the sampled rows 0, 8, .., 312 are copies of the
+/* A sample that misleads: the first 40 sampled rows are copies of the
  * query, every other row is short, so the sampled threshold (the query's own
  * norm) lets 40 < depth candidates through. The query must be scanned again,
  * and the answer (40 tied copies by index, then the rest) stay exact. */
 Test(metrics, knn_sample_too_high_rescans) {
-  const int n = 8 * METRICS_KNN_SAMPLE_ROWS, D = 3, q = 1, depth = 100, stride = n / METRICS_KNN_SAMPLE_ROWS;
+  const int n = 8 * METRICS_KNN_SAMPLE_ROWS, D = 3, q = 1, depth = 100;
   float *x = quantised_data(n, D, 12);
   for (size_t i = 0; i < (size_t)n * D; i++) x[i] /= 8;   /* short rows: |dot| <= 3/8 with the query */
   const float qv[3] = {1.0f, 0.5f, -0.75f};
   memcpy(x + (size_t)q * D, qv, sizeof qv);
-  for (int r = 0; r < 40; r++) memcpy(x + (size_t)r * stride * D, qv, sizeof qv);
+  int copies[40];
+  for (int r = 0; r < 40; r++) {
+    copies[r] = metrics_knn_sample_row(r, n);
+    cr_assert(copies[r] >= 8 * r && copies[r] < 8 * (r + 1) && copies[r] != q, "sample row %d: %d", r, copies[r]);
+    memcpy(x + (size_t)copies[r] * D, qv, sizeof qv);
+  }
   MetricsKnn w;
   metrics_knn_init(&w, D, depth, 0, 0);
   int got[100], want[100];
@@ -339,7 +344,7 @@ Test(metrics, knn_sample_too_high_rescans) {
   metrics_knn_ref(want, x, n, D, q, q + 1, depth);
   cr_expect_eq(refills, 1, "refilled queries: %ld", refills);
   cr_expect(!memcmp(got, want, sizeof got), "differs");
-  for (int j = 0; j < 40; j++) cr_expect_eq(got[j], j * stride, "rank %d: %d", j, got[j]);
+  for (int j = 0; j < 40; j++) cr_expect_eq(got[j], copies[j], "rank %d: %d", j, got[j]);
   free(x);
 }
 
