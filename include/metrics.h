@@ -10,18 +10,20 @@
  * its own cblas_sgemm tile, and each query keeps a threshold, at most the
  * depth-th best similarity seen: a vector compare per 16 similarities
  * rejects most of a tile, the survivors go to a buffer of 2 x depth keys
- * (cut back to depth in place, order kept, when full), and a stable radix
- * sort on the similarity ends it. When n >= 8 x METRICS_KNN_SAMPLE_ROWS the
- * threshold starts from a sample of METRICS_KNN_SAMPLE_ROWS references, one
- * at a hashed position in each of as many equal strata of the index range
- * (metrics_knn_sample_row; hashed so that a period in the data, such as
- * labels i mod C, cannot align with it): a similarity a few standard deviations above the expected depth-th of
- * the sample, so that about depth candidates pass instead of several times
- * that; a query for which fewer than depth pass (an unrepresentative
- * sample) is scanned again without it, and the result is exact either way.
- * Memory: per thread, a tile and 2 x depth + 64 keys per query of the
- * block; n x n is never formed. metrics_knn_ref is the naive
- * double-precision full sort that the tests hold it against.
+ * (cut back to depth in place, index order kept, when full), and a bucket
+ * select with an insertion sort on the similarity ends it.
+ *
+ * When n >= 8 x METRICS_KNN_SAMPLE_ROWS the threshold starts from a sample
+ * of METRICS_KNN_SAMPLE_ROWS references, one at a hashed position in each of
+ * as many equal strata of the index range (metrics_knn_sample_row; hashed so
+ * that a period in the data, such as labels i mod C, cannot align with it):
+ * a similarity a few standard deviations above the expected depth-th of the
+ * sample, so that about depth candidates pass instead of several times that.
+ * A query for which fewer than depth pass (an unrepresentative sample) is
+ * scanned again without it; the result is exact either way. Memory: per
+ * thread, a tile and 2 x depth + 64 keys per query of the block; n x n is
+ * never formed. metrics_knn_ref is the naive double-precision full sort that
+ * the tests hold it against.
  *
  * Retrieval metrics are partial sums so that ranks can split the queries:
  *

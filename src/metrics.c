@@ -68,7 +68,8 @@ static int upper_bound(const int *s, int n, int v) {
 
 /* A candidate is one uint64 key: ascending keys = nearest first, equal
  * similarities by lower index (high 32 bits: the similarity, order-flipped;
- * low 32 bits: the index). Integer compares, and a radix sort at the end. */
+ * low 32 bits: the index). Integer compares; a buffer kept in index order
+ * needs only its high halves sorted (stably) to be in key order. */
 static inline uint64_t knn_key(float s, int idx) {
   s += 0.0f;   /* -0 -> +0: they compare equal as floats, so must tie as keys */
   uint32_t b;
@@ -326,7 +327,7 @@ static void knn_mask_self(float *s, int self, int nr) {
 static void knn_finish_query(int *out, MetricsKnn *w, int slot, int i, const float *emb, int n, int q) {
   const int D = w->D, depth = w->depth, cap = w->cap;
   uint64_t *keys = w->keys + ((size_t)slot * w->qblock + i) * cap;   /* cap */
-  uint64_t *tmp = w->scratch + (size_t)slot * 2 * w->scw;            /* cap */
+  uint64_t *tmp = w->scratch + (size_t)slot * 2 * w->scw;            /* 2 x scw */
   int *cnt = w->count + (size_t)slot * w->qblock + i;
   float *thr = w->thr + (size_t)slot * w->qblock + i;
   uint32_t *span = w->span + ((size_t)slot * w->qblock + i) * 2;
@@ -438,12 +439,12 @@ void metrics_knn(int *knn, MetricsKnn *w, const float *emb, int n, int q0, int q
   CHECK(0 <= q0 && q0 <= q1 && q1 <= n, "metrics_knn: query range [%d, %d) outside [0, %d)", q0, q1, n);
   CHECK(w->depth <= n - 1, "metrics_knn: depth %d > n - 1 = %d", w->depth, n - 1);
   const int qb = w->qblock, nblk = (q1 - q0 + qb - 1) / qb;
-  /* one query block per thread at a time: its own sgemm tiles and buffers,
-   * no serial phase and no barrier between tiles */
   if (knn_sampled(w, n))
     for (int s = 0; s < w->sample; s++)   /* S x D: the sample's rows, contiguous for sgemm */
       memcpy(w->rows + (size_t)s * w->D, emb + (size_t)metrics_knn_sample_row(s, n) * w->D,
              (size_t)w->D * sizeof *w->rows);
+  /* one query block per thread at a time: its own sgemm tiles and buffers,
+   * no serial phase and no barrier between tiles */
   const int nt = nblk > 1 ? blas_serial_begin() : 1;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(w->nthreads) if (nblk > 1)
   for (int b = 0; b < nblk; b++) {
