@@ -98,6 +98,7 @@ typedef struct {
   int64_t collective_timeout;   /* seconds one MPI call may block before the job is ended; 0 = off */
   int64_t shard_proxies;        /* 1: proxies sharded by class across the ranks (include/proxyshard.h) */
   int64_t reg_sampled;          /* 1: the sampled regulariser of the sharded loss */
+  int64_t nmi_max_clusters;     /* NMI (k-means, k = test classes) only up to this many; 0 = always */
   double bucket_mib;            /* gradient bucket size when overlapping, > 0 */
   int shard_optimizer;          /* ZeRO-1: Adam state and update split over the ranks */
   int overlap;                  /* reduce gradient buckets during the backward pass */
@@ -149,7 +150,7 @@ void cfg_dump(const Config *c, FILE *out);
 int cfg_write_attrs(const Config *c, hid_t loc);
 /* FNV-1a 64 of the canonical dump of the keys that shape the training
  * trajectory. Keys that can change when resuming a run (name, epochs,
- * eval_epochs, recall_ks, kmeans_restarts, threads, checkpoint_every,
+ * eval_epochs, recall_ks, kmeans_restarts, nmi_max_clusters, threads, checkpoint_every,
  * check_sync_every, dump_grads, collective_timeout, shard_optimizer, overlap,
  * bucket_mib, shard_proxies) are left out; --help marks them. So are the keys of the
  * losses not chosen, and `loss` itself when it is proxygml: a ProxyGML

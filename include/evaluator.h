@@ -12,7 +12,8 @@
  * Each rank embeds its shard of the test rows (in chunks of `chunk` rows,
  * the model's largest batch), the embeddings are gathered on every rank
  * (n_test x D), each rank ranks the neighbours of its own queries and the
- * partial sums are added over ranks; rank 0 runs k-means and broadcasts NMI.
+ * partial sums are added over ranks; rank 0 runs k-means and broadcasts NMI,
+ * unless there are more than nmi_max_clusters test classes (NMI is NaN).
  * M = 0 (proxies sharded across the ranks): sub_idx and sub_sim are
  * allocated but left to the caller (proxyshard_topk).
  * Memory: O(n_test x D) per rank, never n_test^2.
@@ -33,6 +34,8 @@ typedef struct {
   const int *labels;           /* n_test: every test label (borrowed) */
   int64_t n;                   /* test rows in all */
   int D, M, K, chunk;
+  int n_classes;               /* distinct test labels: the k of NMI's k-means */
+  int nmi_max_clusters;        /* NMI only when n_classes <= this; 0 = always (set by the caller, default 0) */
   MetricsEval ev;
   int ks[METRICS_MAXK], nk;
   float *x;                    /* chunk x row_size: network input */

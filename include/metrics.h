@@ -5,13 +5,25 @@
  * kNN. Similarity is the inner product of the rows of `emb` (n x D, float32,
  * L2-normalised by the caller). For each query q in [q0, q1) metrics_knn finds
  * the `depth` most similar rows among ALL n, q itself excluded, nearest first,
- * equal similarities ordered by lower index. It walks query blocks x
- * reference blocks: one cblas_sgemm per tile, then every query (OpenMP)
- * keeps the candidates that beat its current depth-th best in a bounded
- * buffer (cut back by quickselect when full, radix-sorted at the end).
- * Memory is the tile plus 2 x depth candidates per query of the block; n x n
- * is never formed. metrics_knn_ref is the naive
- * double-precision full sort that the tests hold it against.
+ * equal similarities ordered by lower index (NaN-free input). The threads
+ * take query blocks; each walks the reference blocks in index order with
+ * its own cblas_sgemm tile, and each query keeps a threshold, at most the
+ * depth-th best similarity seen: a vector compare per 16 similarities
+ * rejects most of a tile, the survivors go to a buffer of 2 x depth keys
+ * (cut back to depth in place, index order kept, when full), and a bucket
+ * select with an insertion sort on the similarity ends it.
+ *
+ * When n >= 8 x METRICS_KNN_SAMPLE_ROWS the threshold starts from a sample
+ * of METRICS_KNN_SAMPLE_ROWS references, one at a hashed position in each of
+ * as many equal strata of the index range (metrics_knn_sample_row; hashed so
+ * that a period in the data, such as labels i mod C, cannot align with it):
+ * a similarity a few standard deviations above the expected depth-th of the
+ * sample, so that about depth candidates pass instead of several times that.
+ * A query for which fewer than depth pass (an unrepresentative sample) is
+ * scanned again without it; the result is exact either way. Memory: per
+ * thread, a tile and 2 x depth + 64 keys per query of the block; n x n is
+ * never formed. metrics_knn_ref is the naive double-precision full sort that
+ * the tests hold it against.
  *
  * Retrieval metrics are partial sums so that ranks can split the queries:
  *
@@ -31,8 +43,13 @@
  * k-means: k-means++ seeding (greedy, 2 + ln k candidates per centre, as in
  * sklearn) from the project's Rng, then Lloyd iterations with sgemm distance
  * blocks; `restarts` seedings, the lowest inertia wins. Same seed, same result
- * (also for any thread count). NMI is sklearn's normalized_mutual_info_score
- * with average_method='arithmetic', labels and clusters arbitrary ints.
+ * (also for any thread count). Memory O(k x D + n) for any k; time per
+ * restart about 2 n k D (2 + ln k) flops of seeding plus 2 n k D per Lloyd
+ * iteration, which is what bounds k in practice (evaluator's
+ * nmi_max_clusters). NMI is sklearn's normalized_mutual_info_score with
+ * average_method='arithmetic', labels and clusters arbitrary ints; its
+ * contingency table is the sorted (label, cluster) pairs, O(n) memory, never
+ * labels x clusters.
  *
  * Kernels return void and CHECK their preconditions. (`proxygml check-metrics`,
  * tools/check_metrics.c, holds them against an HDF5 file of expected values.)
@@ -47,22 +64,36 @@
 
 /* ------------------------------------------------------------------ kNN */
 
+#define METRICS_KNN_SAMPLE_ROWS 1024   /* references sampled for the starting thresholds */
+
+/* where metrics_knn's time goes, summed over threads (metrics_knn_times) */
+enum { METRICS_KNN_SAMPLE, METRICS_KNN_GEMM, METRICS_KNN_SCAN, METRICS_KNN_FINISH, METRICS_KNN_NPHASE };
+
+/* One slot of each buffer per OpenMP thread (T = nthreads, at init). */
 typedef struct {
-  int D, depth, cap, qblock, rblock;
-  float *tile;      /* qblock x rblock: similarities of one sgemm tile */
-  uint64_t *keys;   /* qblock x cap: per-query candidates (similarity, index), cap = 2 depth + 32 */
-  float *thr;       /* qblock: similarity to beat once a query's buffer has been cut back */
-  int *count;       /* qblock: candidates held */
-  int *pruned;      /* qblock: 1 once thr is in force */
+  int D, depth, cap, qblock, rblock, sample, tilew, scw, nthreads;
+  float *tile;        /* T x qblock x tilew: one sgemm tile, tilew = max(rblock, sample) */
+  uint64_t *keys;     /* T x qblock x cap: per-query candidates (similarity, index), cap = 2 depth + 64 */
+  uint64_t *scratch;  /* T x 2 x scw: cut, sort and sample scratch, scw = max(cap, sample) */
+  float *thr;         /* T x qblock: per-query filter, at most the depth-th best similarity seen */
+  int *count;         /* T x qblock: candidates held */
+  float *rows;        /* sample x D: the sampled references of the current call */
+  uint32_t *span;     /* T x qblock x 2: bounds (smallest, largest) of the high halves of the keys held */
+  long *refills;      /* T: queries scanned twice (sampled threshold too high) */
+  double *sec;        /* T x METRICS_KNN_NPHASE: seconds per phase */
 } MetricsKnn;
 
-/* qblock, rblock <= 0 pick defaults: 4096 references, 256 queries (fewer if
- * depth is in the thousands: the buffers stay near 32 MB) */
+/* qblock, rblock <= 0 pick defaults: 2048 references, 128 queries a thread
+ * (fewer if depth is in the thousands: the buffers stay near 32 MB a thread) */
 void metrics_knn_init(MetricsKnn *w, int D, int depth, int qblock, int rblock);
 void metrics_knn_free(MetricsKnn *w);
 /* knn: (q1 - q0) x depth, row i = neighbours of query q0 + i; 1 <= depth <= n - 1 */
 void metrics_knn(int *knn, MetricsKnn *w, const float *emb, int n, int q0, int q1);
 void metrics_knn_ref(int *knn, const float *emb, int n, int D, int q0, int q1, int depth);
+/* the s-th sampled reference (0 <= s < METRICS_KNN_SAMPLE_ROWS) of n >= 8 x that */
+int metrics_knn_sample_row(int s, int n);
+/* seconds per phase and refilled queries since init, summed over threads */
+void metrics_knn_times(double sec[METRICS_KNN_NPHASE], long *refills, const MetricsKnn *w);
 
 /* ---------------------------------------------------- retrieval metrics */
 
@@ -70,10 +101,11 @@ typedef struct {
   int n, D, nk, depth;
   int ks[METRICS_MAXK];
   int *R;          /* n: number of OTHER items with the item's label */
-  int *knn;        /* qblock x depth: neighbours of the current query block */
-  int *first;      /* qblock: rank (1-based) of the first same-label neighbour, depth + 1 if none */
-  double *ap;      /* qblock: AP@R of each query of the block */
-  double *rprec;   /* qblock: R-precision of each query of the block */
+  int *knn;        /* Q x depth: neighbours of the current queries, Q = w.qblock x w.nthreads */
+  int *first;      /* Q: rank (1-based) of the first same-label neighbour, depth + 1 if none */
+  double *ap;      /* Q: AP@R of each query */
+  double *rprec;   /* Q: R-precision of each query */
+  double *inv;     /* depth: 1 / (j + 1), the precision weights of AP@R */
   MetricsKnn w;
 } MetricsEval;
 

@@ -109,6 +109,9 @@ static const Key KEYS[] = {
   {"recall_ks", T_LIST, FLD(recall_ks), "1,2,4,8", 1, IMAX, F_RESUME, NULL, "the k of Recall@k"},
   {"kmeans_restarts", T_INT, FLD(kmeans_restarts), "5", 1, 1000, F_RESUME, NULL,
    "k-means runs for NMI, the one of least inertia is kept"},
+  {"nmi_max_clusters", T_I64, FLD(nmi_max_clusters), "20000", 0, IMAX, F_RESUME, NULL,
+   "NMI is computed only when the test split has at most this many classes (k-means costs n x classes x D "
+   "per iteration); above, it is NaN and the run says so; 0 = always"},
   {"threads", T_INT, FLD(threads), "0", 0, 4096, F_RESUME, "system", "OpenMP threads per rank; 0 = the OpenMP default"},
   {"checkpoint_every", T_INT, FLD(checkpoint_every), "0", 0, IMAX, F_RESUME, NULL, "steps between checkpoints; 0 = none"},
   {"check_sync_every", T_INT, FLD(check_sync_every), "0", 0, IMAX, F_RESUME, NULL,

@@ -40,6 +40,7 @@ void evaluator_init(Evaluator *e, Dist *d, const DatasetSplit *shard, const int 
   e->topk_v = xmalloc_f32((size_t)K);
   e->topk_i = xmalloc((size_t)K * sizeof(int));
   metrics_eval_init(&e->ev, labels, (int)e->n, D, e->ks, nk, 0, 0);
+  e->n_classes = metrics_count_distinct(labels, (int)e->n);
 }
 
 void evaluator_free(Evaluator *e) {
@@ -68,11 +69,13 @@ static void embed_shard(Evaluator *e, Model *model) {
   }
 }
 
-/* NMI of k-means (as many clusters as test classes) on rank 0, broadcast */
+/* NMI of k-means (as many clusters as test classes) on rank 0, broadcast;
+ * NaN on every rank alike (all hold every label) beyond nmi_max_clusters */
 static double nmi_of_kmeans(Evaluator *e, int restarts, uint64_t seed) {
   double nmi = NAN;
+  if (e->nmi_max_clusters > 0 && e->n_classes > e->nmi_max_clusters) return nmi;
   if (e->d->rank == 0) {
-    int k = metrics_count_distinct(e->labels, (int)e->n);
+    int k = e->n_classes;
     int *assign = xmalloc((size_t)e->n * sizeof(int));
     float *cent = xmalloc_f32((size_t)k * e->D);
     double inertia;

@@ -9,6 +9,7 @@
 #include "rng.h"
 
 #include <cblas.h>
+#include <omp.h>
 #include <float.h>
 #include <math.h>
 #include <stddef.h>
@@ -67,12 +68,13 @@ static int upper_bound(const int *s, int n, int v) {
 
 /* A candidate is one uint64 key: ascending keys = nearest first, equal
  * similarities by lower index (high 32 bits: the similarity, order-flipped;
- * low 32 bits: the index). Integer compares, and a radix sort at the end. */
+ * low 32 bits: the index). Integer compares; a buffer kept in index order
+ * needs only its high halves sorted (stably) to be in key order. */
 static inline uint64_t knn_key(float s, int idx) {
   s += 0.0f;   /* -0 -> +0: they compare equal as floats, so must tie as keys */
   uint32_t b;
   memcpy(&b, &s, sizeof b);
-  b = (b & 0x80000000u) ? ~b : (b | 0x80000000u);   /* unsigned order = float order */
+  b ^= (uint32_t)((int32_t)b >> 31) | 0x80000000u;   /* unsigned order = float order, branch-free */
   return ((uint64_t)~b << 32) | (uint32_t)idx;
 }
 
@@ -106,12 +108,11 @@ static void select_u64(uint64_t *a, int n, int k) {
   }
 }
 
-/* Moves the depth smallest keys of a (n > depth) to a[0..depth), the
- * largest of them to a[depth - 1]. Buckets on
- * the similarity bits, scaled to the range present, find the bucket holding
- * the depth-th key; two branch-free partitions, then an exact select inside
- * that one bucket. About four cheap passes instead of a branchy quickselect. */
-static void knn_cut(uint64_t *a, int n, int depth) {
+/* The k-th smallest of the keys a (n >= k >= 1, distinct), a unchanged.
+ * A histogram of the similarity bits, scaled to the range present, finds the
+ * bucket that holds it; only that bucket's keys are copied to tmp (n) and
+ * selected among: three cheap passes and a small select. */
+static PROXYGML_HOT uint64_t knn_kth(const uint64_t *a, uint64_t *tmp, int n, int k) {
   enum { NB = 2048 };
   uint32_t lo = UINT32_MAX, hi = 0;
   for (int i = 0; i < n; i++) {
@@ -125,74 +126,275 @@ static void knn_cut(uint64_t *a, int n, int depth) {
   memset(h, 0, sizeof h);
   for (int i = 0; i < n; i++) h[((uint32_t)(a[i] >> 32) - lo) >> shift]++;
   uint32_t b = 0, below = 0;   /* keys in buckets < b */
-  while (below + h[b] < (uint32_t)depth) below += h[b++];
-  int w = 0;
-  for (int i = 0; i < n; i++) {   /* buckets <= b to the front */
-    uint64_t t = a[i];
-    a[i] = a[w]; a[w] = t;
-    w += (((uint32_t)(t >> 32) - lo) >> shift) <= b;
+  while (below + h[b] < (uint32_t)k) below += h[b++];
+  int m = 0;
+  for (int i = 0; i < n; i++) {
+    tmp[m] = a[i];
+    m += (((uint32_t)(a[i] >> 32) - lo) >> shift) == b;
   }
-  int v = 0;
-  for (int i = 0; i < w; i++) {   /* of those, buckets < b to the front */
-    uint64_t t = a[i];
-    a[i] = a[v]; a[v] = t;
-    v += (((uint32_t)(t >> 32) - lo) >> shift) < b;
-  }
-  select_u64(a + v, w - v, depth - v - 1);
+  select_u64(tmp, m, k - (int)below - 1);
+  return tmp[k - (int)below - 1];
 }
 
-/* LSD radix sort of a (n) with scratch tmp (n); bytes that are equal in
- * every key (the high bytes of small indices, say) cost no pass */
-static void radix_sort_u64(uint64_t *a, uint64_t *tmp, int n) {
-  uint32_t cnt[8][256];
+/* Keeps the depth smallest keys of a (n > depth) in their order (index
+ * order, which the final sort relies on) and returns the largest kept;
+ * tmp: n scratch. */
+static uint64_t knn_cut(uint64_t *a, uint64_t *tmp, int n, int depth) {
+  const uint64_t kth = knn_kth(a, tmp, n, depth);
+  int w = 0;
+  for (int i = 0; i < n; i++) {
+    a[w] = a[i];
+    w += a[i] <= kth;
+  }
+  return kth;
+}
+
+/* Sorts a (n, ascending index order) by the similarity half of the key with
+ * a stable LSD radix sort (bytes; bytes equal in every key cost no pass):
+ * equal similarities stay in index order, so the result is in key order
+ * without sorting the index bits. tmp: n scratch. */
+static void knn_sort(uint64_t *a, uint64_t *tmp, int n) {
+  uint32_t cnt[4][256];
   memset(cnt, 0, sizeof cnt);
-  for (int i = 0; i < n; i++)
-    for (int b = 0; b < 8; b++) cnt[b][(a[i] >> (8 * b)) & 255]++;
+  for (int i = 0; i < n; i++) {
+    uint32_t u = (uint32_t)(a[i] >> 32);
+    cnt[0][u & 255]++;
+    cnt[1][(u >> 8) & 255]++;
+    cnt[2][(u >> 16) & 255]++;
+    cnt[3][u >> 24]++;
+  }
   uint64_t *src = a, *dst = tmp;
-  for (int b = 0; b < 8; b++) {
-    uint32_t *c = cnt[b];
-    if (c[(src[0] >> (8 * b)) & 255] == (uint32_t)n) continue;
+  for (int p = 0; p < 4; p++) {
+    const int sh = 32 + 8 * p;
+    uint32_t *c = cnt[p];
+    if (c[(src[0] >> sh) & 255] == (uint32_t)n) continue;
     uint32_t sum = 0;
     for (int v = 0; v < 256; v++) { uint32_t t = c[v]; c[v] = sum; sum += t; }
-    for (int i = 0; i < n; i++) dst[c[(src[i] >> (8 * b)) & 255]++] = src[i];
+    for (int i = 0; i < n; i++) dst[c[(src[i] >> sh) & 255]++] = src[i];
     uint64_t *t = src; src = dst; dst = t;
   }
   if (src != a) memcpy(a, src, (size_t)n * sizeof *a);
 }
 
-/* Merge similarities s[j0..j1) of references r0 + j into one query's buffer
- * (keys: cap; *cnt held). Until the first compaction everything is taken;
- * after it only similarities above *thr, the depth-th best so far. References
- * arrive in increasing index order, so a candidate equal to *thr loses the
- * tie: strict > is exact. A full buffer is cut back to the best depth; the
- * new threshold is the largest key kept. */
-static void knn_scan(uint64_t *keys, int *cnt, int *pruned, float *thr, int depth, int cap, const float *s,
-                     int r0, int j0, int j1) {
-  int c = *cnt, p = *pruned, j = j0;
+/* The depth smallest keys of a (n >= depth, ascending index order), in key
+ * order, into the front of tmp (n); lo <= every key's high half <= hi (the
+ * scan kept the bounds, which saves a pass over keys gone cold). One histogram of the similarity bits,
+ * scaled to the range present, into so many buckets that they hold a few
+ * keys each; a stable scatter of the buckets up to the one holding the
+ * depth-th (the rest to a dump area behind them); an insertion sort, which
+ * has only the few inversions inside buckets to undo. A bucket too full for
+ * that (many equal similarities) takes the radix sort instead. */
+static PROXYGML_HOT void knn_best(uint64_t *tmp, const uint64_t *a, int n, int depth, uint32_t lo, uint32_t hi) {
+  enum { NB = 4096, FULL = 64 };
+  int shift = 0;
+  while (((hi - lo) >> shift) >= NB) shift++;
+  uint32_t h[NB + 1];
+  memset(h, 0, sizeof h);
+  for (int i = 0; i < n; i++) h[((uint32_t)(a[i] >> 32) - lo) >> shift]++;
+  uint32_t b = 0, m = 0, widest = 0;   /* m: keys in buckets <= b */
+  while (m + h[b] < (uint32_t)depth) { widest = h[b] > widest ? h[b] : widest; m += h[b++]; }
+  widest = h[b] > widest ? h[b] : widest;
+  m += h[b];
+  for (uint32_t v = 0, sum = 0; v <= b; v++) { uint32_t t = h[v]; h[v] = sum; sum += t; }
+  h[b + 1] = m;   /* the dump: keys behind the depth-th's bucket */
+  const uint32_t dump = b + 1;
+  for (int i = 0; i < n; i++) {
+    uint32_t d = ((uint32_t)(a[i] >> 32) - lo) >> shift;
+    d = d < dump ? d : dump;
+    tmp[h[d]++] = a[i];
+  }
+  if (widest > FULL) {
+    knn_sort(tmp, tmp + m, (int)m);   /* tmp[m..n) is free: the dump is not needed */
+    return;
+  }
+  for (uint32_t i = 1; i < m; i++) {
+    uint64_t k = tmp[i];
+    uint32_t j = i;
+    for (; j > 0 && tmp[j - 1] > k; j--) tmp[j] = tmp[j - 1];
+    tmp[j] = k;
+  }
+}
+
+/* Merges similarities s (nr) of references r0 .. r0 + nr - 1 into one
+ * query's buffer (keys: cap; *cnt held), in index order. The filter s >= *thr
+ * keeps a superset of what can still make the top depth: *thr is at most the
+ * depth-th best similarity of the candidates seen (the keys decide ties), and
+ * a NaN (the query's own column) never passes. Chunks of KNN_CHUNK without a
+ * survivor cost one vector compare; the others are appended branch-free. A
+ * buffer that could overflow is cut back to the best depth and *thr raised
+ * to the similarity of the depth-th. span: bounds of the key halves held
+ * (smallest, largest), for the final selection's histogram. */
+enum { KNN_CHUNK = 16 };
+
+/* whether any of s[0..KNN_CHUNK) is >= t: one vector compare pass */
+static inline int knn_any_ge(const float *s, float t) {
+  int any = 0;
+#pragma omp simd reduction(| : any)
+  for (int j = 0; j < KNN_CHUNK; j++) any |= s[j] >= t;
+  return any;
+}
+
+static PROXYGML_HOT void knn_scan(uint64_t *keys, uint64_t *tmp, int *cnt, float *thr, uint32_t *span, int depth,
+                                  int cap, const float *s, int r0, int nr) {
+  int c = *cnt;
   float t = *thr;
-  while (j < j1) {
-    if (!p)
-      for (; j < j1 && c < cap; j++) keys[c++] = knn_key(s[j], r0 + j);
-    else
-      for (; j < j1 && c < cap; j++)
-        if (s[j] > t) keys[c++] = knn_key(s[j], r0 + j);
-    if (c == cap) {
-      knn_cut(keys, c, depth);
+  uint32_t lo = span[0], hi = span[1];
+  for (int j0 = 0; j0 < nr; j0 += KNN_CHUNK) {
+    const int m = imin(KNN_CHUNK, nr - j0);
+    if (m == KNN_CHUNK) {
+      if (!knn_any_ge(s + j0, t)) continue;
+      uint32_t u[KNN_CHUNK];   /* the chunk's key halves, as knn_key makes them, in vector registers */
+      int32_t pass[KNN_CHUNK];
+      memcpy(u, s + j0, sizeof u);
+#pragma omp simd reduction(min : lo) reduction(max : hi)
+      for (int j = 0; j < KNN_CHUNK; j++) {
+        uint32_t b = u[j] == 0x80000000u ? 0 : u[j];   /* -0 as +0 */
+        u[j] = ~(b ^ ((uint32_t)((int32_t)b >> 31) | 0x80000000u));
+        pass[j] = s[j0 + j] >= t;
+        lo = pass[j] && u[j] < lo ? u[j] : lo;
+        hi = pass[j] && u[j] > hi ? u[j] : hi;
+      }
+      for (int j = 0; j < KNN_CHUNK; j++) {   /* branch-free compaction */
+        keys[c] = (uint64_t)u[j] << 32 | (uint32_t)(r0 + j0 + j);
+        c += pass[j];
+      }
+    } else {
+      for (int j = j0; j < nr; j++) {
+        const uint64_t k = knn_key(s[j], r0 + j);
+        const int pass = s[j] >= t;
+        keys[c] = k;
+        c += pass;
+        lo = pass && (uint32_t)(k >> 32) < lo ? (uint32_t)(k >> 32) : lo;
+        hi = pass && (uint32_t)(k >> 32) > hi ? (uint32_t)(k >> 32) : hi;
+      }
+    }
+    if (c > cap - KNN_CHUNK) {
+      const uint64_t kth = knn_cut(keys, tmp, c, depth);
+      t = knn_key_sim(kth);
+      hi = (uint32_t)(kth >> 32);
       c = depth;
-      t = knn_key_sim(keys[depth - 1]);
-      p = 1;
     }
   }
   *cnt = c;
-  *pruned = p;
   *thr = t;
+  span[0] = lo;
+  span[1] = hi;
 }
 
-/* the best depth keys of a query, nearest first, as indices into out (depth) */
-static void knn_finish(int *out, uint64_t *keys, int cnt, int depth) {
-  if (cnt > depth) knn_cut(keys, cnt, depth);
-  radix_sort_u64(keys, keys + depth, depth);   /* cap >= 2 depth: the rest is scratch */
-  for (int j = 0; j < depth; j++) out[j] = (int)(uint32_t)keys[j];
+int metrics_knn_sample_row(int s, int n) {
+  const uint32_t stride = (uint32_t)(n / METRICS_KNN_SAMPLE_ROWS);
+  return (int)((uint32_t)s * stride + (((uint32_t)s * 2654435761u) >> 16) % stride);
+}
+
+/* The per-query thresholds of a query block from a sample of the references
+ * (w->rows, gathered by metrics_knn). The sample's j-th best similarity,
+ * j a few standard deviations above the depth n / S expected, is with high
+ * probability below the depth-th best of all n, so it starts the filter
+ * where the running threshold would end. A threshold that proves too high
+ * (fewer than depth candidates pass) is caught by knn_finish_query. */
+static void knn_sample(MetricsKnn *w, int slot, const float *emb, int n, int qa, int nq) {
+  const int D = w->D, S = w->sample;
+  float *tile = w->tile + (size_t)slot * w->qblock * w->tilew;    /* nq x S */
+  uint64_t *a = w->scratch + (size_t)slot * 2 * w->scw, *tmp = a + w->scw;   /* S each */
+  const double p = (double)w->depth / (n - 1), mean = p * (S - 1);
+  const int j = (int)ceil(mean + 3 * sqrt(mean * (1 - p)) + 2);
+  if (j >= S - 1) return;
+  /* tile (nq x S) = emb[qa..] (nq x D) . rows^T (D x S) */
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, S, D, 1.0f, emb + (size_t)qa * D, D, w->rows, D, 0.0f,
+              tile, S);
+  for (int i = 0; i < nq; i++) {
+    const float *s = tile + (size_t)i * S;
+    const int self = qa + i;
+    int m = 0;
+    for (int r = 0; r < S; r++) {
+      const int row = metrics_knn_sample_row(r, n);
+      a[m] = knn_key(s[r], row);
+      m += row != self;
+    }
+    w->thr[(size_t)slot * w->qblock + i] = knn_key_sim(knn_kth(a, tmp, m, j));
+  }
+}
+
+/* The query's column of a tile becomes NaN, which no filter passes. */
+static void knn_mask_self(float *s, int self, int nr) {
+  if (self >= 0 && self < nr) s[self] = NAN;
+}
+
+/* The depth nearest of query q, nearest first, into out (depth). Fewer than
+ * depth candidates held means the sampled threshold was above the depth-th
+ * best: the query is scanned again without one (rare: a sample far from
+ * representative). */
+static void knn_finish_query(int *out, MetricsKnn *w, int slot, int i, const float *emb, int n, int q) {
+  const int D = w->D, depth = w->depth, cap = w->cap;
+  uint64_t *keys = w->keys + ((size_t)slot * w->qblock + i) * cap;   /* cap */
+  uint64_t *tmp = w->scratch + (size_t)slot * 2 * w->scw;            /* 2 x scw */
+  int *cnt = w->count + (size_t)slot * w->qblock + i;
+  float *thr = w->thr + (size_t)slot * w->qblock + i;
+  uint32_t *span = w->span + ((size_t)slot * w->qblock + i) * 2;
+  if (*cnt < depth) {
+    float *s = w->tile + (size_t)slot * w->qblock * w->tilew;         /* rblock: the tile is free now */
+    *cnt = 0;
+    *thr = -INFINITY;
+    span[0] = UINT32_MAX;
+    span[1] = 0;
+    for (int ra = 0; ra < n; ra += w->rblock) {
+      const int nr = imin(w->rblock, n - ra);
+      cblas_sgemv(CblasRowMajor, CblasNoTrans, nr, D, 1.0f, emb + (size_t)ra * D, D, emb + (size_t)q * D, 1,
+                  0.0f, s, 1);
+      knn_mask_self(s, q - ra, nr);
+      knn_scan(keys, tmp, cnt, thr, span, depth, cap, s, ra, nr);
+    }
+    w->refills[slot]++;
+  }
+  knn_best(tmp, keys, *cnt, depth, span[0], span[1]);
+  for (int j = 0; j < depth; j++) out[j] = (int)(uint32_t)tmp[j];
+}
+
+static int knn_sampled(const MetricsKnn *w, int n) { return w->sample > 0 && n / w->sample >= 8; }
+
+/* queries [qa, qa + nq) with thread slot `slot`'s workspace; out: nq x depth */
+static void knn_block(int *out, MetricsKnn *w, int slot, const float *emb, int n, int qa, int nq) {
+  const int D = w->D, depth = w->depth, cap = w->cap;
+  float *tile = w->tile + (size_t)slot * w->qblock * w->tilew;       /* nq x nr */
+  uint64_t *keys = w->keys + (size_t)slot * w->qblock * cap;          /* nq x cap */
+  uint64_t *tmp = w->scratch + (size_t)slot * 2 * w->scw;            /* cap */
+  float *thr = w->thr + (size_t)slot * w->qblock;                     /* nq */
+  int *cnt = w->count + (size_t)slot * w->qblock;                     /* nq */
+  uint32_t *span = w->span + (size_t)slot * w->qblock * 2;            /* nq x 2 */
+  double *sec = w->sec + (size_t)slot * METRICS_KNN_NPHASE;
+  for (int i = 0; i < nq; i++) { cnt[i] = 0; thr[i] = -INFINITY; span[2 * i] = UINT32_MAX; span[2 * i + 1] = 0; }
+  double t0 = now_sec(), t1;
+  if (knn_sampled(w, n)) knn_sample(w, slot, emb, n, qa, nq);
+  t1 = now_sec(); sec[METRICS_KNN_SAMPLE] += t1 - t0; t0 = t1;
+  for (int ra = 0; ra < n; ra += w->rblock) {
+    const int nr = imin(w->rblock, n - ra);
+    /* tile (nq x nr) = emb[qa..] (nq x D) . emb[ra..]^T (D x nr) */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nr, D, 1.0f, emb + (size_t)qa * D, D,
+                emb + (size_t)ra * D, D, 0.0f, tile, nr);
+    t1 = now_sec(); sec[METRICS_KNN_GEMM] += t1 - t0; t0 = t1;
+    for (int i = 0; i < nq; i++) {
+      float *s = tile + (size_t)i * nr;   /* nr */
+      knn_mask_self(s, qa + i - ra, nr);
+      knn_scan(keys + (size_t)i * cap, tmp, &cnt[i], &thr[i], span + 2 * i, depth, cap, s, ra, nr);
+    }
+    t1 = now_sec(); sec[METRICS_KNN_SCAN] += t1 - t0; t0 = t1;
+  }
+  for (int i = 0; i < nq; i++) knn_finish_query(out + (size_t)i * depth, w, slot, i, emb, n, qa + i);
+  sec[METRICS_KNN_FINISH] += now_sec() - t0;
+}
+
+/* OpenBLAS's OpenMP build runs serially inside our parallel region by itself
+ * (and its openblas_set_num_threads is omp_set_num_threads: not to be
+ * called); the pthread build is switched to one thread around the region. */
+static int blas_serial_begin(void) {
+  if (openblas_get_parallel() == 2) return 1;
+  int nt = openblas_get_num_threads();
+  if (nt != 1) openblas_set_num_threads(1);
+  return nt;
+}
+
+static void blas_serial_end(int nt) {
+  if (nt != 1) openblas_set_num_threads(nt);
 }
 
 void metrics_knn_init(MetricsKnn *w, int D, int depth, int qblock, int rblock) {
@@ -200,53 +402,64 @@ void metrics_knn_init(MetricsKnn *w, int D, int depth, int qblock, int rblock) {
   memset(w, 0, sizeof *w);
   w->D = D;
   w->depth = depth;
-  w->cap = 4 * depth + 32;   /* a cut-back every >= 3 depth + 32 accepted candidates */
-  /* default: 256 queries, fewer when deep buffers would pass ~32 MB */
-  w->qblock = qblock > 0 ? qblock : imax(1, imin(256, (4 << 20) / w->cap));
-  w->rblock = rblock > 0 ? rblock : 4096;
-  w->tile = xmalloc_f32((size_t)w->qblock * w->rblock);                   /* qblock x rblock */
-  w->keys = xmalloc((size_t)w->qblock * w->cap * sizeof *w->keys);        /* qblock x cap */
-  w->thr = xmalloc_f32((size_t)w->qblock);                                /* qblock */
-  w->count = xmalloc((size_t)w->qblock * sizeof *w->count);               /* qblock */
-  w->pruned = xmalloc((size_t)w->qblock * sizeof *w->pruned);             /* qblock */
+  w->cap = 2 * depth + 4 * KNN_CHUNK;   /* a cut-back every >= depth + 3 chunks accepted */
+  /* default: 128 queries a thread, fewer when deep buffers would pass ~32 MB */
+  w->qblock = qblock > 0 ? qblock : imax(1, imin(128, (4 << 20) / w->cap));
+  w->rblock = rblock > 0 ? rblock : 2048;
+  w->sample = METRICS_KNN_SAMPLE_ROWS;
+  w->tilew = imax(w->rblock, w->sample);
+  w->nthreads = omp_get_max_threads();
+  const size_t T = (size_t)w->nthreads, qb = (size_t)w->qblock;
+  w->tile = xmalloc_f32(T * qb * w->tilew);                              /* T x qblock x tilew */
+  w->keys = xmalloc(T * qb * w->cap * sizeof *w->keys);                  /* T x qblock x cap */
+  w->scw = imax(w->cap, w->sample);
+  w->scratch = xmalloc(T * 2 * w->scw * sizeof *w->scratch);             /* T x 2 x max(cap, sample) */
+  w->thr = xmalloc_f32(T * qb);                                          /* T x qblock */
+  w->count = xmalloc(T * qb * sizeof *w->count);                         /* T x qblock */
+  w->rows = xmalloc_f32((size_t)w->sample * D);                          /* sample x D */
+  w->span = xmalloc(T * qb * 2 * sizeof *w->span);                       /* T x qblock x 2 */
+  w->refills = xcalloc(T, sizeof *w->refills);                           /* T */
+  w->sec = xcalloc(T * METRICS_KNN_NPHASE, sizeof *w->sec);              /* T x NPHASE */
 }
 
 void metrics_knn_free(MetricsKnn *w) {
   free(w->tile);
   free(w->keys);
+  free(w->scratch);
   free(w->thr);
   free(w->count);
-  free(w->pruned);
+  free(w->rows);
+  free(w->span);
+  free(w->refills);
+  free(w->sec);
   memset(w, 0, sizeof *w);
 }
 
 void metrics_knn(int *knn, MetricsKnn *w, const float *emb, int n, int q0, int q1) {
-  const int D = w->D, depth = w->depth, cap = w->cap;
   CHECK(0 <= q0 && q0 <= q1 && q1 <= n, "metrics_knn: query range [%d, %d) outside [0, %d)", q0, q1, n);
-  CHECK(depth <= n - 1, "metrics_knn: depth %d > n - 1 = %d", depth, n - 1);
-  for (int qa = q0; qa < q1; qa += w->qblock) {
-    const int nq = imin(w->qblock, q1 - qa);
-    for (int i = 0; i < nq; i++) { w->count[i] = 0; w->pruned[i] = 0; w->thr[i] = 0; }
-    for (int ra = 0; ra < n; ra += w->rblock) {
-      const int nr = imin(w->rblock, n - ra);
-      const int last = ra + nr == n;
-      /* tile (nq x nr) = emb[qa..] (nq x D) . emb[ra..]^T (D x nr) */
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nr, D, 1.0f, emb + (size_t)qa * D, D,
-                  emb + (size_t)ra * D, D, 0.0f, w->tile, nr);
-#pragma omp parallel for schedule(dynamic, 4)
-      for (int i = 0; i < nq; i++) {
-        const float *s = w->tile + (size_t)i * nr;      /* nr */
-        uint64_t *keys = w->keys + (size_t)i * cap;     /* cap */
-        const int self = qa + i - ra;                   /* the query's column, if in this block */
-        if (self >= 0 && self < nr) {
-          knn_scan(keys, &w->count[i], &w->pruned[i], &w->thr[i], depth, cap, s, ra, 0, self);
-          knn_scan(keys, &w->count[i], &w->pruned[i], &w->thr[i], depth, cap, s, ra, self + 1, nr);
-        } else {
-          knn_scan(keys, &w->count[i], &w->pruned[i], &w->thr[i], depth, cap, s, ra, 0, nr);
-        }
-        if (last) knn_finish(knn + (size_t)(qa - q0 + i) * depth, keys, w->count[i], depth);
-      }
-    }
+  CHECK(w->depth <= n - 1, "metrics_knn: depth %d > n - 1 = %d", w->depth, n - 1);
+  const int qb = w->qblock, nblk = (q1 - q0 + qb - 1) / qb;
+  if (knn_sampled(w, n))
+    for (int s = 0; s < w->sample; s++)   /* S x D: the sample's rows, contiguous for sgemm */
+      memcpy(w->rows + (size_t)s * w->D, emb + (size_t)metrics_knn_sample_row(s, n) * w->D,
+             (size_t)w->D * sizeof *w->rows);
+  /* one query block per thread at a time: its own sgemm tiles and buffers,
+   * no serial phase and no barrier between tiles */
+  const int nt = nblk > 1 ? blas_serial_begin() : 1;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(w->nthreads) if (nblk > 1)
+  for (int b = 0; b < nblk; b++) {
+    const int qa = q0 + b * qb;
+    knn_block(knn + (size_t)(qa - q0) * w->depth, w, omp_get_thread_num(), emb, n, qa, imin(qb, q1 - qa));
+  }
+  blas_serial_end(nt);
+}
+
+void metrics_knn_times(double sec[METRICS_KNN_NPHASE], long *refills, const MetricsKnn *w) {
+  for (int p = 0; p < METRICS_KNN_NPHASE; p++) sec[p] = 0;
+  *refills = 0;
+  for (int t = 0; t < w->nthreads; t++) {
+    for (int p = 0; p < METRICS_KNN_NPHASE; p++) sec[p] += w->sec[(size_t)t * METRICS_KNN_NPHASE + p];
+    *refills += w->refills[t];
   }
 }
 
@@ -302,11 +515,13 @@ void metrics_eval_init(MetricsEval *e, const int *labels, int n, int D, const in
   free(s);
   e->depth = imin(n - 1, imax(maxk, maxR));
   metrics_knn_init(&e->w, D, e->depth, qblock, rblock);
-  const int qb = e->w.qblock;
-  e->knn = xmalloc((size_t)qb * e->depth * sizeof *e->knn);   /* qblock x depth */
-  e->first = xmalloc((size_t)qb * sizeof *e->first);           /* qblock */
-  e->ap = xmalloc_f64((size_t)qb);                             /* qblock */
-  e->rprec = xmalloc_f64((size_t)qb);                          /* qblock */
+  const int qb = e->w.qblock * e->w.nthreads;   /* a query block for each thread */
+  e->knn = xmalloc((size_t)qb * e->depth * sizeof *e->knn);   /* Q x depth */
+  e->first = xmalloc((size_t)qb * sizeof *e->first);           /* Q */
+  e->ap = xmalloc_f64((size_t)qb);                             /* Q */
+  e->rprec = xmalloc_f64((size_t)qb);                          /* Q */
+  e->inv = xmalloc_f64((size_t)e->depth);                      /* depth */
+  for (int j = 0; j < e->depth; j++) e->inv[j] = 1.0 / (j + 1);
 }
 
 void metrics_eval_free(MetricsEval *e) {
@@ -315,6 +530,7 @@ void metrics_eval_free(MetricsEval *e) {
   free(e->first);
   free(e->ap);
   free(e->rprec);
+  free(e->inv);
   metrics_knn_free(&e->w);
   memset(e, 0, sizeof *e);
 }
@@ -332,8 +548,9 @@ void metrics_sums_add_range(MetricsSums *s, MetricsEval *e, const float *emb, co
   CHECK(s->nk == e->nk && !memcmp(s->ks, e->ks, sizeof s->ks[0] * (size_t)s->nk),
         "metrics_sums_add_range: sums and eval have different ks");
   const int depth = e->depth;
-  for (int qa = q0; qa < q1; qa += e->w.qblock) {
-    const int nq = imin(e->w.qblock, q1 - qa);
+  const int qb = e->w.qblock * e->w.nthreads;
+  for (int qa = q0; qa < q1; qa += qb) {
+    const int nq = imin(qb, q1 - qa);
     metrics_knn(e->knn, &e->w, emb, e->n, qa, qa + nq);
 #pragma omp parallel for schedule(static)
     for (int i = 0; i < nq; i++) {
@@ -345,8 +562,11 @@ void metrics_sums_add_range(MetricsSums *s, MetricsEval *e, const float *emb, co
       e->first[i] = first;
       double ap = 0;
       int rel = 0;
-      for (int j = 0; j < R; j++)   /* R <= depth by construction */
-        if (labels[nb[j]] == lab) { rel++; ap += (double)rel / (j + 1); }
+      for (int j = 0; j < R; j++) {   /* R <= depth by construction; branch-free: hits are a coin toss */
+        const int hit = labels[nb[j]] == lab;
+        rel += hit;
+        ap += (double)(hit * rel) * e->inv[j];
+      }
       e->ap[i] = R > 0 ? ap / R : 0;
       e->rprec[i] = R > 0 ? (double)rel / R : 0;
     }
@@ -399,19 +619,20 @@ int metrics_count_distinct(const int *labels, int n) {
   return nu;
 }
 
-/* Workspace of one k-means call (allocated once, reused by every restart). */
+/* Workspace of one k-means call (allocated once, reused by every restart):
+ * O(k x D + n), whatever k. */
 typedef struct {
-  int n, D, k, pb, trials;
+  int n, D, k, pb, sb, trials;
   float *xx;        /* n: ||x_i||^2 */
   float *cc;        /* k: ||c_j||^2 */
-  float *tile;      /* max(pb x k, trials x n): sgemm products */
+  float *tile;      /* max(pb x k, trials x sb): sgemm products */
+  float *dot;       /* n: x . c of one centre (seeding) */
   double *closest;  /* n: squared distance to the nearest centre chosen so far (seeding) */
-  double *cand;     /* trials x n: the same if a candidate were added */
   double *cum;      /* n: running sum of closest */
   float *dist;      /* n: squared distance of each point to its assigned centre */
   double *sums;     /* k x D: per-cluster coordinate sums */
   int *counts;      /* k */
-  float *newc;      /* k x D */
+  float *newc;      /* max(k, trials) x D */
 } Kmeans;
 
 /* assign each point to its nearest centre (ties: lower id); dist gets the distance */
@@ -442,20 +663,30 @@ static void kmeans_assign(Kmeans *w, int *assign, const float *x, const float *c
   }
 }
 
+/* closest[i] = min(closest[i], squared distance of x_i to x_id); returns the
+ * new potential, the sum of closest */
+static double kmeans_add_centre(Kmeans *w, const float *x, int id) {
+  cblas_sgemv(CblasRowMajor, CblasNoTrans, w->n, w->D, 1.0f, x, w->D, x + (size_t)id * w->D, 1, 0.0f, w->dot, 1);
+  double pot = 0;
+  for (int i = 0; i < w->n; i++) {
+    w->closest[i] = fmin(w->closest[i], fmax((double)w->xx[i] + w->xx[id] - 2.0 * w->dot[i], 0.0));
+    pot += w->closest[i];
+  }
+  return pot;
+}
+
 /* greedy k-means++ (as sklearn's _kmeans_plusplus): each new centre is the
- * best of `trials` D^2-sampled candidates, best = lowest resulting potential */
+ * best of `trials` D^2-sampled candidates, best = lowest resulting potential.
+ * The candidates' potentials come from blocks of sb points (a trials x sb
+ * tile, no trials x n buffer); the winner's distances are taken once more. */
 static void kmeans_seed(Kmeans *w, float *c, const float *x, Rng *rng) {
   const int n = w->n, D = w->D, k = w->k, T = w->trials;
   int id = (int)rng_below(rng, (uint32_t)n);
   memcpy(c, x + (size_t)id * D, (size_t)D * sizeof *c);
-  /* squared distances to the first centre: ||x||^2 + ||c||^2 - 2 x.c, as in assignment */
-  cblas_sgemv(CblasRowMajor, CblasNoTrans, n, D, 1.0f, x, D, c, 1, 0.0f, w->tile, 1);
-  double pot = 0;
-  for (int i = 0; i < n; i++) {
-    w->closest[i] = fmax((double)w->xx[i] + w->xx[id] - 2.0 * w->tile[i], 0.0);
-    pot += w->closest[i];
-  }
-  int cid[64];   /* trials <= 2 + ln(INT_MAX) < 64 */
+  for (int i = 0; i < n; i++) w->closest[i] = INFINITY;
+  double pot = kmeans_add_centre(w, x, id);
+  int cid[64];        /* trials <= 2 + ln(INT_MAX) < 64 */
+  double cpot[64];    /* each candidate's potential */
   for (int j = 1; j < k; j++) {
     double run = 0;
     for (int i = 0; i < n; i++) { run += w->closest[i]; w->cum[i] = run; }
@@ -467,25 +698,26 @@ static void kmeans_seed(Kmeans *w, float *c, const float *x, Rng *rng) {
         if (w->cum[mid] < v) lo = mid + 1; else hi = mid;
       }
       cid[t] = imin(lo, n - 1);
+      cpot[t] = 0;
       memcpy(w->newc + (size_t)t * D, x + (size_t)cid[t] * D, (size_t)D * sizeof(float));
     }
-    /* tile (T x n) = candidates (T x D) . x^T (D x n) */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, n, D, 1.0f, w->newc, D, x, D, 0.0f, w->tile, n);
-    int best = 0;
-    double best_pot = INFINITY;
-    for (int t = 0; t < T; t++) {
-      double *cd = w->cand + (size_t)t * n;   /* n */
-      const float *dot = w->tile + (size_t)t * n;
-      double p = 0;
-      for (int i = 0; i < n; i++) {
-        double d = fmax((double)w->xx[i] + w->xx[cid[t]] - 2.0 * dot[i], 0.0);
-        cd[i] = fmin(w->closest[i], d);
-        p += cd[i];
+    for (int pa = 0; pa < n; pa += w->sb) {
+      const int np = imin(w->sb, n - pa);
+      /* tile (T x np) = candidates (T x D) . x[pa..]^T (D x np) */
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, np, D, 1.0f, w->newc, D, x + (size_t)pa * D, D, 0.0f,
+                  w->tile, np);
+      for (int t = 0; t < T; t++) {
+        const float *dot = w->tile + (size_t)t * np;   /* np */
+        double p = 0;
+        for (int i = 0; i < np; i++)
+          p += fmin(w->closest[pa + i], fmax((double)w->xx[pa + i] + w->xx[cid[t]] - 2.0 * dot[i], 0.0));
+        cpot[t] += p;
       }
-      if (p < best_pot) { best_pot = p; best = t; }
     }
-    pot = best_pot;
-    memcpy(w->closest, w->cand + (size_t)best * n, (size_t)n * sizeof *w->closest);
+    int best = 0;
+    for (int t = 1; t < T; t++)
+      if (cpot[t] < cpot[best]) best = t;
+    pot = kmeans_add_centre(w, x, cid[best]);
     memcpy(c + (size_t)j * D, x + (size_t)cid[best] * D, (size_t)D * sizeof *c);
   }
 }
@@ -535,14 +767,15 @@ void metrics_kmeans(int *assign, float *centroids, double *inertia, const float 
         opt->max_iter);
   Kmeans w = {.n = n, .D = D, .k = k};
   w.pb = imax(1, imin(n, (1 << 20) / k));
+  w.sb = imin(n, 4096);
   w.trials = 2 + (int)log((double)k);
-  size_t tile = (size_t)w.trials * n;   /* >= n, which the sgemv of the first centre needs */
+  size_t tile = (size_t)w.trials * w.sb;
   if ((size_t)w.pb * k > tile) tile = (size_t)w.pb * k;
   w.xx = xmalloc_f32((size_t)n);
   w.cc = xmalloc_f32((size_t)k);
   w.tile = xmalloc_f32(tile);
+  w.dot = xmalloc_f32((size_t)n);
   w.closest = xmalloc_f64((size_t)n);
-  w.cand = xmalloc_f64((size_t)w.trials * n);
   w.cum = xmalloc_f64((size_t)n);
   w.dist = xmalloc_f32((size_t)n);
   w.sums = xmalloc_f64((size_t)k * D);
@@ -594,7 +827,7 @@ void metrics_kmeans(int *assign, float *centroids, double *inertia, const float 
     }
   }
   *inertia = best;
-  free(w.xx); free(w.cc); free(w.tile); free(w.closest); free(w.cand); free(w.cum); free(w.dist);
+  free(w.xx); free(w.cc); free(w.tile); free(w.dot); free(w.closest); free(w.cum); free(w.dist);
   free(w.sums); free(w.counts); free(w.newc); free(c); free(a); free(pd);
 }
 

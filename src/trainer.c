@@ -340,6 +340,7 @@ static void build(Trainer *T) {
   evaluator_init(&T->eval, T->d, &T->te, T->te_labels, T->D, T->sharded ? 0 : T->M, T->K, c->recall_ks.v,
                  c->recall_ks.n, eval_chunk);
   if (T->sharded) T->sel_slab = xcalloc((size_t)T->Mp, sizeof(int64_t));
+  T->eval.nmi_max_clusters = (int)c->nmi_max_clusters;
   recorder_init(&T->rec, c->recall_ks.v, c->recall_ks.n, T->steps_per_epoch * c->epochs, PHASE_NAMES, NPHASE);
   if (c->dump_grads > 0 && T->d->rank == 0) T->grad_dump = xmalloc_f32((size_t)c->dump_grads * T->n_global);
   T->start_epoch = 1;
@@ -817,6 +818,9 @@ int trainer_main(Dist *d, const TrainerArgs *a) {
     dist_log(d, "warning: the exact regulariser over C = %d classes costs %.1e flops and two %d x %d buffers per rank "
                 "each step: set reg_sampled = 1 (docs/sharding.md 3) or lambda = 0\n",
              T.C, 6.0 * T.Mp * (double)T.C * T.D, T.C, T.D);
+  if (T.cfg.nmi_max_clusters > 0 && T.eval.n_classes > T.cfg.nmi_max_clusters)
+    dist_log(d, "note: NMI is not computed (NaN): %d test classes > nmi_max_clusters = %lld\n", T.eval.n_classes,
+             (long long)T.cfg.nmi_max_clusters);
   if (d->bound_cpus < d->threads)
     dist_log(d, "warning: %d threads on %d bound CPU(s): run mpirun with --bind-to none or --map-by slot:pe=%d\n",
              d->threads, d->bound_cpus, d->threads);

@@ -31,6 +31,8 @@ expect 0 '^total fwd_ms=[0-9.]+ .*rate_vs_sgemm=[0-9.]+' "bench-backbone mlp" "$
 expect 0 '^4 +maxpool2 +64x14x14' "bench-backbone cnn" "$BIN" bench-backbone --arch cnn --batch 2 --seconds 0.3
 expect 0 'knn_s=[0-9.]+ gemm_s=[0-9.]+ knn_over_gemm=[0-9.]+' "bench-eval" "$BIN" bench-eval --n 300 --d 8 --classes 3
 expect 0 'nmi=[0-9.]+' "bench-eval k-means" "$BIN" bench-eval --n 300 --d 8 --classes 3 --restarts 2
+expect 0 'sample=[0-9.]+ gemm=[0-9.]+ scan=[0-9.]+ finish=[0-9.]+ refilled_queries=[0-9]+' "bench-eval sampled, interleaved" \
+  "$BIN" bench-eval --n 9000 --d 8 --classes 30 --interleaved --qblock 16 --rblock 500 --restarts 1 --kmeans-iter 2
 expect 2 '' "profile-loss without a preset" "$BIN" profile-loss
 expect 2 '' "profile-loss unknown preset" "$BIN" profile-loss --preset nope
 expect 2 '' "bench-backbone unknown arch" "$BIN" bench-backbone --arch resnet
@@ -38,4 +40,5 @@ expect 2 '' "bench-backbone bad batch" "$BIN" bench-backbone --arch mlp --batch 
 expect 2 '' "bench-eval bad n" "$BIN" bench-eval --n 2
 expect 2 '' "bench-eval too many classes" "$BIN" bench-eval --n 10 --classes 6
 expect 2 '' "bench-eval unknown argument" "$BIN" bench-eval --k 3
+expect 2 '' "bench-eval bad kmeans-iter" "$BIN" bench-eval --kmeans-iter 0
 exit $fail

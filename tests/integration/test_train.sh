@@ -57,6 +57,15 @@ for col in ("data", "forward", "loss", "backward", "allreduce", "optimizer", "ev
 print("ok   run file: status complete, %d metrics rows, MAP@R %.3f -> %.3f" % (len(m["epoch"]), m["map_at_r"][0], m["map_at_r"][1]))
 PYEOF
 
+# more test classes than nmi_max_clusters: one note, NMI NaN, the rest evaluated
+$T "$BIN" train --config "$CFG" --set "data=$tmp/fm.h5" --set epochs=0 --set nmi_max_clusters=9 --out "$tmp/nonmi" \
+  >"$tmp/log_nonmi" 2>&1 || { echo "FAIL nmi_max_clusters run"; tail -5 "$tmp/log_nonmi"; fail=1; }
+grep -q "NMI is not computed (NaN): 10 test classes > nmi_max_clusters = 9" "$tmp/log_nonmi" ||
+  { echo "FAIL no NMI note"; tail "$tmp/log_nonmi"; fail=1; }
+$PY -c 'import sys, h5py, numpy as np; m = h5py.File(sys.argv[1], "r")["metrics"]
+sys.exit(0 if np.isnan(m["nmi"][0]) and m["map_at_r"][0] > 0 else 1)' "$tmp/nonmi/run.h5" ||
+  { echo "FAIL nmi_max_clusters: NMI not NaN or MAP@R missing"; fail=1; }
+
 # warm-up truly freezes everything but the embedding layer and the proxies:
 # after one warm-up epoch the body equals the initialisation (an epochs=0 run)
 W=(--set "data=$tmp/fm.h5" --set max_steps_per_epoch=20 --set kmeans_restarts=1)

@@ -446,7 +446,7 @@ Test(cfg, hash_follows_the_trajectory_keys) {
   /* what may change on resume does not count */
   cfg_defaults(&b);
   const char *free_keys[] = {"name=x", "epochs=50", "eval_epochs=0,50", "recall_ks=1", "kmeans_restarts=10",
-                             "threads=8", "checkpoint_every=5", "check_sync_every=5", "collective_timeout=30"};
+                             "nmi_max_clusters=5", "threads=8", "checkpoint_every=5", "check_sync_every=5", "collective_timeout=30"};
   for (size_t i = 0; i < sizeof free_keys / sizeof free_keys[0]; i++)
     cr_assert_eq(cfg_set(&b, free_keys[i]), 0, "%s", err_msg());
   cr_assert_eq(cfg_hash(&b), h);

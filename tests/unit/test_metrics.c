@@ -170,6 +170,84 @@ Test(metrics, nmi_edge_cases) {
   cr_expect(fabs(metrics_nmi(a, c, 6) - metrics_nmi(c, a, 6)) < 1e-15);
 }
 
+/* ---------------------------------------------- NMI at many classes */
+
+/* NMI from first principles: the cells of the contingency table are the runs
+ * of (a, b) pairs sorted together, the marginals are counted in sorted copies
+ * of a and b; MI = sum_ij p_ij log(p_ij / (p_i p_j)) */
+typedef struct { int a, b; } Pair;
+
+static int cmp_pair(const void *x, const void *y) {
+  const Pair *p = x, *q = y;
+  if (p->a != q->a) return (p->a > q->a) - (p->a < q->a);
+  return (p->b > q->b) - (p->b < q->b);
+}
+
+static int cmp_i32(const void *x, const void *y) {
+  int p = *(const int *)x, q = *(const int *)y;
+  return (p > q) - (p < q);
+}
+
+/* occurrences of v in s (n, ascending) */
+static int count_sorted(const int *s, int n, int v) {
+  int lo = 0, hi = n;
+  while (lo < hi) { int m = lo + (hi - lo) / 2; if (s[m] < v) lo = m + 1; else hi = m; }
+  int first = lo;
+  hi = n;
+  while (lo < hi) { int m = lo + (hi - lo) / 2; if (s[m] <= v) lo = m + 1; else hi = m; }
+  return lo - first;
+}
+
+/* -sum p log p over the distinct values of s (n, ascending) */
+static double entropy_sorted(const int *s, int n) {
+  double h = 0;
+  for (int i = 0; i < n;) {
+    int c = count_sorted(s, n, s[i]);
+    h -= (double)c / n * log((double)c / n);
+    i += c;
+  }
+  return h;
+}
+
+static double nmi_plain(const int *a, const int *b, int n) {
+  Pair *p = xmalloc((size_t)n * sizeof *p);   /* n */
+  int *sa = xmalloc((size_t)n * sizeof *sa), *sb = xmalloc((size_t)n * sizeof *sb);   /* n each */
+  for (int i = 0; i < n; i++) { p[i].a = sa[i] = a[i]; p[i].b = sb[i] = b[i]; }
+  qsort(sa, (size_t)n, sizeof *sa, cmp_i32);
+  qsort(sb, (size_t)n, sizeof *sb, cmp_i32);
+  qsort(p, (size_t)n, sizeof *p, cmp_pair);
+  double mi = 0;
+  for (int s = 0, e; s < n; s = e) {
+    for (e = s; e < n && p[e].a == p[s].a && p[e].b == p[s].b; e++) {}
+    const double pij = (double)(e - s) / n, pi = (double)count_sorted(sa, n, p[s].a) / n,
+                 pj = (double)count_sorted(sb, n, p[s].b) / n;
+    mi += pij * log(pij / (pi * pj));
+  }
+  const double nmi = mi / ((entropy_sorted(sa, n) + entropy_sorted(sb, n)) / 2);
+  free(p); free(sa); free(sb);
+  return nmi;
+}
+
+/* 50 000 classes of 2 over n = 100 000, 25 138 clusters: a dense table
+ * would be 1.26e9 cells (5 GB of int32). Labels from a formula that Python
+ * repeats: sklearn 1.2.1 normalized_mutual_info_score gives
+ * 0.9474042640081888 for
+ *   a = (i * 2654435761) % 50000,  b = (a + (i % 1000 if i % 7 == 0 else 0)) // 2 */
+Test(metrics, nmi_many_classes) {
+  const int n = 100000, C = 50000;
+  int *a = xmalloc((size_t)n * sizeof *a), *b = xmalloc((size_t)n * sizeof *b);   /* n each */
+  for (int i = 0; i < n; i++) {
+    a[i] = (int)((uint64_t)i * 2654435761u % C);
+    b[i] = (a[i] + (i % 7 == 0 ? i % 1000 : 0)) / 2;
+  }
+  cr_assert_eq(metrics_count_distinct(a, n), C);
+  cr_assert_eq(metrics_count_distinct(b, n), 25138);
+  const double got = metrics_nmi(a, b, n), plain = nmi_plain(a, b, n), sklearn = 0.9474042640081888;
+  cr_expect(fabs(got - plain) <= 1e-12 * plain, "NMI %.17g, plain %.17g", got, plain);
+  cr_expect(fabs(got - sklearn) <= 1e-12 * sklearn, "NMI %.17g, sklearn %.17g", got, sklearn);
+  free(a); free(b);
+}
+
 /* ------------------------------------------------ blocked kNN vs _ref */
 
 /* n x D, entries multiples of 1/8 in [-1, 1]: every dot product is exact in
@@ -217,6 +295,57 @@ Test(metrics, knn_vs_ref_exact_ties) {
     cr_expect(!memcmp(got, want, (size_t)(p[3] - p[2]) * p[4] * sizeof *got), "case %zu differs", c);
     free(x); free(got); free(want);
   }
+}
+
+/* n = 8 x METRICS_KNN_SAMPLE_ROWS: the thresholds start from the sample.
+ * Similarities are multiples of 1/64 (a few hundred values), so the sampled
+ * threshold and every cut-back land on long runs of exact ties, which the
+ * filter must pass and the keys order by index. Query blocks of 8: both
+ * threads at work. */
+Test(metrics, knn_sampled_threshold_on_ties) {
+  const int n = 8 * METRICS_KNN_SAMPLE_ROWS, D = 4, q0 = 1000, q1 = 1040;
+  const int depths[] = {1, 300, 2000};
+  float *x = quantised_data(n, D, 11);
+  for (size_t c = 0; c < sizeof depths / sizeof depths[0]; c++) {
+    const int depth = depths[c];
+    int *got = run_knn(x, n, D, q0, q1, depth, 8, 1000);
+    int *want = xmalloc((size_t)(q1 - q0) * depth * sizeof *want);
+    metrics_knn_ref(want, x, n, D, q0, q1, depth);
+    cr_expect(!memcmp(got, want, (size_t)(q1 - q0) * depth * sizeof *got), "depth %d differs", depth);
+    free(got); free(want);
+  }
+  free(x);
+}
+
+/* A sample that misleads: the first 40 sampled rows are copies of the
+ * query, every other row is short, so the sampled threshold (the query's own
+ * norm) lets 40 < depth candidates through. The query must be scanned again,
+ * and the answer (40 tied copies by index, then the rest) stay exact. */
+Test(metrics, knn_sample_too_high_rescans) {
+  const int n = 8 * METRICS_KNN_SAMPLE_ROWS, D = 3, q = 1, depth = 100;
+  float *x = quantised_data(n, D, 12);
+  for (size_t i = 0; i < (size_t)n * D; i++) x[i] /= 8;   /* short rows: |dot| <= 3/8 with the query */
+  const float qv[3] = {1.0f, 0.5f, -0.75f};
+  memcpy(x + (size_t)q * D, qv, sizeof qv);
+  int copies[40];
+  for (int r = 0; r < 40; r++) {
+    copies[r] = metrics_knn_sample_row(r, n);
+    cr_assert(copies[r] >= 8 * r && copies[r] < 8 * (r + 1) && copies[r] != q, "sample row %d: %d", r, copies[r]);
+    memcpy(x + (size_t)copies[r] * D, qv, sizeof qv);
+  }
+  MetricsKnn w;
+  metrics_knn_init(&w, D, depth, 0, 0);
+  int got[100], want[100];
+  metrics_knn(got, &w, x, n, q, q + 1);
+  double sec[METRICS_KNN_NPHASE];
+  long refills;
+  metrics_knn_times(sec, &refills, &w);
+  metrics_knn_free(&w);
+  metrics_knn_ref(want, x, n, D, q, q + 1, depth);
+  cr_expect_eq(refills, 1, "refilled queries: %ld", refills);
+  cr_expect(!memcmp(got, want, sizeof got), "differs");
+  for (int j = 0; j < 40; j++) cr_expect_eq(got[j], copies[j], "rank %d: %d", j, got[j]);
+  free(x);
 }
 
 /* float vs double similarities: positions may swap only on near-ties */
