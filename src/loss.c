@@ -76,6 +76,7 @@ void loss_set_reduce(Loss *l, LossReduceFn fn, void *ctx) {
 
 float loss_forward(Loss *l, const float *x_raw, const int *labels, const float *proxies, int B) {
   if (l->sharded) {
+    /* unreachable in tests: the trainer passes its rows per rank, G / P, which is what the sharded loss was made for */
     CHECK(B == l->shard.B, "loss_forward: %d rows, the sharded loss takes %d", B, l->shard.B);
     proxyshard_forward(&l->shard, x_raw, labels, proxies);
     l->loss = l->shard.loss; l->loss_cls = l->shard.loss_cls; l->loss_reg = l->shard.loss_reg;
@@ -100,6 +101,7 @@ void loss_backward(Loss *l, float *dx_raw, float *dproxies) {
 }
 
 float loss_topk_margin(const Loss *l, int b, int y) {
+  /* unreachable in tests: the trainer asks a sharded loss for proxyshard_topk_margin instead */
   CHECK(!l->sharded, "loss_topk_margin: a sharded loss's margin is collective (proxyshard_topk_margin)");
   return l->kind == LOSS_PROXYGML ? proxygml_topk_margin(&l->gml, b, y) : INFINITY;
 }

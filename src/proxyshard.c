@@ -89,6 +89,7 @@ void proxyshard_init(ProxyShard *s, const Dist *d, int G, int D, int C, int N, i
     for (int r = 0; r < P; r++) {
       int a, b;
       proxyshard_classes(C, P, r, &a, &b);
+      /* unreachable in tests: C x D beyond 2^31 floats (8 GiB of class sums per rank) is beyond any test machine */
       CHECK((int64_t)C * D <= INT32_MAX, "proxyshard_init: the regulariser's C x D = %d x %d exceeds MPI counts", C, D);
       s->ucounts[r] = (b - a) * D;
       s->udispls[r] = a * D;
@@ -170,6 +171,7 @@ static void select_bins(ProxyShard *s, int G, int k) {
     st->count = s->ghist[(size_t)b * PROXYSHARD_BINS + st->bin];
     if (!st->whole) total += s->lhist[(size_t)b * PROXYSHARD_BINS + st->bin];
   }
+  /* unreachable in tests: 2^31 candidates in the brackets of one step need a similarity block of 8 GiB or more */
   CHECK(total <= INT32_MAX, "proxyshard: %lld candidates exceed int indices", (long long)total);
   s->cand_start[G] = (int)total;
   if (total > s->cand_cap) {

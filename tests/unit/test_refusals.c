@@ -16,6 +16,7 @@
 #include "metrics.h"
 #include "optim.h"
 #include "proxygml.h"
+#include "proxyshard.h"
 #include "recorder.h"
 #include "reducer.h"
 #include "runfile.h"
@@ -192,6 +193,25 @@ Test(refusals, proxygml_preconditions) {
   expect_check(loss_sizes, "proxygml_init: bad sizes B=4 D=0 C=2 N=2");
   expect_check(loss_k, "proxygml_init: K=5 outside [1, C*N=4]");
   expect_check(loss_batch, "proxygml_forward: B=5 outside [1, 4]");
+}
+
+/* the CHECKs come before any MPI call: a Dist of 2 ranks without MPI */
+static const Dist TWO_RANKS = {.rank = 0, .size = 2};
+static void shard_batch(void) { ProxyShard s; proxyshard_init(&s, &TWO_RANKS, 5, 4, 6, 2, 3, 0, 1, 0); }
+static void shard_classes(void) { ProxyShard s; proxyshard_init(&s, &TWO_RANKS, 4, 4, 1, 2, 1, 0, 1, 0); }
+static void shard_k(void) { ProxyShard s; proxyshard_init(&s, &TWO_RANKS, 4, 4, 6, 2, 13, 0, 1, 0); }
+static void shard_loss_kind(void) {
+  Loss l;
+  LossParams p = loss_defaults();
+  p.kind = LOSS_PROXYNCA;
+  loss_init_sharded(&l, &p, &TWO_RANKS, 4, 4, 6);
+}
+
+Test(refusals, proxyshard_preconditions) {
+  expect_check(shard_batch, "proxyshard_init: the global batch 5 does not divide over 2 ranks");
+  expect_check(shard_classes, "proxyshard_init: 1 classes cannot be sharded over 2 ranks");
+  expect_check(shard_k, "proxyshard_init: bad sizes C=6 N=2 K=13 D=4");
+  expect_check(shard_loss_kind, "loss_init_sharded: only ProxyGML shards its proxies");
 }
 
 static void baseline_sizes(void) {
