@@ -6,6 +6,7 @@
 #    gradient and the parameters after Adam of the replicated run, within
 #    the bounds of data parallelism (compare_step.py): the sharded loss
 #    computes the same function, only its float sums are grouped otherwise.
+#    Two sharded runs of the same seed and rank count are bitwise identical.
 # 2. A sharded checkpoint holds the whole block: a sharded run of 2 ranks
 #    resumes on 3 ranks sharded and on 1 rank replicated, and both resumed
 #    runs take the same first step (the same loss within float rounding).
@@ -63,6 +64,14 @@ print(("ok   " if ok else "FAIL ") + f"sharded test subgraphs: {same:.4%} of {le
       f"similarities within {np.abs(sa - sb).max():.1e}, selection counts summing to n_test x K")
 sys.exit(0 if ok else 1)
 EOF
+
+# bitwise repeatability: the same seed and rank count, twice, 30 steps with evaluation
+for run in a b; do
+  train 2 "$tmp/rep_$run" --set epochs=2 --set max_steps_per_epoch=15 --set eval_epochs=0,2 --set kmeans_restarts=1 \
+    --set shard_proxies=1 --set reg_sampled=1 --force
+done
+$PY "$SRC/tests/mpi/compare_step.py" same "two sharded np=2 runs with the same seed" "$tmp/rep_a/run.h5" \
+  "$tmp/rep_b/run.h5" || fail=1
 
 # 2. resume a sharded checkpoint with another rank count, sharded or not
 train 2 "$tmp/ck" --set batch=96 --set epochs=2 --set max_steps_per_epoch=10 --set shard_proxies=1 --force
