@@ -12,18 +12,8 @@ if [ ! -f "$IDX/train-images-idx3-ubyte.gz" ]; then
   echo "SKIP: no Fashion-MNIST in $IDX (install dataset-fashion-mnist or set FMNIST_DIR)"
   exit 77
 fi
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-
-# expect_exit CODE CMD...: run, check the exit code, keep stderr in $T/err
-expect_exit() {
-  local want=$1; shift
-  "$@" >"$T/out" 2>"$T/err"
-  local got=$?
-  [ "$got" = "$want" ] || { fail "'$*' exited $got, expected $want"; cat "$T/err"; }
-}
+. "${PROXYGML_SRC:?}/tests/lib.sh"   # $tmp, fail, expect_exit
+T=$tmp
 
 # N_TRAIN N_TEST TRAIN_LABELS TEST_LABELS of FILE (labels as "min-max/distinct")
 counts() {

@@ -14,18 +14,8 @@ if ! $PY -c 'import PIL, numpy, h5py' 2>/dev/null; then
   echo "SKIP: /usr/bin/python3 lacks PIL, numpy or h5py (scripts/setup.sh installs python3-pil, python3-numpy, python3-h5py)"
   exit 77
 fi
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-
-# expect_exit CODE CMD...: run, check the exit code, keep stdout/stderr in $T/out, $T/err
-expect_exit() {
-  local want=$1; shift
-  "$@" >"$T/out" 2>"$T/err"
-  local got=$?
-  [ "$got" = "$want" ] || { fail "'$*' exited $got, expected $want"; cat "$T/err"; }
-}
+. "${PROXYGML_SRC:?}/tests/lib.sh"   # $tmp, fail, expect_exit
+T=$tmp
 # expect_err SUBSTRING: the last command's stderr mentions it
 expect_err() { grep -qF -- "$1" "$T/err" || fail "stderr does not mention '$1': $(cat "$T/err")"; }
 

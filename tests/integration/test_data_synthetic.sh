@@ -15,18 +15,8 @@ if ! $PY -c 'import numpy, h5py' 2>/dev/null; then
   echo "SKIP: /usr/bin/python3 lacks numpy or h5py (scripts/setup.sh installs python3-numpy, python3-h5py)"
   exit 77
 fi
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-
-# expect_exit CODE CMD...: run, check the exit code, keep stdout/stderr in $T/out, $T/err
-expect_exit() {
-  local want=$1; shift
-  "$@" >"$T/out" 2>"$T/err"
-  local got=$?
-  [ "$got" = "$want" ] || { fail "'$*' exited $got, expected $want"; cat "$T/err"; }
-}
+. "${PROXYGML_SRC:?}/tests/lib.sh"   # $tmp, fail, expect_exit
+T=$tmp
 
 # The generator of docs/datasets.md ("Synthetic features"), written from the
 # document, not from the C code. Plain Python floats are IEEE doubles and
