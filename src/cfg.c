@@ -61,7 +61,7 @@ static const Key KEYS[] = {
   {"embed_dim", T_INT, FLD(embed_dim), "128", 1, 65536, 0, NULL, "D, the embedding dimension"},
   {"loss", T_ENUM, FLD(loss), "proxygml", 0, 0, 0, "loss",
    "the loss: proxygml, or a baseline: proxynca, proxyanchor, softtriple, normsoftmax (docs/baselines.md)"},
-  {"C", T_INT, FLD(C), "0", 0, BIG, 0, NULL, "training classes; 0 = as many as the dataset has"},
+  {"C", T_INT, FLD(C), "0", 0, IMAX, 0, NULL, "training classes; 0 = as many as the dataset has (C*N <= 2^31 - 1)"},
   {"N", T_INT, FLD(N), "4", 1, 10000, 0, NULL, "proxygml: proxies per class"},
   {"k", T_INT, FLD(k), "0", 0, IMAX, 0, NULL, "K, proxies kept in each sample's subgraph; 0 = from r"},
   {"r", T_F64, FLD(r), "0.4", 0, 1, F_MIN_OPEN, NULL, "when k = 0: K = ceil(r*C*N), in double, left to right"},

@@ -626,3 +626,17 @@ Test(cfg, proxy_count_beyond_int_range) {
   cr_assert_eq(cfg_validate(&c), -1);
   ASSERT_MSG("config keys 'C' and 'softtriple_centers': C*centres = 1000000*10000 is out of range");
 }
+
+/* a label space of millions of classes is a configuration like any other
+ * (docs/sharding.md); the bound is the proxy count C*N of an int */
+Test(cfg, millions_of_classes) {
+  Config c;
+  cfg_defaults(&c);
+  cr_assert_eq(cfg_set(&c, "C=10000000"), 0, "%s", err_msg());
+  cr_assert_eq(cfg_set(&c, "N=2"), 0, "%s", err_msg());
+  cr_assert_eq(cfg_set(&c, "shard_proxies=1"), 0, "%s", err_msg());
+  cr_assert_eq(cfg_validate(&c), 0, "%s", err_msg());
+  cr_assert_eq(cfg_set(&c, "N=300"), 0, "%s", err_msg());
+  cr_assert_eq(cfg_validate(&c), -1);
+  ASSERT_MSG("config keys 'C' and 'N': C*N = 10000000*300 is out of range");
+}
