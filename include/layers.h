@@ -20,6 +20,10 @@
 
 #include <stddef.h>
 
+/* Once per process, before the first product: touches OpenBLAS's work buffer
+ * (layers.c says why). */
+void layers_blas_warm(void);
+
 /* Row L2 normalisation: out_b = inp_b / max(||inp_b||, 1e-12).
  * reference: docs/loss.md 3.1 and 4.5.
  * norm (B) caches the clamped norms for the backward. */

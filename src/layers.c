@@ -9,6 +9,7 @@
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* ---------------------------------------------------------------- l2norm */
@@ -77,6 +78,24 @@ static int blas_serial_begin(void) {
 
 static void blas_serial_end(int n) {
   if (n != 1) openblas_set_num_threads(n);
+}
+
+/* OpenBLAS's sgemm kernels prefetch ahead of the panel they work on, into
+ * its work buffer. A process whose first products are small (the loss's
+ * 256-proxy blocks) leaves the buffer's further pages never touched, so not
+ * present: every such prefetch then costs a page walk that finds nothing and
+ * caches nothing, dear under a hypervisor's nested tables. sop's loss ran
+ * 1.7x slower so until one large product had run. One 512^3 product (~5 ms)
+ * touches them once; the kernels' results do not depend on it. */
+void layers_blas_warm(void) {
+  static int done;   /* called from serial code (the modules' _init) */
+  if (done) return;
+  done = 1;
+  enum { W = 512 };
+  float *a = xcalloc((size_t)W * W, sizeof(float)), *c = xmalloc_f32((size_t)W * W);
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, W, W, W, 1.0f, a, W, a, W, 0.0f, c, W);
+  free(a);
+  free(c);
 }
 
 /* [lo, hi) of thread t of T over n items, boundaries on multiples of 16

@@ -6,6 +6,7 @@
 #include "metrics.h"
 
 #include "common.h"
+#include "layers.h"
 #include "rng.h"
 
 #include <cblas.h>
@@ -400,6 +401,7 @@ static void blas_serial_end(int nt) {
 void metrics_knn_init(MetricsKnn *w, int D, int depth, int qblock, int rblock) {
   CHECK(D >= 1 && depth >= 1, "metrics_knn_init: D = %d, depth = %d", D, depth);
   memset(w, 0, sizeof *w);
+  layers_blas_warm();
   w->D = D;
   w->depth = depth;
   w->cap = 2 * depth + 4 * KNN_CHUNK;   /* a cut-back every >= depth + 3 chunks accepted */

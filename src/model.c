@@ -88,6 +88,7 @@ int model_init(Model *m, const char *arch, int in_c, int in_h, int in_w, int emb
   memset(m, 0, sizeof *m);
   if (B_max < 1) return err_set("model: bad batch size %d", B_max);
   if (model_check(arch, in_c, in_h, in_w, embed_dim) != 0) return -1;
+  layers_blas_warm();
   m->in_c = in_c; m->in_h = in_h; m->in_w = in_w;
   m->embed_dim = embed_dim; m->B_max = B_max;
   m->in_size = in_c * in_h * in_w;

@@ -30,6 +30,7 @@ void proxygml_init(ProxyGML *l, int B_max, int D, int C, int N, int K, float lam
   int M = C * N;
   CHECK(K >= 1 && K <= M, "proxygml_init: K=%d outside [1, C*N=%d]", K, M);
   memset(l, 0, sizeof *l);
+  layers_blas_warm();
   l->B_max = B_max; l->D = D; l->C = C; l->N = N; l->M = M; l->K = K;
   l->lambda = lambda; l->scale = scale;
   l->reg_begin = 0; l->reg_end = M;

@@ -29,6 +29,7 @@ void proxyshard_init(ProxyShard *s, const Dist *d, int G, int D, int C, int N, i
   CHECK(N >= 1 && D >= 1 && (int64_t)C * N <= INT32_MAX && K >= 1 && K <= C * N,
         "proxyshard_init: bad sizes C=%d N=%d K=%d D=%d", C, N, K, D);
   memset(s, 0, sizeof *s);
+  layers_blas_warm();
   s->d = d; s->P = P; s->rank = d->rank; s->nt = omp_get_max_threads();
   s->G = G; s->B = G / P; s->D = D; s->C = C; s->N = N; s->M = C * N; s->K = K;
   s->lambda = lambda; s->scale = scale;
