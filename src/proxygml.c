@@ -10,8 +10,13 @@
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* proxies per block of the proxy loop: with lambda > 0 the block's rows of
+ * lambda G U (128 KiB at D = 512) are formed by one product and stay in L2 */
+enum { BWD_BLOCK = 64 };
 
 _Static_assert(sizeof(((ProxyGML *)0)->phase_sec) == PROXYGML_NPHASE * sizeof(double), "one slot per phase");
 
@@ -58,7 +63,7 @@ void proxygml_init(ProxyGML *l, int B_max, int D, int C, int N, int K, float lam
   l->nthreads = omp_get_max_threads();
   l->scratch_v = xmalloc_f32((size_t)l->nthreads * 2 * M);   /* also K doubles of the softmax */
   l->scratch_i = xmalloc((size_t)l->nthreads * M * sizeof(int));
-  l->scratch_gw = xmalloc_f32((size_t)l->nthreads * D);
+  l->scratch_gw = xmalloc_f32((size_t)l->nthreads * BWD_BLOCK * D);
   l->gx_part = xmalloc_f32((size_t)l->nthreads * Bm * D);
   l->row_loss = xmalloc((size_t)(Bm > (size_t)M ? Bm : (size_t)M) * sizeof(double));
   l->thread_sec = xcalloc((size_t)l->nthreads * 2, sizeof(double));
@@ -327,11 +332,47 @@ static double softmax_row(float *z, uint8_t *mask, float *p, float *gz, int *cls
   return -log(py + 1e-20);
 }
 
+/* e^x for x <= 0 in float operations alone, so that a loop of it vectorises
+ * (libm's expf is a call per element, and cub's regulariser takes 1200 x 100
+ * a step). x = n ln2 + r with |r| <= ln2 / 2: n rounded to nearest by adding
+ * and removing 1.5 * 2^23 (floorf would not vectorise), ln2 split in two so
+ * that n ln2 is exact; e^r by its Taylor series to r^7 (remainder below
+ * 1e-8); 2^n through the exponent bits. Below -87 (and for NaN), e^x < 2^-125
+ * and it returns 0: beside a row's largest term, e^0 = 1, that adds nothing
+ * to a float. No branch, and every step is one rounded IEEE operation, so any
+ * vector width gives the same bits. */
+static inline float exp_nonpos(float x) {
+  uint32_t live = -(uint32_t)(x >= -87.0f), xb, vb;   /* all ones, or 0 */
+  memcpy(&xb, &x, sizeof xb);
+  xb &= live;   /* x outside [-87, 0] becomes 0: n stays a small integer */
+  memcpy(&x, &xb, sizeof x);
+  float n = (x * 1.44269504f + 12582912.0f) - 12582912.0f;
+  float r = (x - n * 0.693145751953125f) - n * 1.42860677e-6f;
+  float p = 1.0f / 5040;
+  p = p * r + 1.0f / 720;
+  p = p * r + 1.0f / 120;
+  p = p * r + 1.0f / 24;
+  p = p * r + 1.0f / 6;
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  p = p * r + 1.0f;
+  uint32_t bits = (uint32_t)((int32_t)n + 127) << 23;
+  float two_n, v;
+  memcpy(&two_n, &bits, sizeof two_n);
+  v = p * two_n;
+  memcpy(&vb, &v, sizeof vb);
+  vb &= live;
+  memcpy(&v, &vb, sizeof v);
+  return v;
+}
+
 PROXYGML_HOT double proxygml_regulariser_row(float *zc, int own, int C, int M) {
   float m = -INFINITY;
   for (int c = 0; c < C; c++) m = zc[c] > m ? zc[c] : m;   /* no NaN here: fmaxf's NaN rule would be a call */
   double zown = zc[own], se = 0;
-  for (int c = 0; c < C; c++) { zc[c] = expf(zc[c] - m); se += zc[c]; }
+#pragma omp simd
+  for (int c = 0; c < C; c++) zc[c] = exp_nonpos(zc[c] - m);
+  for (int c = 0; c < C; c++) se += zc[c];
   float inv = (float)(1.0 / (se * M)), onehot = 1.0f / M;
   for (int c = 0; c < C; c++) zc[c] *= inv;
   zc[own] -= onehot;
@@ -416,20 +457,32 @@ float proxygml_forward(ProxyGML *l, const float *x_raw, const int *labels, const
 
 /* ------------------------------------------------------------ backward */
 
-/* lambda dL_reg/dW = lambda (U G^T + (W G) Y^T), restricted to G's rows [rb, re) */
+/* lambda dL_reg/dW = lambda (U G^T + (W G) Y^T), restricted to G's rows
+ * [rb, re). Here only the class gradient GU = lambda G^T W; the proxy loop
+ * forms lambda G U a block of rows at a time (regulariser_block) and adds
+ * GU's row of the class while the rows are in cache: GW never makes the
+ * round trip through memory, nor do two passes over M x D. */
 static void regulariser_backward(ProxyGML *l) {
-  const int D = l->D, C = l->C, N = l->N, M = l->M, rb = l->reg_begin, Mr = l->reg_end - l->reg_begin;
-  /* rows [rb, re) are written by the first product (beta 0): clear only the others */
-  memset(l->GW, 0, (size_t)rb * D * sizeof(float));
-  memset(l->GW + (size_t)l->reg_end * D, 0, (size_t)(M - l->reg_end) * D * sizeof(float));
-  if (Mr <= 0) return;
-  const float *G = l->G + (size_t)rb * C;
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Mr, D, C, l->lambda, G, C, l->U, D, 0.0f,
-              l->GW + (size_t)rb * D, D);
-  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, C, D, Mr, l->lambda, G, C, l->W + (size_t)rb * D, D, 0.0f,
-              l->GU, D);
-#pragma omp parallel for schedule(static) num_threads(l->nthreads) if (M > 256)
-  for (int j = 0; j < M; j++) add_row(l->GW + (size_t)j * D, l->GU + (size_t)(j / N) * D, D);
+  const int D = l->D, C = l->C, rb = l->reg_begin, Mr = l->reg_end - l->reg_begin;
+  if (Mr <= 0) {
+    memset(l->GU, 0, (size_t)C * D * sizeof(float));
+    return;
+  }
+  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, C, D, Mr, l->lambda, l->G + (size_t)rb * C, C,
+              l->W + (size_t)rb * D, D, 0.0f, l->GU, D);
+}
+
+/* gw (n x D) = lambda dL_reg/dW for the proxies [j0, j0 + n) */
+static void regulariser_block(const ProxyGML *l, float *gw, int j0, int n) {
+  const int D = l->D, C = l->C, N = l->N;
+  int a = j0 > l->reg_begin ? j0 : l->reg_begin, b = j0 + n < l->reg_end ? j0 + n : l->reg_end;
+  for (int j = j0; j < j0 + n; j++)
+    if (j < a || j >= b) memcpy(gw + (size_t)(j - j0) * D, l->GU + (size_t)(j / N) * D, (size_t)D * sizeof(float));
+  if (a >= b) return;
+  float *g = gw + (size_t)(a - j0) * D;
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, b - a, D, C, l->lambda, l->G + (size_t)a * C, C, l->U, D,
+              0.0f, g, D);
+  for (int j = a; j < b; j++) add_row(g + (size_t)(j - a) * D, l->GU + (size_t)(j / N) * D, D);
 }
 
 PROXYGML_HOT void proxygml_proxy_backward(float *dp, float *gw, float *gx_part, const float *p, float pnorm,
@@ -496,27 +549,36 @@ void proxygml_backward(ProxyGML *l, float *dx_raw, float *dproxies) {
   t1 = now_sec() - (t1 - t0);   /* the selection by proxy above counts as sparse backward */
   int keep = l->keep_grad_w;
   memset(l->gx_part, 0, (size_t)nt * B * D * sizeof(float));
+  const int nblk = (M + BWD_BLOCK - 1) / BWD_BLOCK;
+  const int switch_blas = reg && nt > 1 && openblas_get_parallel() != 2;   /* as in proxygml_similarity */
+  if (switch_blas) openblas_set_num_threads(1);
   /* 4.5, columns: dP_j += (G_W_j - W_j (W_j . G_W_j)) / ||P_j||, only for proxies with a gradient */
 #pragma omp parallel num_threads(nt) if ((long)M * D + (long)B * K * D > 131072)
   {
     int t = omp_get_thread_num();
-    float *gw_local = reg || keep ? NULL : l->scratch_gw + (size_t)t * D;
+    float *gw_local = l->scratch_gw + (size_t)t * BWD_BLOCK * D;
     float *gx_part = l->gx_part + (size_t)t * B * D;
 #pragma omp for schedule(static)   /* static: the partial sums stay the same run to run */
-    for (int j = 0; j < M; j++) {
-      int e0 = start[j], e1 = start[j + 1];
-      if (!reg && e0 == e1) {
-        if (keep) memset(l->GW + (size_t)j * D, 0, (size_t)D * sizeof(float));
-        continue;
+    for (int k = 0; k < nblk; k++) {
+      int j0 = k * BWD_BLOCK, n = M - j0 < BWD_BLOCK ? M - j0 : BWD_BLOCK;
+      float *gw_blk = keep ? l->GW + (size_t)j0 * D : gw_local;
+      if (reg) regulariser_block(l, gw_blk, j0, n);
+      for (int j = j0; j < j0 + n; j++) {
+        int e0 = start[j], e1 = start[j + 1];
+        float *gw = gw_blk + (size_t)(j - j0) * D;
+        if (!reg && e0 == e1) {
+          if (keep) memset(gw, 0, (size_t)D * sizeof(float));
+          continue;
+        }
+        if (j + PREFETCH_AHEAD < M)
+          prefetch_rows(P + (size_t)(j + PREFETCH_AHEAD) * D, dproxies + (size_t)(j + PREFETCH_AHEAD) * D, D);
+        if (!reg) memset(gw, 0, (size_t)D * sizeof(float));
+        proxygml_proxy_backward(dproxies + (size_t)j * D, gw, gx_part, P + (size_t)j * D, l->pnorm[j], l->x,
+                                l->csr_b + e0, l->csr_g + e0, e1 - e0, D);
       }
-      if (j + PREFETCH_AHEAD < M) prefetch_rows(P + (size_t)(j + PREFETCH_AHEAD) * D,
-                                                dproxies + (size_t)(j + PREFETCH_AHEAD) * D, D);
-      float *gw = gw_local ? gw_local : l->GW + (size_t)j * D;
-      if (!reg) memset(gw, 0, (size_t)D * sizeof(float));
-      proxygml_proxy_backward(dproxies + (size_t)j * D, gw, gx_part, P + (size_t)j * D, l->pnorm[j], l->x, l->csr_b + e0,
-                     l->csr_g + e0, e1 - e0, D);
     }
   }
+  if (switch_blas) openblas_set_num_threads(nt);
   ph[PROXYGML_PHASE_SPARSE_BACKWARD] += (t0 = now_sec()) - t1;
   /* G_x: the per-thread partial sums in thread order, then 4.5 for the rows */
 #pragma omp parallel for schedule(static) num_threads(nt) if (B * D > 32768)
