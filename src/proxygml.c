@@ -368,11 +368,13 @@ static inline float exp_nonpos(float x) {
 
 PROXYGML_HOT double proxygml_regulariser_row(float *zc, int own, int C, int M) {
   float m = -INFINITY;
-  for (int c = 0; c < C; c++) m = zc[c] > m ? zc[c] : m;   /* no NaN here: fmaxf's NaN rule would be a call */
-  double zown = zc[own], se = 0;
+#pragma omp simd reduction(max : m)   /* the maximum is the same in any order */
+  for (int c = 0; c < C; c++) m = zc[c] > m ? zc[c] : m;
+  double zown = zc[own], part[8] = {0};
 #pragma omp simd
   for (int c = 0; c < C; c++) zc[c] = exp_nonpos(zc[c] - m);
-  for (int c = 0; c < C; c++) se += zc[c];
+  for (int c = 0; c < C; c++) part[c % 8] += zc[c];   /* eight fixed lanes: one order on every ISA */
+  double se = ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
   float inv = (float)(1.0 / (se * M)), onehot = 1.0f / M;
   for (int c = 0; c < C; c++) zc[c] *= inv;
   zc[own] -= onehot;
