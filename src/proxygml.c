@@ -567,7 +567,7 @@ void proxygml_backward(ProxyGML *l, float *dx_raw, float *dproxies) {
       if (reg) regulariser_block(l, gw_blk, j0, n);
       for (int j = j0; j < j0 + n; j++) {
         int e0 = start[j], e1 = start[j + 1];
-        float *gw = gw_blk + (size_t)(j - j0) * D;
+        float *gw = reg || keep ? gw_blk + (size_t)(j - j0) * D : gw_local;   /* one row, kept in L1 */
         if (!reg && e0 == e1) {
           if (keep) memset(gw, 0, (size_t)D * sizeof(float));
           continue;
