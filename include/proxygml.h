@@ -68,6 +68,7 @@ typedef struct {
   int *csr_start;    /* M + 1 */
   int *csr_b;        /* B_max x K  row b of each (b, j) pair, grouped by j */
   float *csr_g;      /* B_max x K  its G_S value */
+  float *csr_s;      /* B_max x K  its similarity S */
   int nthreads;
   float *scratch_v;  /* nthreads x 2M  selection candidates, softmax scratch */
   int *scratch_i;    /* nthreads x M */
@@ -136,9 +137,11 @@ double proxygml_regulariser_row(float *zc, int own, int C, int M);
 /* proxy j's share of 4.3 and 4.5: its n (row b[e], gradient g[e]) pairs add
  * g x_b to G_W_j (gw, D; pre-filled with the regulariser's part or zero) and
  * g W_j to the rows' partial G_x (gx_part, rows x D); then
- * dp += (G_W_j - W_j (W_j . G_W_j)) / ||P_j|| */
+ * dp += (G_W_j - W_j (W_j . G_W_j)) / ||P_j||. s (n or NULL): the pairs'
+ * similarities W_j . x_b; given, gw's content is not read (G_W_j starts at
+ * zero), and W_j . G_W_j comes from them instead of a pass over D */
 void proxygml_proxy_backward(float *dp, float *gw, float *gx_part, const float *p, float pnorm, const float *x,
-                             const int *b, const float *g, int n, int D);
+                             const int *b, const float *g, const float *s, int n, int D);
 
 /* unsigned order = float order, -0 = +0 (they compare equal, so they must tie) */
 static inline uint32_t proxygml_order_key(float v) {

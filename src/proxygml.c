@@ -60,6 +60,7 @@ void proxygml_init(ProxyGML *l, int B_max, int D, int C, int N, int K, float lam
   l->csr_start = xmalloc((size_t)(M + 1) * sizeof(int));
   l->csr_b = xmalloc(Bm * K * sizeof(int));
   l->csr_g = xmalloc_f32(Bm * K);
+  l->csr_s = xmalloc_f32(Bm * K);
   l->nthreads = omp_get_max_threads();
   l->scratch_v = xmalloc_f32((size_t)l->nthreads * 2 * M);   /* also K doubles of the softmax */
   l->scratch_i = xmalloc((size_t)l->nthreads * M * sizeof(int));
@@ -71,7 +72,7 @@ void proxygml_init(ProxyGML *l, int B_max, int D, int C, int N, int K, float lam
 
 void proxygml_free(ProxyGML *l) {
   void *bufs[] = {l->x, l->xnorm, l->pnorm, l->S, l->sel, l->Z, l->zmask, l->P, l->GZ, l->gx, l->W, l->U,
-                  l->G, l->GU, l->GW, l->csr_start, l->csr_b, l->csr_g, l->scratch_v, l->scratch_i, l->scratch_gw, l->gx_part, l->row_loss, l->thread_sec};
+                  l->G, l->GU, l->GW, l->csr_start, l->csr_b, l->csr_g, l->csr_s, l->scratch_v, l->scratch_i, l->scratch_gw, l->gx_part, l->row_loss, l->thread_sec};
   for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
   memset(l, 0, sizeof *l);
 }
@@ -488,8 +489,33 @@ static void regulariser_block(const ProxyGML *l, float *gw, int j0, int n) {
 }
 
 PROXYGML_HOT void proxygml_proxy_backward(float *dp, float *gw, float *gx_part, const float *p, float pnorm,
-                                        const float *x, const int *b, const float *g, int n, int D) {
+                                        const float *x, const int *b, const float *g, const float *s, int n, int D) {
   const float inv = 1.0f / pnorm;
+  if (s) {   /* gw starts at zero: W_j . G_W_j = sum_e g_e (W_j . x_b), known before any pass over D */
+    double wg = 0;
+    for (int e = 0; e < n; e++) wg += (double)g[e] * s[e];
+    const float wdot = pnorm <= 1e-12f ? 0.0f : (float)wg * inv;
+    memset(gw, 0, (size_t)D * sizeof(float));
+    for (int e = 0; e < n; e++) {   /* the last pair finishes dp: no pass of its own */
+      const float *xb = x + (size_t)b[e] * D;
+      float *gxb = gx_part + (size_t)b[e] * D;
+      const float ge = g[e], gi = ge * inv;
+      if (e < n - 1) {
+        for (int d = 0; d < D; d++) {
+          gw[d] += ge * xb[d];
+          gxb[d] += gi * p[d];
+        }
+      } else {
+        for (int d = 0; d < D; d++) {
+          float gwd = gw[d] + ge * xb[d];
+          gxb[d] += gi * p[d];
+          gw[d] = gwd;
+          dp[d] += (gwd - p[d] * wdot) * inv;
+        }
+      }
+    }
+    return;
+  }
   for (int e = 0; e < n; e++) {
     const float *xb = x + (size_t)b[e] * D;
     float *gxb = gx_part + (size_t)b[e] * D;
@@ -499,11 +525,11 @@ PROXYGML_HOT void proxygml_proxy_backward(float *dp, float *gw, float *gx_part, 
       gxb[d] += gi * p[d];
     }
   }
-  double dot = 0;
-#pragma omp simd reduction(+ : dot)
-  for (int d = 0; d < D; d++) dot += (double)p[d] * gw[d];
-  float wdot = (float)(dot * inv) * inv;   /* (W_j . G_W_j) / ||P_j||, W_j = P_j / ||P_j|| */
-  if (pnorm <= 1e-12f) wdot = 0;           /* clamped norm: the map is linear */
+  double wg = 0;
+#pragma omp simd reduction(+ : wg)
+  for (int d = 0; d < D; d++) wg += (double)p[d] * gw[d];
+  float wdot = (float)(wg * inv) * inv;   /* (W_j . G_W_j) / ||P_j||, W_j = P_j / ||P_j|| */
+  if (pnorm <= 1e-12f) wdot = 0;          /* clamped norm: the map is linear */
   for (int d = 0; d < D; d++) dp[d] += (gw[d] - p[d] * wdot) * inv;
 }
 
@@ -540,6 +566,7 @@ void proxygml_backward(ProxyGML *l, float *dx_raw, float *dproxies) {
       int j = l->sel[(size_t)b * K + i], e = start[j]++;
       l->csr_b[e] = b;
       l->csr_g[e] = l->GZ[(size_t)b * C + j / N];
+      l->csr_s[e] = l->S[(size_t)b * M + j];
     }
   for (int j = M; j > 0; j--) start[j] = start[j - 1];   /* undo the fill's shift */
   start[0] = 0;
@@ -574,9 +601,8 @@ void proxygml_backward(ProxyGML *l, float *dx_raw, float *dproxies) {
         }
         if (j + PREFETCH_AHEAD < M)
           prefetch_rows(P + (size_t)(j + PREFETCH_AHEAD) * D, dproxies + (size_t)(j + PREFETCH_AHEAD) * D, D);
-        if (!reg) memset(gw, 0, (size_t)D * sizeof(float));
         proxygml_proxy_backward(dproxies + (size_t)j * D, gw, gx_part, P + (size_t)j * D, l->pnorm[j], l->x,
-                                l->csr_b + e0, l->csr_g + e0, e1 - e0, D);
+                                l->csr_b + e0, l->csr_g + e0, reg ? NULL : l->csr_s + e0, e1 - e0, D);
       }
     }
   }

@@ -617,7 +617,7 @@ void proxyshard_backward(ProxyShard *s, float *dx_raw, float *dslab) {
       float *gw = reg ? s->GW + (size_t)j * D : s->scratch_gw + (size_t)t * D;
       if (!reg) memset(gw, 0, (size_t)D * sizeof(float));
       proxygml_proxy_backward(dslab + (size_t)j * D, gw, gx_part, s->slab + (size_t)j * D, s->pnorm[j], s->x,
-                              s->csr_b + e0, s->csr_g + e0, e1 - e0, D);
+                              s->csr_b + e0, s->csr_g + e0, NULL, e1 - e0, D);
     }
   }
   for (size_t i = 0; i < (size_t)G * D; i++) {
