@@ -81,19 +81,26 @@ static void blas_serial_end(int n) {
 }
 
 /* OpenBLAS's sgemm kernels prefetch ahead of the panel they work on, into
- * its work buffer. A process whose first products are small (the loss's
+ * their work buffer. A process whose first products are small (the loss's
  * 256-proxy blocks) leaves the buffer's further pages never touched, so not
  * present: every such prefetch then costs a page walk that finds nothing and
  * caches nothing, dear under a hypervisor's nested tables. sop's loss ran
- * 1.7x slower so until one large product had run. One 512^3 product (~5 ms)
- * touches them once; the kernels' results do not depend on it. */
+ * 1.7x slower so until one large product had run. Each thread that calls
+ * BLAS inside our parallel regions takes a buffer of its own, so every
+ * thread runs one 512^3 product (~5 ms), all at once so that each takes a
+ * different buffer. The kernels' results do not depend on it. */
 void layers_blas_warm(void) {
-  static int done;   /* called from serial code (the modules' _init) */
-  if (done) return;
-  done = 1;
+  static int warmed;   /* threads warmed so far; called from serial code (the modules' _init) */
+  int nt = omp_get_max_threads();
+  if (nt <= warmed) return;
+  warmed = nt;
   enum { W = 512 };
-  float *a = xcalloc((size_t)W * W, sizeof(float)), *c = xmalloc_f32((size_t)W * W);
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, W, W, W, 1.0f, a, W, a, W, 0.0f, c, W);
+  float *a = xcalloc((size_t)W * W, sizeof(float)), *c = xmalloc_f32((size_t)nt * W * W);
+  int n = blas_serial_begin();
+#pragma omp parallel num_threads(nt)
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, W, W, W, 1.0f, a, W, a, W, 0.0f,
+              c + (size_t)omp_get_thread_num() * W * W, W);
+  blas_serial_end(n);
   free(a);
   free(c);
 }
