@@ -3,7 +3,8 @@
  * its time, phase by phase (ProxyGML.phase_sec), beside sgemm alone on the
  * dense products of the same shapes, timed in the same process with the
  * two alternating so that a busy neighbour slows both alike. Prints one line
- * per phase ("phase=NAME ms=..."), then the total and the sgemm times; exit
+ * per phase ("phase=NAME ms=..."), then the total and the sgemm times, then
+ * the proxy loop's memory traffic alone ("stream_ms=... floor_gap=..."); exit
  * 0, or 2 on bad arguments. The presets are bench-loss's (tools/bench_loss.c). */
 #include "tools.h"
 

@@ -26,6 +26,7 @@ expect() {   # expect CODE PATTERN DESCRIPTION CMD...: exit CODE, and stdout mat
 expect 0 'phase=sparse_backward +ms= *[0-9.]+' "profile-loss cub" "$BIN" profile-loss --preset cub --seconds 0.2
 expect 0 'loss_ms=[0-9.]+ phases_ms=[0-9.]+ .*sgemm_gflops=[0-9.]+' "profile-loss totals" "$BIN" profile-loss --preset cub --seconds 0.2
 [ "$(grep -c '^phase=' "$tmp/out")" -eq 8 ] || { echo "FAIL profile-loss: want 8 phases"; fail=1; }
+expect 0 '^stream_ms=[0-9.]+ floor_gap=[0-9.]+$' "profile-loss memory floor" "$BIN" profile-loss --preset sop --seconds 0.2
 expect 0 '^total fwd_ms=[0-9.]+ .*rate_vs_sgemm=[0-9.]+' "bench-backbone mlp" "$BIN" bench-backbone --arch mlp --batch 4 --seconds 0.3
 [ "$(grep -c '^[0-9]' "$tmp/out")" -eq 5 ] || { echo "FAIL bench-backbone mlp: want 5 layers"; fail=1; }
 expect 0 '^4 +maxpool2 +64x14x14' "bench-backbone cnn" "$BIN" bench-backbone --arch cnn --batch 2 --seconds 0.3
