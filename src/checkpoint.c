@@ -161,7 +161,12 @@ int checkpoint_save_sharded(const char *run_dir, const Checkpoint *c, MPI_Comm c
   snprintf(path, sizeof path, "%s/step-%09lld.h5", dir, (long long)c->step);
   snprintf(tmp, sizeof tmp, "%s.tmp", path);
   hid_t f;
-  if (h5io_create_parallel(tmp, comm, &f)) return -1;
+  int made = h5io_create_parallel(tmp, comm, &f) == 0;
+  DIST_CHECK(MPI_Allreduce(&made, &all, 1, MPI_INT, MPI_MIN, comm));
+  /* unreachable in tests: a collective create that fails on some ranks only.
+   * The others must not go on into collective writes the failed ones never
+   * join; their handle stays open, as closing it is collective too. */
+  if (!all) return made ? err_set("%s: another rank could not create it", tmp) : -1;
   int rc = write_file(f, rank == 0, c);
   if (H5Fclose(f) < 0) rc = -1;   /* collective: every rank's slab is on disk after it */
   DIST_CHECK(MPI_Allreduce(&rc, &all, 1, MPI_INT, MPI_MIN, comm));
