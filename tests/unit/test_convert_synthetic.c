@@ -8,32 +8,20 @@
 #include "common.h"
 #include "convert_synthetic.h"
 #include "dataset.h"
+#include "testutil.h"
 
 #include <criterion/criterion.h>
-#include <ftw.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 static char g_dir[256];
 
-static void tmpdir_init(void) {
-  const char *t = getenv("TMPDIR");
-  snprintf(g_dir, sizeof g_dir, "%s/pgml_syn_XXXXXX", t && *t ? t : "/tmp");
-  cr_assert(mkdtemp(g_dir), "mkdtemp failed");
-}
+static void tmpdir_init(void) { cr_assert(tmpdir_make(g_dir, sizeof g_dir, "syn") == 0, "mkdtemp failed"); }
 
-static int rm_cb(const char *p, const struct stat *sb, int type, struct FTW *ftw) {
-  (void)sb;
-  (void)type;
-  (void)ftw;
-  return remove(p);
-}
-
-static void tmpdir_free(void) { nftw(g_dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS); }
+static void tmpdir_free(void) { tmpdir_remove(g_dir); }
 
 TestSuite(convert_synthetic, .init = tmpdir_init, .fini = tmpdir_free);
 

@@ -14,9 +14,9 @@
 #include "glyphs.h"
 #include "h5io.h"
 #include "imageio.h"
+#include "testutil.h"
 
 #include <criterion/criterion.h>
-#include <ftw.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -32,20 +32,9 @@
 
 static char g_dir[256];
 
-static void tmpdir_init(void) {
-  const char *t = getenv("TMPDIR");
-  snprintf(g_dir, sizeof g_dir, "%s/pgml_dsx_XXXXXX", t && *t ? t : "/tmp");
-  cr_assert(mkdtemp(g_dir), "mkdtemp failed");
-}
+static void tmpdir_init(void) { cr_assert(tmpdir_make(g_dir, sizeof g_dir, "dsx") == 0, "mkdtemp failed"); }
 
-static int rm_cb(const char *p, const struct stat *sb, int type, struct FTW *ftw) {
-  (void)sb;
-  (void)type;
-  (void)ftw;
-  return remove(p);
-}
-
-static void tmpdir_free(void) { nftw(g_dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS); }
+static void tmpdir_free(void) { tmpdir_remove(g_dir); }
 
 TestSuite(datasets_extra, .init = tmpdir_init, .fini = tmpdir_free);
 

@@ -4,6 +4,7 @@
 #include "common.h"
 #include "h5io.h"
 
+#include <ftw.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,21 @@ const char *testdata_path(const char *name) {
   snprintf(buf, sizeof buf, "%s/%s", dir ? dir : "tests/data", name);
   return buf;
 }
+
+int tmpdir_make(char *dir, size_t size, const char *tag) {
+  const char *t = getenv("TMPDIR");
+  snprintf(dir, size, "%s/pgml_%s_XXXXXX", t && *t ? t : "/tmp", tag);
+  return mkdtemp(dir) ? 0 : -1;
+}
+
+static int remove_entry(const char *p, const struct stat *sb, int type, struct FTW *ftw) {
+  (void)sb;
+  (void)type;
+  (void)ftw;
+  return remove(p);
+}
+
+void tmpdir_remove(const char *dir) { nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS); }
 
 double max_abs(const double *a, size_t n) {
   double m = 0;

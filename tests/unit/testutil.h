@@ -15,6 +15,11 @@ int check_close_f32(const char *label, const float *got, const double *want, siz
 double max_abs(const double *a, size_t n);
 double max_abs_diff(const double *a, const double *b, size_t n);
 
+/* a fresh directory $TMPDIR/pgml_TAG_XXXXXX (or under /tmp) into dir; 0 or -1 */
+int tmpdir_make(char *dir, size_t size, const char *tag);
+/* dir and everything under it */
+void tmpdir_remove(const char *dir);
+
 /* read a whole dataset (any numeric type) as doubles; n gets the element count; aborts on failure */
 double *read_f64(hid_t f, const char *name, size_t *n);
 
