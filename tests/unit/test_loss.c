@@ -470,3 +470,39 @@ Test(select, nan_row_keeps_positives) {
   }
   cr_assert_eq(pos, N);
 }
+
+/* ------------------------------------------------------------ the regulariser's row */
+
+/* proxygml_regulariser_row (float, its own vectorised exponential) against
+ * the same softmax in double with libm's exp, on rows whose spread reaches
+ * far below the exponential's cut at -87 (logits of up to 2N apart; N is
+ * unbounded). Bounds: each e^x is within a few float ulps (Taylor remainder
+ * < 1e-8, a dozen rounded operations), so a probability is within ~1e-6 of
+ * itself relatively, and the terms the cut drops are below e^-87 beside
+ * the maximum's 1: the outputs ((softmax - onehot) / M) to 1e-6 of 1 / M
+ * absolute, the loss term to 1e-6 absolute plus relative. */
+Test(regulariser, row_matches_double_softmax) {
+  Rng rng;
+  rng_init(&rng, 11);
+  const int M = 40;
+  for (int rep = 0; rep < 200; rep++) {
+    const int C = 1 + (int)rng_below(&rng, 300), own = (int)rng_below(&rng, (uint32_t)C);
+    const double spread = rep % 4 == 0 ? 200.0 : rep % 4 == 1 ? 30.0 : rep % 4 == 2 ? 2.0 : 1e-4;
+    float *z = xmalloc_f32((size_t)C);
+    double *zd = xmalloc((size_t)C * sizeof(double));
+    for (int c = 0; c < C; c++) zd[c] = z[c] = (float)((rng_uniform_f64(&rng) - 0.5) * spread);
+    double m = -INFINITY, se = 0;
+    for (int c = 0; c < C; c++) m = fmax(m, zd[c]);
+    for (int c = 0; c < C; c++) se += exp(zd[c] - m);
+    const double want_loss = m + log(se) - zd[own];
+    const double got_loss = proxygml_regulariser_row(z, own, C, M);
+    cr_assert(fabs(got_loss - want_loss) <= 1e-6 * (1 + fabs(want_loss)), "C=%d spread=%g: loss %.9g, double %.9g", C,
+              spread, got_loss, want_loss);
+    for (int c = 0; c < C; c++) {
+      const double want = exp(zd[c] - m) / se / M - (c == own ? 1.0 / M : 0.0);
+      cr_assert(fabs(z[c] - want) <= 1e-6 / M, "C=%d spread=%g class %d: %.9g, double %.9g", C, spread, c, z[c], want);
+    }
+    free(z);
+    free(zd);
+  }
+}
