@@ -88,8 +88,9 @@ enum {
   PROXYGML_PHASE_SELECT,        /* the subgraph of every row (3.3) */
   PROXYGML_PHASE_SOFTMAX,       /* logits, masked softmax, G_Z (3.4-3.6, 4.2) */
   PROXYGML_PHASE_REG_FORWARD,   /* the regulariser's W, U, G and its loss (3.7) */
-  PROXYGML_PHASE_REG_BACKWARD,  /* its gradient lambda dL_reg/dW (4.4) */
-  PROXYGML_PHASE_SPARSE_BACKWARD, /* the selection by proxy, G_W and G_x over the K pairs of each row, dproxies (4.3, 4.5) */
+  PROXYGML_PHASE_REG_BACKWARD,  /* its class gradient lambda G^T W (4.4) */
+  PROXYGML_PHASE_SPARSE_BACKWARD, /* the selection by proxy, G_W and G_x over the K pairs of each row, dproxies
+                                     (4.3, 4.5); with lambda also the rest of 4.4, lambda G U, block by block */
   PROXYGML_PHASE_X_BACKWARD,    /* G_x summed over threads, dx_raw (4.5) */
   PROXYGML_NPHASE
 };
