@@ -20,8 +20,8 @@
 
 #include <stddef.h>
 
-/* Once per process, before the first product: touches OpenBLAS's work buffer
- * (layers.c says why). */
+/* Before the first product, on every thread OpenMP will use (again only if
+ * that count grew): touches OpenBLAS's work buffers (layers.c says why). */
 void layers_blas_warm(void);
 
 /* Row L2 normalisation: out_b = inp_b / max(||inp_b||, 1e-12).
