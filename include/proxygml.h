@@ -121,6 +121,11 @@ float proxygml_topk_margin(const ProxyGML *l, int b, int y);
  * proxygml_select_ref: the same by a plain sort (the tests' twin; no NaN). */
 void proxygml_select(int *out /* K */, const float *s /* M */, int y, int C, int N, int K, float *v, int *idx);
 void proxygml_select_ref(int *out /* K */, const float *s /* M */, int y, int C, int N, int K);
+/* Rows with many negatives take their threshold's lower bound from a sample
+ * of one negative in PROXYGML_SELECT_STRIDE: the i-th sampled is the
+ * negatives' proxygml_select_sample(i)-th (for tests that defeat the bound). */
+enum { PROXYGML_SELECT_STRIDE = 8 };
+int proxygml_select_sample(int i);
 
 /* The K largest of s[0..M) (ties: lower index first), ascending indices into
  * out; v, idx: scratch of K each. Inference-time subgraphs (no labels). */

@@ -8,6 +8,7 @@
 #include "layers.h"
 
 #include <cblas.h>
+#include <float.h>
 #include <math.h>
 #include <omp.h>
 #include <stdint.h>
@@ -169,6 +170,86 @@ static uint64_t kth_largest(uint64_t *a, int n, int k) {
   return a[want];
 }
 
+
+enum { SELECT_BUCKETS = 256 };
+
+/* The k-th largest rank key among s[idx[0..m)] (1 <= k <= m, no NaN): a
+ * histogram of the values over the range present, linear (so the sparse top
+ * of a row spreads over many buckets; (s - lo) * scale never decreases as s
+ * grows, so the buckets keep the order), then an exact select among the
+ * members of the bucket that holds it. a: m keys of scratch. */
+static uint64_t kth_among(const float *s, const int *idx, int m, int k, uint64_t *a) {
+  if (m < SELECT_BUCKETS) {   /* too few for the histogram to pay */
+    for (int i = 0; i < m; i++) a[i] = rank_key(s[idx[i]], idx[i]);
+    return kth_largest(a, m, k);
+  }
+  float lo = INFINITY, hi = -INFINITY;
+  for (int i = 0; i < m; i++) {
+    lo = s[idx[i]] < lo ? s[idx[i]] : lo;
+    hi = s[idx[i]] > hi ? s[idx[i]] : hi;
+  }
+  float scale = hi - lo <= FLT_MAX ? (SELECT_BUCKETS - 1) / (hi - lo) : 0;
+  if (!(scale <= FLT_MAX)) scale = 0;   /* a span that overflows, or none: one bucket */
+  uint32_t hist[SELECT_BUCKETS] = {0};
+  for (int i = 0; i < m; i++) hist[(int)((s[idx[i]] - lo) * scale)]++;
+  int b = SELECT_BUCKETS - 1;
+  uint32_t above = 0;   /* keys in buckets > b */
+  while (above + hist[b] < (uint32_t)k) above += hist[b--];
+  int n = 0;
+  for (int i = 0; i < m; i++) {
+    const int j = idx[i];
+    if ((int)((s[j] - lo) * scale) == b) a[n++] = rank_key(s[j], j);
+  }
+  return kth_largest(a, n, k - (int)above);
+}
+
+int proxygml_select_sample(int i) {
+  return i * PROXYGML_SELECT_STRIDE + (int)(((uint32_t)i * 2654435761u >> 16) % PROXYGML_SELECT_STRIDE);
+}
+
+/* The negatives' threshold from a sample, for rows where k is a small part of
+ * them (sop: 565 of 11317): one negative in PROXYGML_SELECT_STRIDE, at a
+ * hashed offset in each stride so that no period of the row lines up with
+ * it. The sample's r-th best, r four standard deviations above the k / stride
+ * expected, is below the k-th best of the row unless the row is far from
+ * random. One pass keeps the negatives at or above it (a few k, in index
+ * order), an exact select among them gives the threshold, and they are
+ * filtered in place. Returns 0 when the bound proved too high (fewer than k
+ * kept) or the row has a NaN: the caller takes the histogram path. The same
+ * set as that path: every negative left out is below every one kept. */
+static int select_sampled(int *out, const float *s, int p0, int N, int M, int k, float *v, int *idx) {
+  const int ns = (M - N) / PROXYGML_SELECT_STRIDE;
+  const double mean = (double)k / PROXYGML_SELECT_STRIDE;
+  const int r = (int)(mean + 4 * sqrt(mean)) + 8;
+  if (r >= ns / 4) return 0;
+  uint64_t *a = (uint64_t *)v;   /* M keys at most */
+  for (int i = 0; i < ns; i++) {
+    const int j = proxygml_select_sample(i);
+    idx[i] = j + (j >= p0 ? N : 0);   /* the negatives' j-th: positives skipped */
+  }
+  int nan = 0;
+  for (int i = 0; i < ns; i++) nan |= s[idx[i]] != s[idx[i]];
+  if (nan) return 0;
+  const float bound = s[(uint32_t)~(uint32_t)kth_among(s, idx, ns, r, a)];
+  int m = 0;   /* branch-free: idx[m] is written whether kept or not */
+  for (int j = 0; j < p0; j++) { idx[m] = j; m += s[j] >= bound; nan |= s[j] != s[j]; }
+  const int before = m;
+  for (int j = p0 + N; j < M; j++) { idx[m] = j; m += s[j] >= bound; nan |= s[j] != s[j]; }
+  if (m < k || nan) return 0;
+  const uint64_t thr = kth_among(s, idx, m, k, a);
+  int n = 0, lo = 0;   /* in place: n <= i */
+  for (int i = 0; i < m; i++) {
+    const int j = idx[i], keep = rank_key(s[j], j) >= thr;
+    idx[n] = j;
+    lo += i < before && keep;
+    n += keep;
+  }
+  memcpy(out, idx, (size_t)lo * sizeof(int));
+  for (int q = 0; q < N; q++) out[lo + q] = p0 + q;
+  memcpy(out + lo + N, idx + lo, (size_t)(k - lo) * sizeof(int));
+  return 1;
+}
+
 enum { SELECT_BITS = 11 };   /* histogram of the top bits of the keys: 2048 buckets, 8 KiB on the stack */
 
 /* Row b keeps its N positives plus the K-N most similar negatives (K >= N), or
@@ -182,6 +263,7 @@ enum { SELECT_BITS = 11 };   /* histogram of the top bits of the keys: 2048 buck
 void proxygml_select(int *out, const float *s, int y, int C, int N, int K, float *v, int *idx) {
   const int M = C * N, p0 = y * N, k = K - N;
   if (K < N || k == 0) { select_row_heap(out, s, y, C, N, K, v, idx); return; }
+  if (select_sampled(out, s, p0, N, M, k, v, idx)) return;
   uint32_t hist[1 << SELECT_BITS];
   memset(hist, 0, sizeof hist);
   int nan = 0;

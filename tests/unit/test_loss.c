@@ -455,6 +455,32 @@ Test(select, matches_full_sort_with_ties) {
   }
 }
 
+/* A row whose sampled negatives (proxygml_select_sample) are its largest:
+ * the sample's bound then keeps fewer than K - N negatives, and the
+ * selection must notice and still return the sort's set. */
+Test(select, sample_that_misleads_falls_back) {
+  Rng rng;
+  rng_init(&rng, 11);
+  const int C = 5000, N = 1, M = C * N, K = 300, y = 1234;
+  float *s = xmalloc_f32((size_t)M), *v = xmalloc_f32(2 * (size_t)M);
+  int *idx = xmalloc((size_t)M * sizeof(int)), got[300], want[300], ns = 0;
+  for (int j = 0; j < M; j++) s[j] = (float)rng_uniform(&rng) * 0.1f;
+  for (int i = 0; proxygml_select_sample(i) < M - N; i++, ns++) {
+    const int j = proxygml_select_sample(i);
+    s[j + (j >= y * N ? N : 0)] = 1.0f + (float)rng_uniform(&rng);
+  }
+  /* the premise: the sampled are the row's largest negatives, so the few
+   * times (K - N) / stride that the sample's bound reaches for are all that
+   * pass it, far fewer than K - N */
+  int high = 0;
+  for (int j = 0; j < M; j++) high += j != y && s[j] >= 1.0f;
+  cr_assert(high == ns && ns > K - N, "high %d, sampled %d", high, ns);
+  proxygml_select(got, s, y, C, N, K, v, idx);
+  proxygml_select_ref(want, s, y, C, N, K);
+  for (int i = 0; i < K; i++) cr_assert_eq(got[i], want[i], "entry %d is %d, the sort says %d", i, got[i], want[i]);
+  free(s); free(v); free(idx);
+}
+
 /* a NaN row keeps the heap's order, which selects the positives and K valid entries */
 Test(select, nan_row_keeps_positives) {
   const int C = 6, N = 2, M = C * N, K = 5, y = 2;
