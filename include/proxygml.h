@@ -134,9 +134,10 @@ void proxygml_topk(int *out /* K */, const float *s /* M */, int M, int K, float
 /* ---- pieces shared with the class-sharded loss (include/proxyshard.h) ---- */
 
 /* S (B x M, row stride M) = x W^T with W = proxies / ||proxies|| (norms
- * clamped at 1e-12 into pnorm, M): by blocks of proxies over nt threads */
-void proxygml_similarity(float *S, float *pnorm, const float *x /* B x D */, const float *proxies /* M x D */,
-                         int B, int M, int D, int nt);
+ * clamped at 1e-12 into pnorm, M): by blocks of proxies over nt threads;
+ * W itself is written too unless NULL */
+void proxygml_similarity(float *S, float *pnorm, float *W /* M x D or NULL */, const float *x /* B x D */,
+                         const float *proxies /* M x D */, int B, int M, int D, int nt);
 /* one row of the regulariser's softmax over the C classes: returns its loss
  * term and leaves (softmax - onehot) / M in zc (C); own: the proxy's class */
 double proxygml_regulariser_row(float *zc, int own, int C, int M);

@@ -347,14 +347,21 @@ static PROXYGML_HOT double sum_squares(const float *p, int D) {
   return ss;
 }
 
+/* y = x * s over one row (multi-versioned, as add_row below) */
+static PROXYGML_HOT void scale_row(float *y, const float *x, float s, int D) {
+  for (int d = 0; d < D; d++) y[d] = x[d] * s;
+}
+
 static PROXYGML_HOT void divide_by(float *s, const float *by, int n) {
   for (int j = 0; j < n; j++) s[j] /= by[j];
 }
 
 /* S = x W^T with W = P / ||P|| by blocks of proxies: each block's norms are
  * taken while it is in cache and its columns of x P^T are scaled by them, so
- * the M x D proxies are read from memory once and W is never written. */
-void proxygml_similarity(float *S, float *pnorm, const float *x, const float *proxies, int B, int M, int D, int nt) {
+ * the M x D proxies are read from memory once, and W is written only where
+ * the regulariser wants it (from the block in cache, not a second pass). */
+void proxygml_similarity(float *S, float *pnorm, float *W, const float *x, const float *proxies, int B, int M, int D,
+                         int nt) {
   const int nblk = (M + PROXY_BLOCK - 1) / PROXY_BLOCK;
   /* the pthread build only: in the OpenMP one this call is omp_set_num_threads,
    * and BLAS inside our region is serial anyway */
@@ -367,6 +374,9 @@ void proxygml_similarity(float *S, float *pnorm, const float *x, const float *pr
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, nj, D, 1.0f, x, D, proxies + (size_t)j0 * D, D,
                 0.0f, S + j0, M);
     for (int b = 0; b < B; b++) divide_by(S + (size_t)b * M + j0, pnorm + j0, nj);
+    if (W)
+      for (int j = j0; j < j0 + nj; j++)
+        scale_row(W + (size_t)j * D, proxies + (size_t)j * D, 1.0f / pnorm[j], D);
   }
   if (switch_blas) openblas_set_num_threads(nt);
 }
@@ -464,11 +474,8 @@ PROXYGML_HOT double proxygml_regulariser_row(float *zc, int own, int C, int M) {
   return m + log(se) - zown;
 }
 
-/* y = x * s and y += x over one row (multi-versioned: M x D each, a few
+/* y += x over one row (multi-versioned: M x D each, a few
  * hundred microseconds of cub's step in the portable baseline) */
-static PROXYGML_HOT void scale_row(float *y, const float *x, float s, int D) {
-  for (int d = 0; d < D; d++) y[d] = x[d] * s;
-}
 
 static PROXYGML_HOT void add_row(float *y, const float *x, int D) {
   for (int d = 0; d < D; d++) y[d] += x[d];
@@ -476,10 +483,8 @@ static PROXYGML_HOT void add_row(float *y, const float *x, int D) {
 
 /* 3.7 and 4.4: rows [rb, re) of the regulariser through U = W Y (never the
  * M x M matrix); leaves (softmax - onehot) / M in G. Returns their loss sum. */
-static double regulariser_forward(ProxyGML *l, const float *proxies) {
+static double regulariser_forward(ProxyGML *l) {
   const int D = l->D, C = l->C, N = l->N, M = l->M, rb = l->reg_begin, Mr = l->reg_end - l->reg_begin;
-#pragma omp parallel for schedule(static) num_threads(l->nthreads) if (M > 256)
-  for (int j = 0; j < M; j++) scale_row(l->W + (size_t)j * D, proxies + (size_t)j * D, 1.0f / l->pnorm[j], D);
   for (int c = 0; c < C; c++) {
     float *u = l->U + (size_t)c * D;
     memcpy(u, l->W + (size_t)c * N * D, (size_t)D * sizeof(float));
@@ -506,7 +511,7 @@ float proxygml_forward(ProxyGML *l, const float *x_raw, const int *labels, const
   double *ph = l->phase_sec, t0 = now_sec(), t1;
   l2norm_forward(l->x, l->xnorm, x_raw, B, l->D);          /* 3.1 */
   ph[PROXYGML_PHASE_NORMALISE] += (t1 = now_sec()) - t0;
-  proxygml_similarity(l->S, l->pnorm, l->x, proxies, B, M, l->D, l->nthreads);   /* 3.1-3.2 */
+  proxygml_similarity(l->S, l->pnorm, l->lambda > 0 ? l->W : NULL, l->x, proxies, B, M, l->D, l->nthreads);   /* 3.1-3.2 */
   ph[PROXYGML_PHASE_SIMILARITY] += (t0 = now_sec()) - t1;
   memset(l->thread_sec, 0, (size_t)l->nthreads * 2 * sizeof(double));
 #pragma omp parallel for schedule(dynamic, 1) num_threads(l->nthreads) if ((long)B * M > 16384)
@@ -534,7 +539,7 @@ float proxygml_forward(ProxyGML *l, const float *x_raw, const int *labels, const
   double loss_cls = 0;
   for (int b = 0; b < B; b++) loss_cls += l->row_loss[b];
   l->loss_cls = (float)(loss_cls * inv_b);
-  l->loss_reg = l->lambda > 0 ? (float)(regulariser_forward(l, proxies) / M) : 0.0f;
+  l->loss_reg = l->lambda > 0 ? (float)(regulariser_forward(l) / M) : 0.0f;
   ph[PROXYGML_PHASE_REG_FORWARD] += now_sec() - t1;
   l->loss = l->loss_cls + l->lambda * l->loss_reg;
   return l->loss;

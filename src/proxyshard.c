@@ -542,7 +542,7 @@ float proxyshard_forward(ProxyShard *s, const float *x_raw, const int *labels, c
   DIST_CHECK(MPI_Allgather(MPI_IN_PLACE, 0, MPI_FLOAT, s->x, B * D, MPI_FLOAT, s->d->comm));
   DIST_CHECK(MPI_Allgather(MPI_IN_PLACE, 0, MPI_INT, s->y, B, MPI_INT, s->d->comm));
   s->bytes += (double)G * D * sizeof(float) + (double)G * sizeof(int);
-  proxygml_similarity(s->S, s->pnorm, s->x, slab, G, s->Mp, D, s->nt);
+  proxygml_similarity(s->S, s->pnorm, NULL, s->x, slab, G, s->Mp, D, s->nt);
   if (s->K > s->N) {   /* negatives to choose (rows start with need = 0 otherwise) */
     select_bins(s, G, s->K - s->N);
     select_digits(s, G);
@@ -647,7 +647,7 @@ void proxyshard_topk(ProxyShard *s, const float *slab, const float *emb, int row
     const int n = rows - r0 < G ? rows - r0 : G;
     memcpy(s->x, emb + (size_t)r0 * D, (size_t)n * D * sizeof(float));
     for (int b = 0; b < n; b++) s->y[b] = -1;   /* no label: no positives */
-    proxygml_similarity(s->S, s->pnorm, s->x, slab, n, s->Mp, D, s->nt);
+    proxygml_similarity(s->S, s->pnorm, NULL, s->x, slab, n, s->Mp, D, s->nt);
     select_bins(s, n, K);
     select_digits(s, n);
 #pragma omp parallel for schedule(dynamic, 4) num_threads(s->nt)
