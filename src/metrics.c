@@ -181,16 +181,16 @@ static void knn_sort(uint64_t *a, uint64_t *tmp, int n) {
  * order, into the front of tmp (n); lo <= every key's high half <= hi (the
  * scan kept the bounds, which saves a pass over keys gone cold). One histogram of the similarity bits,
  * scaled to the range present, into so many buckets that they hold a few
- * keys each; a stable scatter of the buckets up to the one holding the
+ * keys each (h: nb + 1, nb about 2 depth); a stable scatter of the buckets up to the one holding the
  * depth-th (the rest to a dump area behind them); an insertion sort, which
  * has only the few inversions inside buckets to undo. A bucket too full for
  * that (many equal similarities) takes the radix sort instead. */
-static PROXYGML_HOT void knn_best(uint64_t *tmp, const uint64_t *a, int n, int depth, uint32_t lo, uint32_t hi) {
-  enum { NB = 4096, FULL = 64 };
+static PROXYGML_HOT void knn_best(uint64_t *tmp, const uint64_t *a, int n, int depth, uint32_t lo, uint32_t hi,
+                                  uint32_t *h, uint32_t nb) {
+  enum { FULL = 64 };
   int shift = 0;
-  while (((hi - lo) >> shift) >= NB) shift++;
-  uint32_t h[NB + 1];
-  memset(h, 0, sizeof h);
+  while (((hi - lo) >> shift) >= nb) shift++;
+  memset(h, 0, (nb + 1) * sizeof *h);
   for (int i = 0; i < n; i++) h[((uint32_t)(a[i] >> 32) - lo) >> shift]++;
   uint32_t b = 0, m = 0, widest = 0;   /* m: keys in buckets <= b */
   while (m + h[b] < (uint32_t)depth) { widest = h[b] > widest ? h[b] : widest; m += h[b++]; }
@@ -235,13 +235,48 @@ static inline int knn_any_ge(const float *s, float t) {
   return any;
 }
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+/* One full chunk with AVX-512: the keys of the lanes that pass, packed in
+ * registers (vpcompressq into a register; the store form is microcoded on
+ * some cores) and stored whole: out must have 16 free keys. Returns the
+ * number appended. The same keys and bounds as the portable loop below. */
+__attribute__((target("avx512f"))) static int knn_chunk_avx512(uint64_t *out, const float *s, float t, uint32_t r,
+                                                                uint32_t *lo, uint32_t *hi) {
+  const __m512 v = _mm512_loadu_ps(s);
+  const __mmask16 pass = _mm512_cmp_ps_mask(v, _mm512_set1_ps(t), _CMP_GE_OQ);
+  if (!pass) return 0;
+  __m512i b = _mm512_castps_si512(_mm512_add_ps(v, _mm512_setzero_ps()));   /* -0 as +0 */
+  b = _mm512_xor_si512(b, _mm512_or_si512(_mm512_srai_epi32(b, 31), _mm512_set1_epi32((int)0x80000000u)));
+  const __m512i u = _mm512_ternarylogic_epi32(b, b, b, 0x55);   /* ~b */
+  const uint32_t l = _mm512_mask_reduce_min_epu32(pass, u), h = _mm512_mask_reduce_max_epu32(pass, u);
+  *lo = l < *lo ? l : *lo;
+  *hi = h > *hi ? h : *hi;
+  const __m512i idx = _mm512_add_epi32(_mm512_set1_epi32((int)r),
+                                       _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
+  const __m512i k0 = _mm512_or_si512(_mm512_slli_epi64(_mm512_cvtepu32_epi64(_mm512_castsi512_si256(u)), 32),
+                                     _mm512_cvtepu32_epi64(_mm512_castsi512_si256(idx)));
+  const __m512i k1 = _mm512_or_si512(_mm512_slli_epi64(_mm512_cvtepu32_epi64(_mm512_extracti64x4_epi64(u, 1)), 32),
+                                     _mm512_cvtepu32_epi64(_mm512_extracti64x4_epi64(idx, 1)));
+  const int n0 = __builtin_popcount(pass & 0xff);
+  _mm512_storeu_si512(out, _mm512_maskz_compress_epi64((__mmask8)(pass & 0xff), k0));
+  _mm512_storeu_si512(out + n0, _mm512_maskz_compress_epi64((__mmask8)(pass >> 8), k1));
+  return n0 + __builtin_popcount(pass >> 8);
+}
+#endif
+
 static PROXYGML_HOT void knn_scan(uint64_t *keys, uint64_t *tmp, int *cnt, float *thr, uint32_t *span, int depth,
-                                  int cap, const float *s, int r0, int nr) {
+                                  int cap, const float *s, int r0, int nr, int vec) {
   int c = *cnt;
   float t = *thr;
   uint32_t lo = span[0], hi = span[1];
   for (int j0 = 0; j0 < nr; j0 += KNN_CHUNK) {
     const int m = imin(KNN_CHUNK, nr - j0);
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (vec && m == KNN_CHUNK) {
+      c += knn_chunk_avx512(keys + c, s + j0, t, (uint32_t)(r0 + j0), &lo, &hi);
+    } else
+#endif
     if (m == KNN_CHUNK) {
       if (!knn_any_ge(s + j0, t)) continue;
       uint32_t u[KNN_CHUNK];   /* the chunk's key halves, as knn_key makes them, in vector registers */
@@ -343,11 +378,11 @@ static void knn_finish_query(int *out, MetricsKnn *w, int slot, int i, const flo
       cblas_sgemv(CblasRowMajor, CblasNoTrans, nr, D, 1.0f, emb + (size_t)ra * D, D, emb + (size_t)q * D, 1,
                   0.0f, s, 1);
       knn_mask_self(s, q - ra, nr);
-      knn_scan(keys, tmp, cnt, thr, span, depth, cap, s, ra, nr);
+      knn_scan(keys, tmp, cnt, thr, span, depth, cap, s, ra, nr, w->vector);
     }
     w->refills[slot]++;
   }
-  knn_best(tmp, keys, *cnt, depth, span[0], span[1]);
+  knn_best(tmp, keys, *cnt, depth, span[0], span[1], w->hist + (size_t)slot * (w->nb + 1), (uint32_t)w->nb);
   for (int j = 0; j < depth; j++) out[j] = (int)(uint32_t)tmp[j];
 }
 
@@ -376,7 +411,7 @@ static void knn_block(int *out, MetricsKnn *w, int slot, const float *emb, int n
     for (int i = 0; i < nq; i++) {
       float *s = tile + (size_t)i * nr;   /* nr */
       knn_mask_self(s, qa + i - ra, nr);
-      knn_scan(keys + (size_t)i * cap, tmp, &cnt[i], &thr[i], span + 2 * i, depth, cap, s, ra, nr);
+      knn_scan(keys + (size_t)i * cap, tmp, &cnt[i], &thr[i], span + 2 * i, depth, cap, s, ra, nr, w->vector);
     }
     t1 = now_sec(); sec[METRICS_KNN_SCAN] += t1 - t0; t0 = t1;
   }
@@ -422,9 +457,15 @@ void metrics_knn_init(MetricsKnn *w, int D, int depth, int qblock, int rblock) {
   w->span = xmalloc(T * qb * 2 * sizeof *w->span);                       /* T x qblock x 2 */
   w->refills = xcalloc(T, sizeof *w->refills);                           /* T */
   w->sec = xcalloc(T * METRICS_KNN_NPHASE, sizeof *w->sec);              /* T x NPHASE */
+  for (w->nb = 1024; w->nb < 2 * depth && w->nb < (1 << 16); w->nb *= 2) {}
+  w->hist = xmalloc(T * (w->nb + 1) * sizeof *w->hist);                  /* T x (nb + 1) */
+#if defined(__x86_64__) && defined(__GNUC__)
+  w->vector = __builtin_cpu_supports("avx512f");
+#endif
 }
 
 void metrics_knn_free(MetricsKnn *w) {
+  free(w->hist);
   free(w->tile);
   free(w->keys);
   free(w->scratch);
