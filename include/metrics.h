@@ -71,7 +71,7 @@ enum { METRICS_KNN_SAMPLE, METRICS_KNN_GEMM, METRICS_KNN_SCAN, METRICS_KNN_FINIS
 
 /* One slot of each buffer per OpenMP thread (T = nthreads, at init). */
 typedef struct {
-  int D, depth, cap, qblock, rblock, sample, tilew, scw, nthreads, nb;
+  int D, depth, cap, qblock, rblock, sample, tilew, scw, nthreads;
   int vector;         /* the scan in AVX-512 (init: where the CPU has it); 0: the portable loop */
   float *tile;        /* T x qblock x tilew: one sgemm tile, tilew = max(rblock, sample) */
   uint64_t *keys;     /* T x qblock x cap: per-query candidates (similarity, index), cap = 2 depth + 64 */
@@ -82,7 +82,7 @@ typedef struct {
   uint32_t *span;     /* T x qblock x 2: bounds (smallest, largest) of the high halves of the keys held */
   long *refills;      /* T: queries scanned twice (sampled threshold too high) */
   double *sec;        /* T x METRICS_KNN_NPHASE: seconds per phase */
-  uint32_t *hist;     /* T x (nb + 1): the final selection's histogram, nb ~ 2 depth buckets */
+  uint32_t *hist;     /* T x 16384: the final sort's digit counts */
 } MetricsKnn;
 
 /* qblock, rblock <= 0 pick defaults: 2048 references, 128 queries a thread

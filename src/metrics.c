@@ -150,69 +150,33 @@ static uint64_t knn_cut(uint64_t *a, uint64_t *tmp, int n, int depth) {
   return kth;
 }
 
-/* Sorts a (n, ascending index order) by the similarity half of the key with
- * a stable LSD radix sort (bytes; bytes equal in every key cost no pass):
- * equal similarities stay in index order, so the result is in key order
- * without sorting the index bits. tmp: n scratch. */
-static void knn_sort(uint64_t *a, uint64_t *tmp, int n) {
-  uint32_t cnt[4][256];
-  memset(cnt, 0, sizeof cnt);
-  for (int i = 0; i < n; i++) {
-    uint32_t u = (uint32_t)(a[i] >> 32);
-    cnt[0][u & 255]++;
-    cnt[1][(u >> 8) & 255]++;
-    cnt[2][(u >> 16) & 255]++;
-    cnt[3][u >> 24]++;
-  }
-  uint64_t *src = a, *dst = tmp;
-  for (int p = 0; p < 4; p++) {
-    const int sh = 32 + 8 * p;
-    uint32_t *c = cnt[p];
-    if (c[(src[0] >> sh) & 255] == (uint32_t)n) continue;
-    uint32_t sum = 0;
-    for (int v = 0; v < 256; v++) { uint32_t t = c[v]; c[v] = sum; sum += t; }
-    for (int i = 0; i < n; i++) dst[c[(src[i] >> sh) & 255]++] = src[i];
-    uint64_t *t = src; src = dst; dst = t;
-  }
-  if (src != a) memcpy(a, src, (size_t)n * sizeof *a);
-}
+enum { KNN_DIGIT = 13, KNN_RADIX_TABLE = 2 << KNN_DIGIT };   /* the most counts: two digits of 13 bits */
 
-/* The depth smallest keys of a (n >= depth, ascending index order), in key
- * order, into the front of tmp (n); lo <= every key's high half <= hi (the
- * scan kept the bounds, which saves a pass over keys gone cold). One histogram of the similarity bits,
- * scaled to the range present, into so many buckets that they hold a few
- * keys each (h: nb + 1, nb about 2 depth); a stable scatter of the buckets up to the one holding the
- * depth-th (the rest to a dump area behind them); an insertion sort, which
- * has only the few inversions inside buckets to undo. A bucket too full for
- * that (many equal similarities) takes the radix sort instead. */
-static PROXYGML_HOT void knn_best(uint64_t *tmp, const uint64_t *a, int n, int depth, uint32_t lo, uint32_t hi,
-                                  uint32_t *h, uint32_t nb) {
-  enum { FULL = 64 };
-  int shift = 0;
-  while (((hi - lo) >> shift) >= nb) shift++;
-  memset(h, 0, (nb + 1) * sizeof *h);
-  for (int i = 0; i < n; i++) h[((uint32_t)(a[i] >> 32) - lo) >> shift]++;
-  uint32_t b = 0, m = 0, widest = 0;   /* m: keys in buckets <= b */
-  while (m + h[b] < (uint32_t)depth) { widest = h[b] > widest ? h[b] : widest; m += h[b++]; }
-  widest = h[b] > widest ? h[b] : widest;
-  m += h[b];
-  for (uint32_t v = 0, sum = 0; v <= b; v++) { uint32_t t = h[v]; h[v] = sum; sum += t; }
-  h[b + 1] = m;   /* the dump: keys behind the depth-th's bucket */
-  const uint32_t dump = b + 1;
+/* a (n, ascending index order; lo <= every key's high half <= hi, bounds the
+ * scan kept, which saves a pass over keys gone cold) in key order into tmp:
+ * a stable LSD radix sort on the similarity half less lo, in as few digits
+ * of at most KNN_DIGIT bits as the range present needs (two for a few
+ * thousand candidates in practice), all digits counted in one read. Equal
+ * similarities stay in index order, so the index half needs no pass. a and
+ * tmp2 (n each) are overwritten; h: KNN_RADIX_TABLE counts. */
+static PROXYGML_HOT void knn_best(uint64_t *tmp, uint64_t *tmp2, uint64_t *a, int n, uint32_t lo, uint32_t hi,
+                                  uint32_t *h) {
+  const int bits = hi > lo ? 32 - __builtin_clz(hi - lo) : 0, passes = (bits + KNN_DIGIT - 1) / KNN_DIGIT;
+  if (passes == 0) { memcpy(tmp, a, (size_t)n * sizeof *a); return; }
+  const int w = (bits + passes - 1) / passes;
+  const uint32_t nb = 1u << w, mask = nb - 1;
+  memset(h, 0, (size_t)passes * nb * sizeof *h);
   for (int i = 0; i < n; i++) {
-    uint32_t d = ((uint32_t)(a[i] >> 32) - lo) >> shift;
-    d = d < dump ? d : dump;
-    tmp[h[d]++] = a[i];
+    const uint32_t u = (uint32_t)(a[i] >> 32) - lo;
+    for (int p = 0; p < passes; p++) h[p * nb + ((u >> (p * w)) & mask)]++;
   }
-  if (widest > FULL) {
-    knn_sort(tmp, tmp + m, (int)m);   /* tmp[m..n) is free: the dump is not needed */
-    return;
-  }
-  for (uint32_t i = 1; i < m; i++) {
-    uint64_t k = tmp[i];
-    uint32_t j = i;
-    for (; j > 0 && tmp[j - 1] > k; j--) tmp[j] = tmp[j - 1];
-    tmp[j] = k;
+  uint64_t *src = a, *dst = passes % 2 ? tmp : tmp2;
+  for (int p = 0; p < passes; p++) {
+    uint32_t *c = h + p * nb;
+    for (uint32_t v = 0, sum = 0; v < nb; v++) { uint32_t x = c[v]; c[v] = sum; sum += x; }
+    for (int i = 0; i < n; i++) dst[c[(((uint32_t)(src[i] >> 32) - lo) >> (p * w)) & mask]++] = src[i];
+    src = dst;
+    dst = dst == tmp ? tmp2 : tmp;
   }
 }
 
@@ -382,7 +346,7 @@ static void knn_finish_query(int *out, MetricsKnn *w, int slot, int i, const flo
     }
     w->refills[slot]++;
   }
-  knn_best(tmp, keys, *cnt, depth, span[0], span[1], w->hist + (size_t)slot * (w->nb + 1), (uint32_t)w->nb);
+  knn_best(tmp, tmp + w->scw, keys, *cnt, span[0], span[1], w->hist + (size_t)slot * KNN_RADIX_TABLE);
   for (int j = 0; j < depth; j++) out[j] = (int)(uint32_t)tmp[j];
 }
 
@@ -457,8 +421,7 @@ void metrics_knn_init(MetricsKnn *w, int D, int depth, int qblock, int rblock) {
   w->span = xmalloc(T * qb * 2 * sizeof *w->span);                       /* T x qblock x 2 */
   w->refills = xcalloc(T, sizeof *w->refills);                           /* T */
   w->sec = xcalloc(T * METRICS_KNN_NPHASE, sizeof *w->sec);              /* T x NPHASE */
-  for (w->nb = 1024; w->nb < 2 * depth && w->nb < (1 << 16); w->nb *= 2) {}
-  w->hist = xmalloc(T * (w->nb + 1) * sizeof *w->hist);                  /* T x (nb + 1) */
+  w->hist = xmalloc(T * KNN_RADIX_TABLE * sizeof *w->hist);              /* T x KNN_RADIX_TABLE */
 #if defined(__x86_64__) && defined(__GNUC__)
   w->vector = __builtin_cpu_supports("avx512f");
 #endif

@@ -350,6 +350,23 @@ Test(metrics, knn_sample_too_high_rescans) {
   free(x);
 }
 
+/* Similarities a few thousand float steps apart (one digit of the final
+ * sort, where the tests above take two or three): scalars 1 + m 2^-23, the
+ * queries exactly 1, so every product is exact in float and in double. */
+Test(metrics, knn_narrow_range_one_digit) {
+  const int n = 3000, q0 = 0, q1 = 10, depth = 500;
+  float *x = xmalloc_f32((size_t)n);
+  for (int r = 0; r < n; r++) x[r] = r < q1 ? 1.0f : 1.0f + (float)((r * 7919) % 4000) * 0x1p-23f;
+  for (int vec = 0; vec < 2; vec++) {
+    int *got = run_knn(x, n, 1, q0, q1, depth, 4, 256, vec);
+    int *want = xmalloc((size_t)(q1 - q0) * depth * sizeof *want);
+    metrics_knn_ref(want, x, n, 1, q0, q1, depth);
+    cr_expect(!memcmp(got, want, (size_t)(q1 - q0) * depth * sizeof *got), "vector %d differs", vec);
+    free(got); free(want);
+  }
+  free(x);
+}
+
 /* float vs double similarities: positions may swap only on near-ties */
 Test(metrics, knn_vs_ref_random) {
   const int n = 257, D = 19, depth = 31;
