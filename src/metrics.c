@@ -201,31 +201,44 @@ static inline int knn_any_ge(const float *s, float t) {
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
-/* One full chunk with AVX-512: the keys of the lanes that pass, packed in
- * registers (vpcompressq into a register; the store form is microcoded on
- * some cores) and stored whole: out must have 16 free keys. Returns the
- * number appended. The same keys and bounds as the portable loop below. */
-__attribute__((target("avx512f"))) static int knn_chunk_avx512(uint64_t *out, const float *s, float t, uint32_t r,
-                                                                uint32_t *lo, uint32_t *hi) {
-  const __m512 v = _mm512_loadu_ps(s);
-  const __mmask16 pass = _mm512_cmp_ps_mask(v, _mm512_set1_ps(t), _CMP_GE_OQ);
-  if (!pass) return 0;
-  __m512i b = _mm512_castps_si512(_mm512_add_ps(v, _mm512_setzero_ps()));   /* -0 as +0 */
-  b = _mm512_xor_si512(b, _mm512_or_si512(_mm512_srai_epi32(b, 31), _mm512_set1_epi32((int)0x80000000u)));
-  const __m512i u = _mm512_ternarylogic_epi32(b, b, b, 0x55);   /* ~b */
-  const uint32_t l = _mm512_mask_reduce_min_epu32(pass, u), h = _mm512_mask_reduce_max_epu32(pass, u);
-  *lo = l < *lo ? l : *lo;
-  *hi = h > *hi ? h : *hi;
-  const __m512i idx = _mm512_add_epi32(_mm512_set1_epi32((int)r),
-                                       _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
-  const __m512i k0 = _mm512_or_si512(_mm512_slli_epi64(_mm512_cvtepu32_epi64(_mm512_castsi512_si256(u)), 32),
-                                     _mm512_cvtepu32_epi64(_mm512_castsi512_si256(idx)));
-  const __m512i k1 = _mm512_or_si512(_mm512_slli_epi64(_mm512_cvtepu32_epi64(_mm512_extracti64x4_epi64(u, 1)), 32),
-                                     _mm512_cvtepu32_epi64(_mm512_extracti64x4_epi64(idx, 1)));
-  const int n0 = __builtin_popcount(pass & 0xff);
-  _mm512_storeu_si512(out, _mm512_maskz_compress_epi64((__mmask8)(pass & 0xff), k0));
-  _mm512_storeu_si512(out + n0, _mm512_maskz_compress_epi64((__mmask8)(pass >> 8), k1));
-  return n0 + __builtin_popcount(pass >> 8);
+/* Full chunks with AVX-512, until all nch are done or c passes limit (the
+ * caller then cuts back): the keys of the lanes that pass, packed in
+ * registers (vpcompressq into a register; its store form is microcoded on
+ * some cores) and stored whole, so keys needs 16 free past limit. Returns
+ * c; *done: chunks taken. The same keys and bounds as the portable loop. */
+__attribute__((target("avx512f"))) static int knn_chunks_avx512(uint64_t *keys, int c, int limit, const float *s,
+                                                                 int nch, float t, uint32_t r, uint32_t *lo,
+                                                                 uint32_t *hi, int *done) {
+  const __m512 tv = _mm512_set1_ps(t);
+  const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  uint32_t l0 = *lo, h0 = *hi;
+  int k = 0;
+  while (k < nch) {
+    const __m512 v = _mm512_loadu_ps(s + (size_t)k * KNN_CHUNK);
+    const __mmask16 pass = _mm512_cmp_ps_mask(v, tv, _CMP_GE_OQ);
+    k++;
+    if (!pass) continue;
+    __m512i b = _mm512_castps_si512(_mm512_add_ps(v, _mm512_setzero_ps()));   /* -0 as +0 */
+    b = _mm512_xor_si512(b, _mm512_or_si512(_mm512_srai_epi32(b, 31), _mm512_set1_epi32((int)0x80000000u)));
+    const __m512i u = _mm512_ternarylogic_epi32(b, b, b, 0x55);   /* ~b */
+    const uint32_t l = _mm512_mask_reduce_min_epu32(pass, u), h = _mm512_mask_reduce_max_epu32(pass, u);
+    l0 = l < l0 ? l : l0;
+    h0 = h > h0 ? h : h0;
+    const __m512i idx = _mm512_add_epi32(_mm512_set1_epi32((int)(r + (uint32_t)(k - 1) * KNN_CHUNK)), lane);
+    const __m512i k0 = _mm512_or_si512(_mm512_slli_epi64(_mm512_cvtepu32_epi64(_mm512_castsi512_si256(u)), 32),
+                                       _mm512_cvtepu32_epi64(_mm512_castsi512_si256(idx)));
+    const __m512i k1 = _mm512_or_si512(_mm512_slli_epi64(_mm512_cvtepu32_epi64(_mm512_extracti64x4_epi64(u, 1)), 32),
+                                       _mm512_cvtepu32_epi64(_mm512_extracti64x4_epi64(idx, 1)));
+    const int n0 = __builtin_popcount(pass & 0xff);
+    _mm512_storeu_si512(keys + c, _mm512_maskz_compress_epi64((__mmask8)(pass & 0xff), k0));
+    _mm512_storeu_si512(keys + c + n0, _mm512_maskz_compress_epi64((__mmask8)(pass >> 8), k1));
+    c += n0 + __builtin_popcount(pass >> 8);
+    if (c > limit) break;
+  }
+  *lo = l0;
+  *hi = h0;
+  *done = k;
+  return c;
 }
 #endif
 
@@ -237,8 +250,11 @@ static PROXYGML_HOT void knn_scan(uint64_t *keys, uint64_t *tmp, int *cnt, float
   for (int j0 = 0; j0 < nr; j0 += KNN_CHUNK) {
     const int m = imin(KNN_CHUNK, nr - j0);
 #if defined(__x86_64__) && defined(__GNUC__)
-    if (vec && m == KNN_CHUNK) {
-      c += knn_chunk_avx512(keys + c, s + j0, t, (uint32_t)(r0 + j0), &lo, &hi);
+    if (vec && m == KNN_CHUNK) {   /* as many full chunks as come before a cut-back */
+      int done;
+      c = knn_chunks_avx512(keys, c, cap - KNN_CHUNK, s + j0, (nr - j0) / KNN_CHUNK, t, (uint32_t)(r0 + j0), &lo, &hi,
+                            &done);
+      j0 += (done - 1) * KNN_CHUNK;
     } else
 #endif
     if (m == KNN_CHUNK) {
