@@ -82,7 +82,7 @@ typedef struct {
   uint32_t *span;     /* T x qblock x 2: bounds (smallest, largest) of the high halves of the keys held */
   long *refills;      /* T: queries scanned twice (sampled threshold too high) */
   double *sec;        /* T x METRICS_KNN_NPHASE: seconds per phase */
-  uint32_t *hist;     /* T x 16384: the final sort's digit counts */
+  uint32_t *hist;     /* T x (3 << 13): the final sort's digit counts */
 } MetricsKnn;
 
 /* qblock, rblock <= 0 pick defaults: 2048 references, 128 queries a thread

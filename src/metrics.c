@@ -150,7 +150,8 @@ static uint64_t knn_cut(uint64_t *a, uint64_t *tmp, int n, int depth) {
   return kth;
 }
 
-enum { KNN_DIGIT = 13, KNN_RADIX_TABLE = 2 << KNN_DIGIT };   /* the most counts: two digits of 13 bits */
+/* digits of at most KNN_DIGIT bits, at most 32 / KNN_DIGIT + 1 of them */
+enum { KNN_DIGIT = 13, KNN_RADIX_TABLE = (32 / KNN_DIGIT + 1) << KNN_DIGIT };
 
 /* a (n, ascending index order; lo <= every key's high half <= hi, bounds the
  * scan kept, which saves a pass over keys gone cold) in key order into tmp:
