@@ -69,10 +69,13 @@
 /* where metrics_knn's time goes, summed over threads (metrics_knn_times) */
 enum { METRICS_KNN_SAMPLE, METRICS_KNN_GEMM, METRICS_KNN_SCAN, METRICS_KNN_FINISH, METRICS_KNN_NPHASE };
 
+/* the kNN scan's code paths, in order of preference */
+enum { METRICS_KNN_PORTABLE, METRICS_KNN_AVX2, METRICS_KNN_AVX512 };
+
 /* One slot of each buffer per OpenMP thread (T = nthreads, at init). */
 typedef struct {
   int D, depth, cap, qblock, rblock, sample, tilew, scw, nthreads;
-  int vector;         /* the scan in AVX-512 (init: where the CPU has it); 0: the portable loop */
+  int vector;         /* the scan's instructions: the best the CPU has (init), or fewer (tests) */
   float *tile;        /* T x qblock x tilew: one sgemm tile, tilew = max(rblock, sample) */
   uint64_t *keys;     /* T x qblock x cap: per-query candidates (similarity, index), cap = 2 depth + 64 */
   uint64_t *scratch;  /* T x 2 x scw: cut, sort and sample scratch, scw = max(cap, sample) */

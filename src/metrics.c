@@ -241,6 +241,61 @@ __attribute__((target("avx512f"))) static int knn_chunks_avx512(uint64_t *keys, 
   *done = k;
   return c;
 }
+
+/* row m: the 32-bit halves of the 64-bit lanes whose bits are set in m, in
+ * order (vpermd indices that pack those lanes to the front) */
+static const int32_t knn_pack4[16][8] = {
+    {0, 0, 0, 0, 0, 0, 0, 0}, {0, 1, 0, 0, 0, 0, 0, 0}, {2, 3, 0, 0, 0, 0, 0, 0}, {0, 1, 2, 3, 0, 0, 0, 0},
+    {4, 5, 0, 0, 0, 0, 0, 0}, {0, 1, 4, 5, 0, 0, 0, 0}, {2, 3, 4, 5, 0, 0, 0, 0}, {0, 1, 2, 3, 4, 5, 0, 0},
+    {6, 7, 0, 0, 0, 0, 0, 0}, {0, 1, 6, 7, 0, 0, 0, 0}, {2, 3, 6, 7, 0, 0, 0, 0}, {0, 1, 2, 3, 6, 7, 0, 0},
+    {4, 5, 6, 7, 0, 0, 0, 0}, {0, 1, 4, 5, 6, 7, 0, 0}, {2, 3, 4, 5, 6, 7, 0, 0}, {0, 1, 2, 3, 4, 5, 6, 7}
+};
+
+/* The same with AVX2, which has no compress: 64-bit keys four at a time,
+ * packed by a permutation from knn_pack4; the bounds kept in vectors. */
+__attribute__((target("avx2"))) static int knn_chunks_avx2(uint64_t *keys, int c, int limit, const float *s, int nch,
+                                                           float t, uint32_t r, uint32_t *lo, uint32_t *hi,
+                                                           int *done) {
+  const __m256 tv = _mm256_set1_ps(t);
+  const __m256i sign = _mm256_set1_epi32((int)0x80000000u), ones = _mm256_set1_epi32(-1);
+  __m256i vlo = _mm256_set1_epi32((int)*lo), vhi = _mm256_set1_epi32((int)*hi);
+  int k = 0;
+  while (k < nch) {
+    for (int half = 0; half < KNN_CHUNK; half += 8) {
+      const __m256 v = _mm256_loadu_ps(s + (size_t)k * KNN_CHUNK + half);
+      const __m256 pv = _mm256_cmp_ps(v, tv, _CMP_GE_OQ);
+      const int pass = _mm256_movemask_ps(pv);
+      if (!pass) continue;
+      __m256i b = _mm256_castps_si256(_mm256_add_ps(v, _mm256_setzero_ps()));   /* -0 as +0 */
+      b = _mm256_xor_si256(b, _mm256_or_si256(_mm256_srai_epi32(b, 31), sign));
+      const __m256i u = _mm256_xor_si256(b, ones), pm = _mm256_castps_si256(pv);   /* u = ~b */
+      vlo = _mm256_min_epu32(vlo, _mm256_blendv_epi8(ones, u, pm));
+      vhi = _mm256_max_epu32(vhi, _mm256_and_si256(u, pm));
+      const __m256i idx = _mm256_add_epi32(_mm256_set1_epi32((int)(r + (uint32_t)(k * KNN_CHUNK + half))),
+                                           _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+      for (int q = 0; q < 2; q++) {
+        const int m = (pass >> (4 * q)) & 15;
+        const __m128i uq = q ? _mm256_extracti128_si256(u, 1) : _mm256_castsi256_si128(u);
+        const __m128i iq = q ? _mm256_extracti128_si256(idx, 1) : _mm256_castsi256_si128(idx);
+        const __m256i key = _mm256_or_si256(_mm256_slli_epi64(_mm256_cvtepu32_epi64(uq), 32), _mm256_cvtepu32_epi64(iq));
+        const __m256i perm = _mm256_loadu_si256((const __m256i *)knn_pack4[m]);
+        _mm256_storeu_si256((__m256i *)(keys + c), _mm256_permutevar8x32_epi32(key, perm));
+        c += __builtin_popcount((unsigned)m);
+      }
+    }
+    k++;
+    if (c > limit) break;
+  }
+  uint32_t l[8], h[8];
+  _mm256_storeu_si256((__m256i *)l, vlo);
+  _mm256_storeu_si256((__m256i *)h, vhi);
+  for (int i = 0; i < 8; i++) {
+    *lo = l[i] < *lo ? l[i] : *lo;
+    *hi = h[i] > *hi ? h[i] : *hi;
+  }
+  *done = k;
+  return c;
+}
 #endif
 
 static PROXYGML_HOT void knn_scan(uint64_t *keys, uint64_t *tmp, int *cnt, float *thr, uint32_t *span, int depth,
@@ -253,8 +308,8 @@ static PROXYGML_HOT void knn_scan(uint64_t *keys, uint64_t *tmp, int *cnt, float
 #if defined(__x86_64__) && defined(__GNUC__)
     if (vec && m == KNN_CHUNK) {   /* as many full chunks as come before a cut-back */
       int done;
-      c = knn_chunks_avx512(keys, c, cap - KNN_CHUNK, s + j0, (nr - j0) / KNN_CHUNK, t, (uint32_t)(r0 + j0), &lo, &hi,
-                            &done);
+      c = (vec == METRICS_KNN_AVX512 ? knn_chunks_avx512 : knn_chunks_avx2)(
+          keys, c, cap - KNN_CHUNK, s + j0, (nr - j0) / KNN_CHUNK, t, (uint32_t)(r0 + j0), &lo, &hi, &done);
       j0 += (done - 1) * KNN_CHUNK;
     } else
 #endif
@@ -440,7 +495,9 @@ void metrics_knn_init(MetricsKnn *w, int D, int depth, int qblock, int rblock) {
   w->sec = xcalloc(T * METRICS_KNN_NPHASE, sizeof *w->sec);              /* T x NPHASE */
   w->hist = xmalloc(T * KNN_RADIX_TABLE * sizeof *w->hist);              /* T x KNN_RADIX_TABLE */
 #if defined(__x86_64__) && defined(__GNUC__)
-  w->vector = __builtin_cpu_supports("avx512f");
+  w->vector = __builtin_cpu_supports("avx512f") ? METRICS_KNN_AVX512
+              : __builtin_cpu_supports("avx2")  ? METRICS_KNN_AVX2
+                                                 : METRICS_KNN_PORTABLE;
 #endif
 }
 

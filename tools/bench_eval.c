@@ -1,6 +1,6 @@
 /* bench_eval.c: `[mpirun -np P] proxygml bench-eval [--n N] [--d D]
  * [--classes C] [--threads T] [--restarts R] [--kmeans-iter I] [--interleaved]
- * [--qblock Q] [--rblock R]`: the evaluation at scale on a
+ * [--qblock Q] [--rblock R] [--scan S]`: the evaluation at scale on a
  * synthetic retrieval set (n unit vectors in D dimensions, C equal classes,
  * each a noisy copy of its class centre, so that a query's R same-class
  * items are about n / C and MAP@R needs that depth of neighbours).
@@ -65,6 +65,8 @@ int tool_bench_eval(int argc, char **argv) {
   Dist d;
   dist_init(&d, &argc, &argv);
   int n = 70000, D = 128, C = 10, threads = 0, restarts = 1, kiter = 300, interleaved = 0, qblock = 0, rblock = 0, rc = 0, help = 0;
+  int scan = METRICS_KNN_AVX512;   /* the best the CPU has, at most this */
+  static const char *scan_names[] = {"portable", "avx2", "avx512"};
   for (int i = 1; i < argc && !rc && !help; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (!strcmp(a, "--help") || !strcmp(a, "-h")) help = 1;
@@ -81,7 +83,11 @@ int tool_bench_eval(int argc, char **argv) {
       rc = parse_int(argv[++i], 0, 1 << 16, &qblock) ? err_set("--qblock: an integer in [0, 65536] (0: default)") : 0;
     else if (!strcmp(a, "--rblock") && v)
       rc = parse_int(argv[++i], 0, 1 << 20, &rblock) ? err_set("--rblock: an integer in [0, 2^20] (0: default)") : 0;
-    else if (!strcmp(a, "--restarts") && v)
+    else if (!strcmp(a, "--scan") && v) {
+      for (scan = METRICS_KNN_AVX512; scan >= 0 && strcmp(argv[i + 1], scan_names[scan]); scan--) {}
+      rc = scan < 0 ? err_set("--scan: portable, avx2 or avx512, not '%s'", argv[i + 1]) : 0;
+      i++;
+    } else if (!strcmp(a, "--restarts") && v)
       rc = parse_int(argv[++i], 0, 100, &restarts) ? err_set("--restarts: an integer in [0, 100] (0: no k-means)") : 0;
     else rc = err_set("unknown argument '%s' (see --help)", a);
   }
@@ -89,6 +95,7 @@ int tool_bench_eval(int argc, char **argv) {
   if (help && d.rank == 0)
     printf("usage: [mpirun -np P] proxygml bench-eval [--n 70000] [--d 128] [--classes 10] [--threads T] [--restarts 1]\n"
            "                                          [--kmeans-iter I] [--interleaved] [--qblock Q] [--rblock R]\n"
+           "                                          [--scan portable|avx2|avx512]\n"
            "Times the blocked exact kNN behind Recall@k, MAP@R and R-precision on n synthetic unit\n"
            "vectors (queries split over the ranks), the same sgemm tiles alone, and k-means for NMI\n"
            "(rank 0, --restarts seedings; 0 skips it). Reports times, metrics and peak memory.\n");
@@ -129,6 +136,7 @@ int tool_bench_eval(int argc, char **argv) {
   /* the retrieval metrics: kNN + metrics of this rank's queries */
   MetricsEval ev;
   metrics_eval_init(&ev, labels, n, D, ks, nk, qblock, rblock);
+  if (ev.w.vector > scan) ev.w.vector = scan;   /* --scan: a path the CPU has, at most the one asked for */
   const MetricsKnn *w = &ev.w;
   const size_t T = (size_t)w->nthreads, Q = T * w->qblock;
   const size_t work = Q * w->tilew * sizeof(float) + Q * w->cap * 8 + T * 2 * w->scw * 8 +
@@ -189,8 +197,8 @@ int tool_bench_eval(int argc, char **argv) {
   DIST_CHECK(MPI_Allreduce(MPI_IN_PLACE, rmax, 2, MPI_DOUBLE, MPI_MAX, d.comm));
   if (d.rank == 0) {
     const double flops = 2.0 * n * (double)n * D;
-    printf("n=%d D=%d classes=%d (%s) ranks=%d threads=%d depth=%d qblock=%d rblock=%d\n", n, D, C,
-           interleaved ? "interleaved" : "blocks", d.size, nthr, depth, qb, rb);
+    printf("n=%d D=%d classes=%d (%s) ranks=%d threads=%d depth=%d qblock=%d rblock=%d scan=%s\n", n, D, C,
+           interleaved ? "interleaved" : "blocks", d.size, nthr, depth, qb, rb, scan_names[w->vector]);
     printf("knn_s=%.3f gemm_s=%.3f knn_over_gemm=%.2f gemm_gflops=%.1f\n", tt[0], tt[1], tt[0] / tt[1],
            flops / d.size / tt[1] * 1e-9);
     printf("rank0_phases_s (thread seconds): sample=%.3f gemm=%.3f scan=%.3f finish=%.3f refilled_queries=%ld\n",

@@ -272,12 +272,12 @@ static float *normal_rows(int n, int D, uint64_t seed) {
   return x;
 }
 
-/* vec 0: the portable scan even where the CPU has the AVX-512 one */
+/* vec: the best scan allowed (METRICS_KNN_PORTABLE, _AVX2, _AVX512), if the CPU has it */
 static int *run_knn(const float *x, int n, int D, int q0, int q1, int depth, int qb, int rb, int vec) {
   int *knn = xmalloc((size_t)(q1 - q0) * depth * sizeof *knn);   /* (q1 - q0) x depth */
   MetricsKnn w;
   metrics_knn_init(&w, D, depth, qb, rb);
-  w.vector &= vec;
+  if (w.vector > vec) w.vector = vec;
   metrics_knn(knn, &w, x, n, q0, q1);
   metrics_knn_free(&w);
   return knn;
@@ -288,13 +288,13 @@ Test(metrics, knn_vs_ref_exact_ties) {
     {301, 7, 0, 301, 19, 17, 23}, {301, 7, 5, 250, 300, 64, 100}, {97, 33, 0, 97, 1, 1, 1},
     {97, 3, 40, 41, 96, 0, 0}, {255, 5, 3, 254, 40, 256, 11},
   };
-  for (size_t c = 0; c < 2 * sizeof cases / sizeof cases[0]; c++) {
-    const int *p = cases[c / 2], vec = (int)(c % 2);
-    float *x = quantised_data(p[0], p[1], 100 + c / 2);
+  for (size_t c = 0; c < 3 * sizeof cases / sizeof cases[0]; c++) {
+    const int *p = cases[c / 3], vec = (int)(c % 3);
+    float *x = quantised_data(p[0], p[1], 100 + c / 3);
     int *got = run_knn(x, p[0], p[1], p[2], p[3], p[4], p[5], p[6], vec);
     int *want = xmalloc((size_t)(p[3] - p[2]) * p[4] * sizeof *want);
     metrics_knn_ref(want, x, p[0], p[1], p[2], p[3], p[4]);
-    cr_expect(!memcmp(got, want, (size_t)(p[3] - p[2]) * p[4] * sizeof *got), "case %zu (vector %d) differs", c / 2, vec);
+    cr_expect(!memcmp(got, want, (size_t)(p[3] - p[2]) * p[4] * sizeof *got), "case %zu (vector %d) differs", c / 3, vec);
     free(x); free(got); free(want);
   }
 }
@@ -308,8 +308,8 @@ Test(metrics, knn_sampled_threshold_on_ties) {
   const int n = 8 * METRICS_KNN_SAMPLE_ROWS, D = 4, q0 = 1000, q1 = 1040;
   const int depths[] = {1, 300, 2000};
   float *x = quantised_data(n, D, 11);
-  for (size_t c = 0; c < 2 * sizeof depths / sizeof depths[0]; c++) {
-    const int depth = depths[c / 2], vec = (int)(c % 2);
+  for (size_t c = 0; c < 3 * sizeof depths / sizeof depths[0]; c++) {
+    const int depth = depths[c / 3], vec = (int)(c % 3);
     int *got = run_knn(x, n, D, q0, q1, depth, 8, 1000, vec);
     int *want = xmalloc((size_t)(q1 - q0) * depth * sizeof *want);
     metrics_knn_ref(want, x, n, D, q0, q1, depth);
@@ -357,7 +357,7 @@ Test(metrics, knn_narrow_range_one_digit) {
   const int n = 3000, q0 = 0, q1 = 10, depth = 500;
   float *x = xmalloc_f32((size_t)n);
   for (int r = 0; r < n; r++) x[r] = r < q1 ? 1.0f : 1.0f + (float)((r * 7919) % 4000) * 0x1p-23f;
-  for (int vec = 0; vec < 2; vec++) {
+  for (int vec = METRICS_KNN_PORTABLE; vec <= METRICS_KNN_AVX512; vec++) {
     int *got = run_knn(x, n, 1, q0, q1, depth, 4, 256, vec);
     int *want = xmalloc((size_t)(q1 - q0) * depth * sizeof *want);
     metrics_knn_ref(want, x, n, 1, q0, q1, depth);
@@ -371,7 +371,7 @@ Test(metrics, knn_narrow_range_one_digit) {
 Test(metrics, knn_vs_ref_random) {
   const int n = 257, D = 19, depth = 31;
   float *x = normal_rows(n, D, 7);
-  int *got = run_knn(x, n, D, 0, n, depth, 50, 77, 1);
+  int *got = run_knn(x, n, D, 0, n, depth, 50, 77, METRICS_KNN_AVX512);
   int *want = xmalloc((size_t)n * depth * sizeof *want);
   metrics_knn_ref(want, x, n, D, 0, n, depth);
   int same = 0;
