@@ -164,7 +164,7 @@ int tool_bench_eval(int argc, char **argv) {
   double rss_knn = peak_rss_mib(), ph[METRICS_KNN_NPHASE];
   long refills;
   metrics_knn_times(ph, &refills, w);
-  const int depth = ev.depth, qb = w->qblock, rb = w->rblock, nthr = w->nthreads;
+  const int depth = ev.depth, qb = w->qblock, rb = w->rblock, nthr = w->nthreads, used = w->vector;
   metrics_eval_free(&ev);
   double tt[2] = {t_knn, t_gemm};
   DIST_CHECK(MPI_Allreduce(MPI_IN_PLACE, tt, 2, MPI_DOUBLE, MPI_MAX, d.comm));
@@ -198,7 +198,7 @@ int tool_bench_eval(int argc, char **argv) {
   if (d.rank == 0) {
     const double flops = 2.0 * n * (double)n * D;
     printf("n=%d D=%d classes=%d (%s) ranks=%d threads=%d depth=%d qblock=%d rblock=%d scan=%s\n", n, D, C,
-           interleaved ? "interleaved" : "blocks", d.size, nthr, depth, qb, rb, scan_names[w->vector]);
+           interleaved ? "interleaved" : "blocks", d.size, nthr, depth, qb, rb, scan_names[used]);
     printf("knn_s=%.3f gemm_s=%.3f knn_over_gemm=%.2f gemm_gflops=%.1f\n", tt[0], tt[1], tt[0] / tt[1],
            flops / d.size / tt[1] * 1e-9);
     printf("rank0_phases_s (thread seconds): sample=%.3f gemm=%.3f scan=%.3f finish=%.3f refilled_queries=%ld\n",
