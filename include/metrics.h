@@ -9,9 +9,10 @@
  * take query blocks; each walks the reference blocks in index order with
  * its own cblas_sgemm tile, and each query keeps a threshold, at most the
  * depth-th best similarity seen: a vector compare per 16 similarities
- * rejects most of a tile, the survivors go to a buffer of 2 x depth keys
- * (cut back to depth in place, index order kept, when full), and a bucket
- * select with an insertion sort on the similarity ends it.
+ * rejects most of a tile (AVX-512 or AVX2 where the CPU has it, chosen at
+ * init, a portable loop otherwise), the survivors go to a buffer of
+ * 2 x depth keys (cut back to depth in place, index order kept, when full),
+ * and a radix sort on the similarity over the range held ends it.
  *
  * When n >= 8 x METRICS_KNN_SAMPLE_ROWS the threshold starts from a sample
  * of METRICS_KNN_SAMPLE_ROWS references, one at a hashed position in each of
