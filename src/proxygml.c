@@ -179,17 +179,17 @@ enum { SELECT_BUCKETS = 256 };
  * grows, so the buckets keep the order), then an exact select among the
  * members of the bucket that holds it. a: m keys of scratch. */
 static uint64_t kth_among(const float *s, const int *idx, int m, int k, uint64_t *a) {
-  if (m < SELECT_BUCKETS) {   /* too few for the histogram to pay */
-    for (int i = 0; i < m; i++) a[i] = rank_key(s[idx[i]], idx[i]);
-    return kth_largest(a, m, k);
-  }
   float lo = INFINITY, hi = -INFINITY;
-  for (int i = 0; i < m; i++) {
+  for (int i = 0; m >= SELECT_BUCKETS && i < m; i++) {
     lo = s[idx[i]] < lo ? s[idx[i]] : lo;
     hi = s[idx[i]] > hi ? s[idx[i]] : hi;
   }
-  float scale = hi - lo <= FLT_MAX ? (SELECT_BUCKETS - 1) / (hi - lo) : 0;
-  if (!(scale <= FLT_MAX)) scale = 0;   /* a span that overflows, or none: one bucket */
+  if (m < SELECT_BUCKETS || !(hi - lo <= FLT_MAX)) {   /* too few to pay, or a span beyond float: select all */
+    for (int i = 0; i < m; i++) a[i] = rank_key(s[idx[i]], idx[i]);
+    return kth_largest(a, m, k);
+  }
+  float scale = (SELECT_BUCKETS - 1) / (hi - lo);
+  if (!(scale <= FLT_MAX)) scale = 0;   /* no span, or a tiny one: one bucket (s - lo stays finite) */
   uint32_t hist[SELECT_BUCKETS] = {0};
   for (int i = 0; i < m; i++) hist[(int)((s[idx[i]] - lo) * scale)]++;
   int b = SELECT_BUCKETS - 1;

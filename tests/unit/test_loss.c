@@ -427,7 +427,8 @@ static void select_case(Rng *rng, int C, int N, int K, int levels, int y) {
     if (levels > 0) s[j] = (float)((int)(u * levels) - levels / 2) * 0.125f;   /* many exact ties, +0 among them */
     else s[j] = (float)rng_normal(rng) * 0.05f;
     if (levels > 0 && s[j] == 0 && rng_uniform(rng) < 0.5) s[j] = -0.0f;
-    if (levels < 0) s[j] = 0.0625f + (float)j * 1e-9f * (float)(j % 3);   /* one narrow bucket */
+    if (levels == -1) s[j] = 0.0625f + (float)j * 1e-9f * (float)(j % 3);   /* one narrow bucket */
+    if (levels == -2) s[j] = u < 0.8 ? -3e38f : 3e38f * (float)u;   /* candidates spanning more than FLT_MAX */
   }
   if (M > 4) { s[1] = 3e38f; s[2] = -3e38f; s[3] = 1e-40f; }
   proxygml_select(got, s, y, C, N, K, v, idx);
@@ -448,10 +449,11 @@ Test(select, matches_full_sort_with_ties) {
       for (int levels = -1; levels <= 9; levels += 5)
         select_case(&rng, C, N, K, levels, (int)rng_below(&rng, (uint32_t)C));
   }
-  for (int rep = 0; rep < 20; rep++) {   /* sop-like rows: thousands of negatives, K - N in the hundreds */
+  for (int rep = 0; rep < 24; rep++) {   /* sop-like rows: thousands of negatives, K - N in the hundreds */
     const int C = 3000 + (int)rng_below(&rng, 2000), N = 1 + (int)rng_below(&rng, 2), M = C * N;
     const int K = N + 1 + (int)rng_below(&rng, (uint32_t)(M / 10));
-    select_case(&rng, C, N, K, rep % 3 == 0 ? 0 : rep % 3 == 1 ? 3 : -1, (int)rng_below(&rng, (uint32_t)C));
+    const int levels[] = {0, 3, -1, -2};
+    select_case(&rng, C, N, K, levels[rep % 4], (int)rng_below(&rng, (uint32_t)C));
   }
 }
 
