@@ -70,6 +70,10 @@
 /* where metrics_knn's time goes, summed over threads (metrics_knn_times) */
 enum { METRICS_KNN_SAMPLE, METRICS_KNN_GEMM, METRICS_KNN_SCAN, METRICS_KNN_FINISH, METRICS_KNN_NPHASE };
 
+/* the final sort's digits: at most METRICS_KNN_DIGIT bits, at most
+ * 32 / METRICS_KNN_DIGIT + 1 of them, so that many counts a thread */
+enum { METRICS_KNN_DIGIT = 13, METRICS_KNN_RADIX_TABLE = (32 / METRICS_KNN_DIGIT + 1) << METRICS_KNN_DIGIT };
+
 /* the kNN scan's code paths, in order of preference */
 enum { METRICS_KNN_PORTABLE, METRICS_KNN_AVX2, METRICS_KNN_AVX512 };
 
@@ -86,7 +90,7 @@ typedef struct {
   uint32_t *span;     /* T x qblock x 2: bounds (smallest, largest) of the high halves of the keys held */
   long *refills;      /* T: queries scanned twice (sampled threshold too high) */
   double *sec;        /* T x METRICS_KNN_NPHASE: seconds per phase */
-  uint32_t *hist;     /* T x (3 << 13): the final sort's digit counts */
+  uint32_t *hist;     /* T x METRICS_KNN_RADIX_TABLE: the final sort's digit counts */
 } MetricsKnn;
 
 /* qblock, rblock <= 0 pick defaults: 2048 references, 128 queries a thread

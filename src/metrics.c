@@ -150,19 +150,18 @@ static uint64_t knn_cut(uint64_t *a, uint64_t *tmp, int n, int depth) {
   return kth;
 }
 
-/* digits of at most KNN_DIGIT bits, at most 32 / KNN_DIGIT + 1 of them */
-enum { KNN_DIGIT = 13, KNN_RADIX_TABLE = (32 / KNN_DIGIT + 1) << KNN_DIGIT };
 
 /* a (n, ascending index order; lo <= every key's high half <= hi, bounds the
  * scan kept, which saves a pass over keys gone cold) in key order into tmp:
  * a stable LSD radix sort on the similarity half less lo, in as few digits
- * of at most KNN_DIGIT bits as the range present needs (two for a few
+ * of at most METRICS_KNN_DIGIT bits as the range present needs (two for a few
  * thousand candidates in practice), all digits counted in one read. Equal
  * similarities stay in index order, so the index half needs no pass. a and
- * tmp2 (n each) are overwritten; h: KNN_RADIX_TABLE counts. */
+ * tmp2 (n each) are overwritten; h: METRICS_KNN_RADIX_TABLE counts. */
 static PROXYGML_HOT void knn_best(uint64_t *tmp, uint64_t *tmp2, uint64_t *a, int n, uint32_t lo, uint32_t hi,
                                   uint32_t *h) {
-  const int bits = hi > lo ? 32 - __builtin_clz(hi - lo) : 0, passes = (bits + KNN_DIGIT - 1) / KNN_DIGIT;
+  const int bits = hi > lo ? 32 - __builtin_clz(hi - lo) : 0;
+  const int passes = (bits + METRICS_KNN_DIGIT - 1) / METRICS_KNN_DIGIT;
   if (passes == 0) { memcpy(tmp, a, (size_t)n * sizeof *a); return; }
   const int w = (bits + passes - 1) / passes;
   const uint32_t nb = 1u << w, mask = nb - 1;
@@ -417,8 +416,10 @@ static void knn_finish_query(int *out, MetricsKnn *w, int slot, int i, const flo
       knn_scan(keys, tmp, cnt, thr, span, depth, cap, s, ra, nr, w->vector);
     }
     w->refills[slot]++;
+    CHECK(*cnt >= depth, "metrics_knn: query %d has %d neighbours to compare, %d asked (NaN in the embeddings)", q,
+          *cnt, depth);
   }
-  knn_best(tmp, tmp + w->scw, keys, *cnt, span[0], span[1], w->hist + (size_t)slot * KNN_RADIX_TABLE);
+  knn_best(tmp, tmp + w->scw, keys, *cnt, span[0], span[1], w->hist + (size_t)slot * METRICS_KNN_RADIX_TABLE);
   for (int j = 0; j < depth; j++) out[j] = (int)(uint32_t)tmp[j];
 }
 
@@ -493,7 +494,7 @@ void metrics_knn_init(MetricsKnn *w, int D, int depth, int qblock, int rblock) {
   w->span = xmalloc(T * qb * 2 * sizeof *w->span);                       /* T x qblock x 2 */
   w->refills = xcalloc(T, sizeof *w->refills);                           /* T */
   w->sec = xcalloc(T * METRICS_KNN_NPHASE, sizeof *w->sec);              /* T x NPHASE */
-  w->hist = xmalloc(T * KNN_RADIX_TABLE * sizeof *w->hist);              /* T x KNN_RADIX_TABLE */
+  w->hist = xmalloc(T * METRICS_KNN_RADIX_TABLE * sizeof *w->hist);      /* T x METRICS_KNN_RADIX_TABLE */
 #if defined(__x86_64__) && defined(__GNUC__)
   w->vector = __builtin_cpu_supports("avx512f") ? METRICS_KNN_AVX512
               : __builtin_cpu_supports("avx2")  ? METRICS_KNN_AVX2

@@ -290,22 +290,21 @@ void proxygml_select(int *out, const float *s, int y, int C, int N, int K, float
   memcpy(out, idx, (size_t)K * sizeof(int));
 }
 
-typedef struct { double v; int j; } RefItem;
-static int cmp_ref_item(const void *a, const void *b) {   /* value descending, then index ascending */
+typedef struct { int positive; double v; int j; } RefItem;
+static int cmp_ref_item(const void *a, const void *b) {   /* positives first, then value descending, index ascending */
   const RefItem *x = a, *y = b;
+  if (x->positive != y->positive) return y->positive - x->positive;
   if (x->v != y->v) return x->v > y->v ? -1 : 1;
   return (x->j > y->j) - (x->j < y->j);
 }
 
+/* the positives ahead of every negative, as S + 1000 Pi ranks them, but by a
+ * flag: no float ties, even with an infinite similarity; K < N keeps the K
+ * best positives the same way */
 void proxygml_select_ref(int *out, const float *s, int y, int C, int N, int K) {
   const int M = C * N;
   RefItem *it = xmalloc((size_t)M * sizeof *it);
-  for (int j = 0; j < M; j++) {   /* positives first, as S + 1000 Pi ranks them, without the float ties */
-    it[j].v = j / N == y ? INFINITY : s[j];
-    it[j].j = j;
-  }
-  if (K < N)   /* among the positives only */
-    for (int j = 0; j < M; j++) it[j].v = j / N == y ? s[j] : -INFINITY;
+  for (int j = 0; j < M; j++) it[j] = (RefItem){j / N == y, s[j], j};
   qsort(it, (size_t)M, sizeof *it, cmp_ref_item);
   for (int i = 0; i < K; i++) out[i] = it[i].j;
   free(it);

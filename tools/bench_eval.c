@@ -140,6 +140,7 @@ int tool_bench_eval(int argc, char **argv) {
   const MetricsKnn *w = &ev.w;
   const size_t T = (size_t)w->nthreads, Q = T * w->qblock;
   const size_t work = Q * w->tilew * sizeof(float) + Q * w->cap * 8 + T * 2 * w->scw * 8 +
+                      T * METRICS_KNN_RADIX_TABLE * sizeof(uint32_t) +
                       Q * ev.depth * sizeof(int) + (size_t)n * sizeof(int);
   MetricsSums s;
   metrics_sums_reset(&s, ks, nk);

@@ -431,6 +431,7 @@ static void select_case(Rng *rng, int C, int N, int K, int levels, int y) {
     if (levels == -2) s[j] = u < 0.8 ? -3e38f : 3e38f * (float)u;   /* candidates spanning more than FLT_MAX */
   }
   if (M > 4) { s[1] = 3e38f; s[2] = -3e38f; s[3] = 1e-40f; }
+  if (M > 5 && levels == -2) s[5] = INFINITY;   /* an infinite negative still ranks behind the positives */
   proxygml_select(got, s, y, C, N, K, v, idx);
   proxygml_select_ref(want, s, y, C, N, K);
   for (int i = 0; i < K; i++)
@@ -481,6 +482,20 @@ Test(select, sample_that_misleads_falls_back) {
   proxygml_select_ref(want, s, y, C, N, K);
   for (int i = 0; i < K; i++) cr_assert_eq(got[i], want[i], "entry %d is %d, the sort says %d", i, got[i], want[i]);
   free(s); free(v); free(idx);
+}
+
+/* infinite negatives tie with each other, never with the positives: the
+ * positive and the lower-indexed infinity (the rule, worked by hand) */
+Test(select, infinite_negatives_rank_behind_positives) {
+  const float s[3] = {INFINITY, INFINITY, 0.0f};
+  float v[6];
+  int idx[3], got[2], want[2];
+  proxygml_select(got, s, 2, 3, 1, 2, v, idx);
+  proxygml_select_ref(want, s, 2, 3, 1, 2);
+  for (int i = 0; i < 2; i++) {
+    cr_assert_eq(got[i], i == 0 ? 0 : 2, "entry %d is %d", i, got[i]);
+    cr_assert_eq(want[i], got[i], "the sort's entry %d is %d", i, want[i]);
+  }
 }
 
 /* a NaN row keeps the heap's order, which selects the positives and K valid entries */

@@ -22,6 +22,7 @@
 #include "runfile.h"
 
 #include <criterion/criterion.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,12 +78,20 @@ static void knn_depth(void) {
   metrics_knn(knn, &w, EMB, 3, 0, 1);
 }
 static void knn_ref_sizes(void) { int knn[8]; metrics_knn_ref(knn, EMB, 3, 2, 0, 1, 3); }
+static void knn_nan(void) {   /* a NaN row: its query has no neighbour to compare */
+  const float emb[6] = {NAN, 0, 0, 1, 1, 1};
+  MetricsKnn w;
+  int knn[8];
+  metrics_knn_init(&w, 2, 1, 8, 8);
+  metrics_knn(knn, &w, emb, 3, 0, 1);
+}
 
 Test(refusals, metrics_knn_preconditions) {
   expect_check(knn_init_d0, "metrics_knn_init: D = 0, depth = 1");
   expect_check(knn_range, "metrics_knn: query range [2, 5) outside [0, 3)");
   expect_check(knn_depth, "metrics_knn: depth 5 > n - 1 = 2");
   expect_check(knn_ref_sizes, "metrics_knn_ref: bad sizes");
+  expect_check(knn_nan, "metrics_knn: query 0 has 0 neighbours to compare, 1 asked (NaN in the embeddings)");
 }
 
 static const int KS[2] = {1, 2};
