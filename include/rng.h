@@ -22,4 +22,12 @@ float rng_uniform(Rng *r);                     /* [0, 1), 24 bits */
 double rng_normal(Rng *r);                     /* standard normal (Box-Muller) */
 void rng_permutation(Rng *r, int *perm, int n);
 
+/* The i-th of one pick per stride of `stride` (>= 1) items: a position
+ * i * stride + h(i) mod stride, h a fixed multiplicative hash, so that no
+ * period of the data lines up with the picks, the same on every run. The
+ * loss's and the kNN's samples for their thresholds. */
+static inline int rng_stratum(int i, int stride) {
+  return i * stride + (int)(((uint32_t)i * 2654435761u >> 16) % (uint32_t)stride);
+}
+
 #endif

@@ -150,7 +150,6 @@ static uint64_t knn_cut(uint64_t *a, uint64_t *tmp, int n, int depth) {
   return kth;
 }
 
-
 /* a (n, ascending index order; lo <= every key's high half <= hi, bounds the
  * scan kept, which saves a pass over keys gone cold) in key order into tmp:
  * a stable LSD radix sort on the similarity half less lo, in as few digits
@@ -352,10 +351,7 @@ static PROXYGML_HOT void knn_scan(uint64_t *keys, uint64_t *tmp, int *cnt, float
   span[1] = hi;
 }
 
-int metrics_knn_sample_row(int s, int n) {
-  const uint32_t stride = (uint32_t)(n / METRICS_KNN_SAMPLE_ROWS);
-  return (int)((uint32_t)s * stride + (((uint32_t)s * 2654435761u) >> 16) % stride);
-}
+int metrics_knn_sample_row(int s, int n) { return rng_stratum(s, n / METRICS_KNN_SAMPLE_ROWS); }
 
 /* The per-query thresholds of a query block from a sample of the references
  * (w->rows, gathered by metrics_knn). The sample's j-th best similarity,
@@ -416,8 +412,10 @@ static void knn_finish_query(int *out, MetricsKnn *w, int slot, int i, const flo
       knn_scan(keys, tmp, cnt, thr, span, depth, cap, s, ra, nr, w->vector);
     }
     w->refills[slot]++;
-    CHECK(*cnt >= depth, "metrics_knn: query %d has %d neighbours to compare, %d asked (NaN in the embeddings)", q,
-          *cnt, depth);
+    if (*cnt < depth) {   /* NaN in the embeddings: marked here, refused by metrics_knn outside the threads */
+      out[0] = -1;
+      return;
+    }
   }
   knn_best(tmp, tmp + w->scw, keys, *cnt, span[0], span[1], w->hist + (size_t)slot * METRICS_KNN_RADIX_TABLE);
   for (int j = 0; j < depth; j++) out[j] = (int)(uint32_t)tmp[j];
@@ -533,6 +531,9 @@ void metrics_knn(int *knn, MetricsKnn *w, const float *emb, int n, int q0, int q
     knn_block(knn + (size_t)(qa - q0) * w->depth, w, omp_get_thread_num(), emb, n, qa, imin(qb, q1 - qa));
   }
   blas_serial_end(nt);
+  for (int q = q0; q < q1; q++)
+    CHECK(knn[(size_t)(q - q0) * w->depth] >= 0,
+          "metrics_knn: query %d has fewer neighbours to compare than the %d asked (NaN in the embeddings)", q, w->depth);
 }
 
 void metrics_knn_times(double sec[METRICS_KNN_NPHASE], long *refills, const MetricsKnn *w) {

@@ -6,6 +6,7 @@
 
 #include "common.h"
 #include "layers.h"
+#include "rng.h"
 
 #include <cblas.h>
 #include <float.h>
@@ -170,7 +171,6 @@ static uint64_t kth_largest(uint64_t *a, int n, int k) {
   return a[want];
 }
 
-
 enum { SELECT_BUCKETS = 256 };
 
 /* The k-th largest rank key among s[idx[0..m)] (1 <= k <= m, no NaN): a
@@ -203,9 +203,7 @@ static uint64_t kth_among(const float *s, const int *idx, int m, int k, uint64_t
   return kth_largest(a, n, k - (int)above);
 }
 
-int proxygml_select_sample(int i) {
-  return i * PROXYGML_SELECT_STRIDE + (int)(((uint32_t)i * 2654435761u >> 16) % PROXYGML_SELECT_STRIDE);
-}
+int proxygml_select_sample(int i) { return rng_stratum(i, PROXYGML_SELECT_STRIDE); }
 
 /* The negatives' threshold from a sample, for rows where k is a small part of
  * them (sop: 565 of 11317): one negative in PROXYGML_SELECT_STRIDE, at a
@@ -346,7 +344,7 @@ static PROXYGML_HOT double sum_squares(const float *p, int D) {
   return ss;
 }
 
-/* y = x * s over one row (multi-versioned, as add_row below) */
+/* y = x * s over one row (multi-versioned, as add_row below): W from P */
 static PROXYGML_HOT void scale_row(float *y, const float *x, float s, int D) {
   for (int d = 0; d < D; d++) y[d] = x[d] * s;
 }
@@ -475,7 +473,6 @@ PROXYGML_HOT double proxygml_regulariser_row(float *zc, int own, int C, int M) {
 
 /* y += x over one row (multi-versioned: M x D each, a few
  * hundred microseconds of cub's step in the portable baseline) */
-
 static PROXYGML_HOT void add_row(float *y, const float *x, int D) {
   for (int d = 0; d < D; d++) y[d] += x[d];
 }

@@ -396,11 +396,10 @@ static void global_zmax(ProxyShard *s) {
 
 /* 3.7 and 4.4 over this rank's proxies: U gathered whole, the logits of
  * REG_CHUNK proxies at a time, lambda dL_reg/dW into GW (the class-sum part
- * reduce-scattered to the owners). Returns this rank's sum of loss terms. */
-static double regulariser(ProxyShard *s, const float *slab) {
+ * reduce-scattered to the owners); W came with the similarity pass. Returns
+ * this rank's sum of loss terms. */
+static double regulariser(ProxyShard *s) {
   const int D = s->D, C = s->C, N = s->N, Mp = s->Mp, Cp = s->c1 - s->c0;
-  for (int j = 0; j < Mp; j++)
-    for (int d = 0; d < D; d++) s->W[(size_t)j * D + d] = slab[(size_t)j * D + d] / s->pnorm[j];
   float *Up = s->U + (size_t)s->c0 * D;
   for (int c = 0; c < Cp; c++) {
     float *u = Up + (size_t)c * D;
@@ -542,7 +541,7 @@ float proxyshard_forward(ProxyShard *s, const float *x_raw, const int *labels, c
   DIST_CHECK(MPI_Allgather(MPI_IN_PLACE, 0, MPI_FLOAT, s->x, B * D, MPI_FLOAT, s->d->comm));
   DIST_CHECK(MPI_Allgather(MPI_IN_PLACE, 0, MPI_INT, s->y, B, MPI_INT, s->d->comm));
   s->bytes += (double)G * D * sizeof(float) + (double)G * sizeof(int);
-  proxygml_similarity(s->S, s->pnorm, NULL, s->x, slab, G, s->Mp, D, s->nt);
+  proxygml_similarity(s->S, s->pnorm, s->W, s->x, slab, G, s->Mp, D, s->nt);   /* W: the full regulariser's only */
   if (s->K > s->N) {   /* negatives to choose (rows start with need = 0 otherwise) */
     select_bins(s, G, s->K - s->N);
     select_digits(s, G);
@@ -580,7 +579,7 @@ float proxyshard_forward(ProxyShard *s, const float *x_raw, const int *labels, c
   }
   s->loss_cls = (float)(cls * inv_g);
   s->loss_reg = s->reg_sampled ? (float)regulariser_sampled(s, slab)
-                : s->lambda > 0 ? (float)(regulariser(s, slab) / s->M) : 0.0f;
+                : s->lambda > 0 ? (float)(regulariser(s) / s->M) : 0.0f;
   s->loss = s->loss_cls + s->lambda * s->loss_reg;
   return s->loss;
 }
